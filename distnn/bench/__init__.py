@@ -1,0 +1,1 @@
+"""Micro-benchmarks of distnn's building blocks."""

@@ -1,0 +1,107 @@
+"""Cost of one training step against its matrix products alone.
+
+One step = ``net.gradient`` + mean + ``SGD.step`` on a [784, 100, 10] float32 net
+with a 128-sample batch. The reference is the same step's GEMMs and nothing else:
+a @ w.T per layer (forward), delta.T @ a per dW, delta @ w per propagated delta.
+The ratio step / GEMMs says how much the elementwise work and Python cost on top
+of the unavoidable arithmetic; the target is <= 1.5.
+
+BLAS is pinned to 1 thread (threadpoolctl) so the figure does not depend on how
+many cores other jobs leave free; the two timings are interleaved, repeat by
+repeat, and medians reported, so machine noise hits both alike.
+
+Run: python -m distnn.bench.step [--sizes 784 100 10] [--batch 128] [--repeats 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from distnn.network import MLP
+from distnn.optim import SGD
+
+
+def make_step(net: MLP, x: np.ndarray, y: np.ndarray) -> Callable[[], None]:
+    """One training step: summed gradient, mean, the seed's SGD update."""
+    optimizer = SGD(net.params)
+    grad = np.empty_like(net.params)
+    scale = 1.0 / len(x)
+
+    def step() -> None:
+        net.gradient(x, y, out=grad)
+        np.multiply(grad, scale, out=grad)  # grad_mean = (1/m) sum_x grad C_x
+        optimizer.step(net.params, grad, 1e-6)  # tiny lr: params stay put over repeats
+
+    return step
+
+
+def make_gemms(net: MLP, x: np.ndarray) -> Callable[[], None]:
+    """Exactly the matrix products of one step, into preallocated buffers."""
+    m, L = len(x), net.num_layers
+    dtype = net.dtype
+    zs = [np.empty((m, n), dtype) for n in net.sizes[1:]]
+    deltas = [np.random.default_rng(1).random((m, n), dtype) for n in net.sizes[1:]]
+    nabla_w = [np.empty_like(w) for w in net.weights]
+
+    def gemms() -> None:
+        a = x
+        for l in range(L):
+            np.matmul(a, net.weights[l].T, out=zs[l])  # forward
+            a = zs[l]
+        for l in range(L - 1, -1, -1):
+            np.matmul(deltas[l].T, x if l == 0 else zs[l - 1], out=nabla_w[l])  # dC/dw
+            if l > 0:
+                np.matmul(deltas[l], net.weights[l], out=deltas[l - 1])  # delta propagation
+
+    return gemms
+
+
+def time_per_call(fn: Callable[[], None], inner: int) -> float:
+    start = time.perf_counter()
+    for _ in range(inner):
+        fn()
+    return (time.perf_counter() - start) / inner
+
+
+def run(sizes: Sequence[int], batch: int, repeats: int, inner: int) -> dict[str, float]:
+    net = MLP(sizes, dtype="float32", seed=0)
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, sizes[0]), dtype=np.float32)
+    y = rng.integers(0, sizes[-1], batch)
+    step, gemms = make_step(net, x, y), make_gemms(net, x)
+    step_times, gemm_times = [], []
+    for _ in range(5):  # warm caches, BLAS buffers and the network's workspace
+        step(), gemms()
+    for _ in range(repeats):
+        step_times.append(time_per_call(step, inner))
+        gemm_times.append(time_per_call(gemms, inner))
+    step_median, gemm_median = statistics.median(step_times), statistics.median(gemm_times)
+    return {"step": step_median, "gemms": gemm_median, "ratio": step_median / gemm_median}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[784, 100, 10])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=200, help="timed repeats of each")
+    parser.add_argument("--inner", type=int, default=10, help="calls per timed repeat")
+    args = parser.parse_args(argv)
+    with threadpool_limits(limits=1):
+        result = run(args.sizes, args.batch, args.repeats, args.inner)
+    print(
+        f"sizes {args.sizes}, batch {args.batch}, float32, BLAS pinned to 1 thread, "
+        f"median of {args.repeats} interleaved repeats x {args.inner} calls"
+    )
+    print(f"  train step (gradient + SGD): {result['step'] * 1e6:8.1f} us")
+    print(f"  its matrix products alone:   {result['gemms'] * 1e6:8.1f} us")
+    print(f"  ratio:                       {result['ratio']:8.3f}  (target <= 1.5)")
+
+
+if __name__ == "__main__":
+    main()

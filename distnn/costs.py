@@ -1,0 +1,132 @@
+"""Cost functions C and their output errors delta^L = dC/dz^L, as tiny classes (Nielsen's
+network2 pattern): a new cost is a new class and nothing else changes.
+
+The network asks a cost for three things about the output layer L:
+
+- ``output(z, activation, out)``: a^L; the quadratic cost keeps the hidden
+  activation, the cross-entropy cost uses a softmax;
+- ``fn(z, a, y) -> float``: the cost SUMMED over the batch, sum_x C_x;
+- ``delta(z, a, y, activation, out)``: delta^L for every sample, shape (m, n_L).
+
+Targets y are integer class labels of shape (m,); the one-hot vectors of the
+seed are implied (y_j = 1 for j = label, else 0) and never materialised.
+Arrays are batches of rows: z, a have shape (m, n_L).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from distnn.activations import Activation
+
+__all__ = ["COSTS", "Cost", "CrossEntropyCost", "QuadraticCost", "get_cost"]
+
+
+class Cost(Protocol):
+    name: str
+
+    def output(
+        self, z: np.ndarray, activation: Activation, out: np.ndarray | None = None
+    ) -> np.ndarray: ...
+
+    def fn(self, z: np.ndarray, a: np.ndarray, y: np.ndarray) -> float: ...
+
+    def delta(
+        self,
+        z: np.ndarray,
+        a: np.ndarray,
+        y: np.ndarray,
+        activation: Activation,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray: ...
+
+
+def _minus_one_hot(a: np.ndarray, y: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """a - y with y the one-hot vectors of the labels: (m, n_L)."""
+    if out is None:
+        out = a.copy()
+    else:
+        np.copyto(out, a)
+    out[np.arange(len(y)), y] -= 1.0
+    return out
+
+
+class QuadraticCost:
+    """The seed's C_x = 1/2 ||y - a^L||^2;  delta^L = (a^L - y) (.) sigma'(z^L).
+
+    (The seed's slide writes sigma(z^L) in the matrix form; the derivation above it,
+    delta_j^L = dC/da_j^L sigma'(z_j^L), has the derivative, which is what we use.)
+    """
+
+    name = "quadratic"
+
+    def output(
+        self, z: np.ndarray, activation: Activation, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        return activation.fn(z, out=out)
+
+    def fn(self, z: np.ndarray, a: np.ndarray, y: np.ndarray) -> float:
+        diff = _minus_one_hot(a, y, None)
+        return 0.5 * float(np.vdot(diff, diff))  # sum_x 1/2 ||a - y||^2
+
+    def delta(
+        self,
+        z: np.ndarray,
+        a: np.ndarray,
+        y: np.ndarray,
+        activation: Activation,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        out = _minus_one_hot(a, y, out)  # dC/da^L = a^L - y
+        out *= activation.prime(z, a)  # (.) sigma'(z^L)
+        return out
+
+
+class CrossEntropyCost:
+    """Softmax output a^L_j = e^{z_j} / sum_k e^{z_k} with C_x = -ln a^L_y;  delta^L = a^L - y.
+
+    The softmax Jacobian cancels against d(-ln a_y)/da, which is why delta^L does
+    not involve the hidden activation at all.
+    """
+
+    name = "cross_entropy"
+
+    def output(
+        self, z: np.ndarray, activation: Activation, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        # Subtracting the row max changes nothing mathematically and keeps e^z <= 1.
+        out = np.subtract(z, z.max(axis=1, keepdims=True), out=out)
+        np.exp(out, out=out)
+        out /= out.sum(axis=1, keepdims=True)
+        return out
+
+    def fn(self, z: np.ndarray, a: np.ndarray, y: np.ndarray) -> float:
+        # -ln softmax(z)_y = logsumexp(z) - z_y, computed stably from z rather than
+        # from a, where ln(0) would appear once a_y underflows.
+        z_max = z.max(axis=1)  # (m,)
+        log_sum_exp = z_max + np.log(np.exp(z - z_max[:, None]).sum(axis=1))  # (m,)
+        return float(np.sum(log_sum_exp - z[np.arange(len(y)), y]))
+
+    def delta(
+        self,
+        z: np.ndarray,
+        a: np.ndarray,
+        y: np.ndarray,
+        activation: Activation,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        return _minus_one_hot(a, y, out)
+
+
+COSTS: dict[str, type] = {cls.name: cls for cls in (QuadraticCost, CrossEntropyCost)}
+
+
+def get_cost(spec: str | Cost) -> Cost:
+    """A cost from its name ("quadratic", "cross_entropy") or a cost object."""
+    if isinstance(spec, str):
+        if spec not in COSTS:
+            raise ValueError(f"unknown cost {spec!r}; choose one of {sorted(COSTS)}")
+        return COSTS[spec]()
+    return spec

@@ -1,0 +1,102 @@
+"""Optimizers that update the flat parameter vector in place.
+
+The seed's mini-batch SGD rule, for every weight and bias at once:
+
+    w -> w - (eta/m) sum_x dC_x/dw            (seed)
+      =  w - eta * grad_mean,  grad_mean = (1/m) sum_x dC_x/dw
+
+``SGD.step(params, grad_mean, lr)`` with the defaults is exactly
+``params -= lr * grad_mean``. Options, each off by default:
+
+- L2 weight decay (Nielsen's lmbda, on weights only via a mask):
+  g = grad_mean + weight_decay * w;
+- momentum mu (PyTorch's convention): v -> mu v + g, w -> w - eta v;
+- Nesterov momentum: v -> mu v + g, w -> w - eta (g + mu v).
+
+State (the velocity) is one flat vector like the parameters, so a checkpoint
+stores it with ``state_dict()``. Steps allocate nothing: scratch is preallocated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["SGD"]
+
+
+class SGD:
+    """Mini-batch SGD with optional momentum, Nesterov momentum and masked L2 weight decay.
+
+    ``params`` is either the parameter vector (its size and dtype are used) or its size.
+    ``decay_mask`` (bool, True where decay applies, e.g. ``MLP.weight_mask``) defaults
+    to all parameters.
+    """
+
+    def __init__(
+        self,
+        params: np.ndarray | int,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        decay_mask: np.ndarray | None = None,
+        dtype: str | np.dtype | None = None,
+    ):
+        if isinstance(params, np.ndarray):
+            n, dtype = params.size, dtype or params.dtype
+        else:
+            n, dtype = int(params), dtype or np.float32
+        if momentum < 0.0 or weight_decay < 0.0:
+            raise ValueError("momentum and weight_decay must be >= 0")
+        if nesterov and momentum == 0.0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+        self.weight_decay = float(weight_decay)
+        self.dtype = np.dtype(dtype)
+        self.velocity = np.zeros(n, self.dtype)  # v; stays 0 without momentum
+        self._scratch = np.empty(n, self.dtype)
+        # weight_decay on masked entries, 0 elsewhere, so decay is one multiply.
+        self._decay: np.ndarray | None = None
+        if self.weight_decay > 0.0:
+            mask = np.ones(n, bool) if decay_mask is None else np.asarray(decay_mask, bool)
+            if mask.shape != (n,):
+                raise ValueError(f"decay_mask must have shape ({n},), got {mask.shape}")
+            self._decay = np.where(mask, self.weight_decay, 0.0).astype(self.dtype)
+
+    def step(self, params: np.ndarray, grad_mean: np.ndarray, lr: float) -> None:
+        """Update ``params`` in place from the batch-mean gradient; ``grad_mean`` is not changed."""
+        lr = float(lr)
+        g = grad_mean
+        if self._decay is not None:
+            g = np.multiply(params, self._decay, out=self._scratch)  # lmbda * w (0 on biases)
+            g += grad_mean
+        if self.momentum == 0.0:
+            # The seed's rule: w -> w - eta * grad_mean.
+            params -= np.multiply(g, lr, out=self._scratch)
+            return
+        v = self.velocity
+        v *= self.momentum
+        v += g  # v -> mu v + g
+        if self.nesterov:
+            params -= np.multiply(g, lr, out=self._scratch)  # w - eta g ...
+            params -= np.multiply(v, lr * self.momentum, out=self._scratch)  # ... - eta mu v
+        else:
+            params -= np.multiply(v, lr, out=self._scratch)  # w - eta v
+
+    def state_dict(self) -> dict[str, np.ndarray | float]:
+        """Everything needed to resume: the velocity and the hyperparameters (for the record)."""
+        return {
+            "velocity": self.velocity.copy(),
+            "momentum": self.momentum,
+            "nesterov": float(self.nesterov),
+            "weight_decay": self.weight_decay,
+        }
+
+    def load_state_dict(self, state: dict[str, np.ndarray | float]) -> None:
+        """Restore the velocity; hyperparameters stay those given to the constructor."""
+        velocity = np.asarray(state["velocity"])
+        if velocity.shape != self.velocity.shape:
+            raise ValueError(
+                f"optimizer state has {velocity.size} parameters, this model {self.velocity.size}"
+            )
+        self.velocity[...] = velocity

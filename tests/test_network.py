@@ -1,0 +1,243 @@
+"""MLP: backprop against central finite differences, layout of the flat parameter
+vector, on_layer hooks, costs, initialisation, reproducibility and dtypes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from distnn.activations import ACTIVATIONS, ELU
+from distnn.costs import COSTS, CrossEntropyCost, QuadraticCost
+from distnn.network import MLP
+
+ACTIVATION_SPECS = [*ACTIVATIONS, {"name": "elu", "alpha": 0.5}]
+ACTIVATION_IDS = [*ACTIVATIONS, "elu0.5"]
+SIZES = [[5, 4, 3], [6, 5, 4, 4, 3]]
+
+
+def relative_error(a: np.ndarray, b: np.ndarray) -> float:
+    """||a - b|| / (||a|| + ||b||), the usual measure for gradient checks."""
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-300))
+
+
+def numerical_gradient(net: MLP, x: np.ndarray, y: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Central differences of the summed cost, one parameter at a time (forward pass only)."""
+    grad = np.empty_like(net.params)
+    for i in range(net.params.size):
+        old = net.params[i]
+        net.params[i] = old + eps
+        cost_plus = net.total_cost(x, y)
+        net.params[i] = old - eps
+        cost_minus = net.total_cost(x, y)
+        net.params[i] = old
+        grad[i] = (cost_plus - cost_minus) / (2 * eps)
+    return grad
+
+
+def pre_activations(net: MLP, x: np.ndarray) -> list[np.ndarray]:
+    zs, a = [], x
+    for w, b in zip(net.weights, net.biases):
+        zs.append(a @ w.T + b)
+        a = net.activation.fn(zs[-1])
+    return zs
+
+
+def batch_away_from_kinks(net: MLP, m: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """A batch whose z's are all > 1e-3 from 0, where ReLU, leaky ReLU and ELU kink,
+    so that finite differences with eps = 1e-6 never straddle a kink."""
+    for seed in range(1000):
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal((m, net.sizes[0]))
+        if min(np.abs(z).min() for z in pre_activations(net, x)) > 1e-3:
+            return x, rng.integers(0, net.sizes[-1], m)
+    raise AssertionError("no kink-free batch found")
+
+
+@pytest.mark.parametrize("sizes", SIZES, ids=["2-layer", "4-layer"])
+@pytest.mark.parametrize("cost", list(COSTS))
+@pytest.mark.parametrize("activation", ACTIVATION_SPECS, ids=ACTIVATION_IDS)
+def test_gradient_matches_finite_differences(activation, cost, sizes) -> None:
+    net = MLP(sizes, activation=activation, cost=cost, init="xavier", dtype="float64", seed=3)
+    net.biases[0][...] = np.random.default_rng(7).standard_normal(net.biases[0].shape)
+    x, y = batch_away_from_kinks(net)
+    cost_value, grad = net.gradient(x, y)
+    numerical = numerical_gradient(net, x, y)
+    assert relative_error(grad, numerical) < 1e-6
+    assert cost_value == pytest.approx(net.total_cost(x, y), rel=1e-12)
+
+
+@pytest.mark.parametrize("cost", list(COSTS))
+def test_gradient_is_sum_of_per_sample_gradients(cost) -> None:
+    net = MLP([6, 5, 4, 3], activation="tanh", cost=cost, dtype="float64", seed=1)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((7, 6)), rng.integers(0, 3, 7)
+    cost_value, grad = net.gradient(x, y)
+    per_sample = [net.gradient(x[i : i + 1], y[i : i + 1]) for i in range(len(x))]
+    np.testing.assert_allclose(grad, sum(g for _, g in per_sample), rtol=1e-12, atol=1e-14)
+    assert cost_value == pytest.approx(sum(c for c, _ in per_sample), rel=1e-12)
+
+
+def test_forward_matches_the_seeds_column_equations() -> None:
+    """z = w a + b per sample, with a as a column vector, exactly as in the seed."""
+    net = MLP([4, 3, 2], activation="sigmoid", dtype="float64", seed=5)
+    x = np.random.default_rng(0).random((3, 4))
+    for sample, output in zip(x, net.forward(x)):
+        a = sample.reshape(-1, 1)  # column
+        for w, b in zip(net.weights, net.biases):
+            a = 1.0 / (1.0 + np.exp(-(w @ a + b.reshape(-1, 1))))
+        np.testing.assert_allclose(output, a.ravel(), rtol=1e-13)
+    np.testing.assert_array_equal(net.predict(x), np.argmax(net.forward(x), axis=1))
+
+
+def test_params_layout_and_views() -> None:
+    net = MLP([5, 4, 3], seed=0)
+    assert net.sizes == [5, 4, 3]
+    assert [w.shape for w in net.weights] == [(4, 5), (3, 4)]
+    assert [b.shape for b in net.biases] == [(4,), (3,)]
+    assert net.params.size == 4 * 5 + 4 + 3 * 4 + 3
+    assert net.layer_slices == [slice(0, 24), slice(24, 39)]
+    for w, b, s in zip(net.weights, net.biases, net.layer_slices):
+        # w then b, row-major, inside the layer's slice
+        np.testing.assert_array_equal(net.params[s], np.concatenate([w.ravel(), b]))
+        assert np.shares_memory(w, net.params) and np.shares_memory(b, net.params)
+    net.params[:] = np.arange(net.params.size)  # writing params changes weights
+    assert net.weights[0][1, 0] == 5 and net.biases[0][0] == 20 and net.weights[1][0, 0] == 24
+    net.weights[1][2, 3] = -7.0  # and writing weights changes params
+    net.biases[1][2] = -8.0
+    assert net.params[24 + 2 * 4 + 3] == -7.0 and net.params[-1] == -8.0
+    mask = net.weight_mask
+    assert mask.dtype == bool and mask.sum() == 20 + 12
+    assert not mask[20:24].any() and not mask[36:39].any() and mask[24:36].all()
+
+
+def test_on_layer_order_and_slice_is_final() -> None:
+    net = MLP([6, 5, 4, 4, 3], cost="cross_entropy", dtype="float64", seed=2)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 6)), rng.integers(0, 3, 8)
+    out = np.full(net.params.size, np.nan)
+    calls, snapshots = [], {}
+
+    def on_layer(l: int) -> None:
+        calls.append(l)
+        snapshots[l] = out[net.layer_slices[l]].copy()
+
+    _, grad = net.gradient(x, y, out=out, on_layer=on_layer)
+    assert grad is out
+    assert calls == [3, 2, 1, 0]
+    for l, s in enumerate(net.layer_slices):
+        np.testing.assert_array_equal(snapshots[l], grad[s])  # nothing changed it later
+    _, reference = net.gradient(x, y)
+    np.testing.assert_array_equal(grad, reference)
+
+
+def test_workspace_reuse_with_changing_batch_sizes() -> None:
+    net = MLP([5, 4, 3], cost="cross_entropy", dtype="float64", seed=0)
+    rng = np.random.default_rng(1)
+    batches = [(rng.standard_normal((m, 5)), rng.integers(0, 3, m)) for m in (4, 3, 4, 1, 7, 2)]
+    first = [net.gradient(x, y)[1].copy() for x, y in batches]
+    again = [net.gradient(x, y)[1] for x, y in reversed(batches)][::-1]
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_costs_against_direct_formulas() -> None:
+    rng = np.random.default_rng(0)
+    z, y = rng.standard_normal((5, 4)), rng.integers(0, 4, 5)
+    one_hot = np.eye(4)[y]
+    sigmoid = ACTIVATIONS["sigmoid"]()
+    quadratic = QuadraticCost()
+    a = quadratic.output(z, sigmoid)
+    assert quadratic.fn(z, a, y) == pytest.approx(0.5 * np.sum((one_hot - a) ** 2), rel=1e-13)
+    np.testing.assert_allclose(quadratic.delta(z, a, y, sigmoid), (a - one_hot) * a * (1 - a))
+    ce = CrossEntropyCost()
+    softmax = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(ce.output(z, sigmoid), softmax, rtol=1e-13)
+    assert ce.fn(z, softmax, y) == pytest.approx(-np.log(softmax[np.arange(5), y]).sum())
+    np.testing.assert_allclose(ce.delta(z, softmax, y, sigmoid), softmax - one_hot)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_stable_for_huge_z(dtype) -> None:
+    z = np.array([[1e30, -1e30, 0.0], [-1e4, 1e4, 3.0], [1e30, 1e30, -1e30]], dtype)
+    y = np.array([1, 1, 0])
+    ce = CrossEntropyCost()
+    # e^-2e30 underflowing to 0 is the right answer; overflow or NaN is not.
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        a = ce.output(z, None)
+        cost = ce.fn(z, a, y)
+        delta = ce.delta(z, a, y, None)
+    assert a.dtype == dtype and delta.dtype == dtype
+    np.testing.assert_allclose(a, [[1, 0, 0], [0, 1, 0], [0.5, 0.5, 0]], atol=1e-7)
+    assert np.isfinite(cost) and cost == pytest.approx(2e30 + 0.0 + np.log(2.0), rel=1e-6)
+
+
+def test_reproducible_with_seed() -> None:
+    a, b, c = MLP([10, 8, 3], seed=4), MLP([10, 8, 3], seed=4), MLP([10, 8, 3], seed=5)
+    np.testing.assert_array_equal(a.params, b.params)
+    assert not np.array_equal(a.params, c.params)
+    d = MLP([10, 8, 3], seed=4, dtype="float64")  # same draws, then rounded to float32
+    np.testing.assert_array_equal(a.params, d.params.astype(np.float32))
+
+
+def test_initializer_scales() -> None:
+    n_in, n_out = 400, 300
+    standard = MLP([n_in, n_out], init="standard", dtype="float64", seed=0)
+    xavier = MLP([n_in, n_out], init="xavier", dtype="float64", seed=0)
+    he = MLP([n_in, n_out], init="he", dtype="float64", seed=0)
+    assert standard.weights[0].std() == pytest.approx(1.0, rel=0.02)
+    assert standard.biases[0].std() == pytest.approx(1.0, rel=0.15)
+    assert xavier.weights[0].std() == pytest.approx(np.sqrt(2 / (n_in + n_out)), rel=0.02)
+    assert he.weights[0].std() == pytest.approx(np.sqrt(2 / n_in), rel=0.02)
+    assert not xavier.biases[0].any() and not he.biases[0].any()
+
+
+def test_config_round_trip() -> None:
+    net = MLP([7, 6, 3], activation=ELU(0.5), cost="cross_entropy", init="he", seed=9)
+    config = json.loads(json.dumps(net.config()))
+    assert config == {
+        "sizes": [7, 6, 3],
+        "activation": {"name": "elu", "alpha": 0.5},
+        "cost": "cross_entropy",
+        "init": "he",
+        "dtype": "float32",
+        "seed": 9,
+    }
+    rebuilt = MLP(**config)
+    assert rebuilt.config() == net.config()
+    assert rebuilt.activation.alpha == 0.5
+    np.testing.assert_array_equal(rebuilt.params, net.params)
+    assert MLP([3, 2]).config()["activation"] == "sigmoid"
+
+
+@pytest.mark.parametrize("cost", list(COSTS))
+@pytest.mark.parametrize("activation", ACTIVATION_SPECS, ids=ACTIVATION_IDS)
+def test_float32_everywhere(activation, cost) -> None:
+    """No silent upcast: params, gradient, outputs and every buffer stay float32,
+    and the float32 gradient agrees with the float64 one to float32 precision."""
+    net32 = MLP([6, 5, 4], activation=activation, cost=cost, dtype="float32", seed=0)
+    net64 = MLP(**{**net32.config(), "dtype": "float64"})
+    net64.params[:] = net32.params  # identical (float32-representable) parameters
+    rng = np.random.default_rng(0)
+    x, y = rng.random((9, 6)).astype(np.float32), rng.integers(0, 4, 9)
+    cost32, grad32 = net32.gradient(x, y)
+    assert isinstance(cost32, float)
+    assert grad32.dtype == np.float32 and net32.params.dtype == np.float32
+    assert net32.forward(x).dtype == np.float32
+    for buffers in vars(net32._workspace(9)).values():
+        assert all(b.dtype == np.float32 for b in buffers)
+    cost64, grad64 = net64.gradient(x.astype(np.float64), y)
+    assert cost32 == pytest.approx(cost64, rel=1e-5)
+    assert relative_error(grad32, grad64) < 1e-5
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="unknown cost"):
+        MLP([3, 2], cost="hinge")
+    with pytest.raises(ValueError, match="unknown init"):
+        MLP([3, 2], init="orthogonal")
+    with pytest.raises(ValueError, match="dtype"):
+        MLP([3, 2], dtype="float16")
+    with pytest.raises(ValueError, match="shape"):
+        MLP([3, 2]).forward(np.zeros((4, 5), np.float32))
