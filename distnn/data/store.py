@@ -1,0 +1,199 @@
+"""The HDF5 file distnn trains from: its schema, atomic writing and validation.
+
+Schema version 1 (documented in data/README.md):
+
+    /train/images   uint8 (N_train, n_features)   chunks of CHUNK_ROWS whole rows
+    /train/labels   uint8 (N_train,)              chunks of CHUNK_ROWS
+    /train/source_index uint32 (N_train,)         row i came from source row source_index[i]
+    /test/...       the same for the test split (kept in source order)
+    attrs: schema_version, source, source_sha256, image_shape, n_classes, shuffle_seed
+
+Chunks are blocks of whole rows and uncompressed, so a contiguous block of
+rows is read by touching only the chunks that hold it. Non-goal: parallel
+(MPI-IO) HDF5; every rank opens the file read-only on its own.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .errors import DataError
+
+SCHEMA_VERSION = 1
+SPLITS = ("train", "test")
+CHUNK_ROWS = 256  # 256 x 784 B = 196 KiB per image chunk: fits h5py's 1 MiB chunk cache
+REQUIRED_ATTRS = ("schema_version", "source", "source_sha256", "image_shape", "n_classes",
+                  "shuffle_seed")
+
+
+def write_atomic(path: str | Path, splits: dict[str, dict[str, np.ndarray]],
+                 attrs: dict[str, object]) -> Path:
+    """Write `splits` ({"train": {"images", "labels", "source_index"}, "test": ...})
+    and file `attrs` to `path`, all or nothing.
+
+    The file is built as a temp file in the target's directory (so the final
+    rename stays on one file system), validated, fsynced, then moved over
+    `path` with os.replace, which is atomic on POSIX. On any error the temp
+    file is removed and whatever was at `path` before is untouched.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"output path is a directory: {path}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".tmp")
+    except OSError as err:
+        raise DataError(f"cannot write {path}: {err.strerror or err}") from None
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with h5py.File(tmp, "w") as f:
+            for key, value in attrs.items():
+                f.attrs[key] = value
+            for split, arrays in splits.items():
+                _write_split(f, split, arrays)
+        validate(tmp)  # never publish a file our own reader would reject
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; data files are meant to be shared
+        os.replace(tmp, path)
+    except BaseException as err:  # includes KeyboardInterrupt: never leave the temp file
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise DataError(f"cannot write {path}: {err.strerror or err}") from None
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _write_split(f: h5py.File, split: str, arrays: dict[str, np.ndarray]) -> None:
+    """Write one split's datasets as row-block chunks."""
+    group = f.create_group(split)
+    for name, array in arrays.items():
+        rows = max(1, min(CHUNK_ROWS, len(array)))
+        group.create_dataset(name, data=array, chunks=(rows, *array.shape[1:]))
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable; some file systems cannot fsync a directory."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def open_checked(path: str | Path) -> Iterator[h5py.File]:
+    """Open `path` read-only after checking it follows the schema."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(
+            f"data file not found: {path} (create it with: python -m distnn.data prepare)"
+        )
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise DataError(f"{path}: not a readable HDF5 file ({err})") from None
+    with f:
+        _check_schema(f, path)
+        yield f
+
+
+def validate(path: str | Path) -> None:
+    """Raise `DataError` unless `path` is a valid schema-1 data file."""
+    with open_checked(path):
+        pass
+
+
+def _check_schema(f: h5py.File, path: Path) -> None:
+    """Check attrs, groups, dtypes and shapes; each failure is one clear line."""
+    version = f.attrs.get("schema_version")
+    if version is None:
+        raise DataError(f"{path}: no schema_version attribute; not a distnn data file")
+    if int(version) != SCHEMA_VERSION:
+        raise DataError(
+            f"{path}: schema version {int(version)}, this distnn reads {SCHEMA_VERSION}; "
+            "re-run python -m distnn.data prepare"
+        )
+    for key in REQUIRED_ATTRS:
+        if key not in f.attrs:
+            raise DataError(f"{path}: missing file attribute {key!r}")
+    image_shape = np.asarray(f.attrs["image_shape"])
+    if image_shape.ndim != 1 or not np.issubdtype(image_shape.dtype, np.integer) \
+            or np.any(image_shape < 1):
+        raise DataError(f"{path}: attribute image_shape must be positive integers, "
+                        f"got {image_shape.tolist()}")
+    n_features = int(np.prod(image_shape))
+    for split in SPLITS:
+        if not isinstance(f.get(split), h5py.Group):
+            raise DataError(f"{path}: missing group /{split}")
+        for name, ndim in (("images", 2), ("labels", 1)):
+            ds = f[split].get(name)
+            if not isinstance(ds, h5py.Dataset):
+                raise DataError(f"{path}: missing dataset /{split}/{name}")
+            if ds.dtype != np.uint8:
+                raise DataError(f"{path}: /{split}/{name} has dtype {ds.dtype}, expected uint8")
+            if ds.ndim != ndim:
+                raise DataError(f"{path}: /{split}/{name} has shape {ds.shape}, expected {ndim}-D")
+        images, labels = f[split]["images"], f[split]["labels"]
+        if images.shape[1] != n_features:
+            raise DataError(
+                f"{path}: /{split}/images has {images.shape[1]} features, image_shape "
+                f"{tuple(image_shape.tolist())} needs {n_features}"
+            )
+        if len(images) != len(labels):
+            raise DataError(
+                f"{path}: /{split} has {len(images)} images but {len(labels)} labels"
+            )
+
+
+def describe(path: str | Path) -> dict:
+    """Validate `path` and return its schema attrs and split sizes.
+
+    Keys: path, schema_version, source, source_sha256, image_shape (tuple),
+    n_features, n_classes, shuffle_seed, train_size, test_size.
+    """
+    with open_checked(path) as f:
+        image_shape = tuple(int(d) for d in f.attrs["image_shape"])
+        return {
+            "path": str(path),
+            "schema_version": int(f.attrs["schema_version"]),
+            "source": str(f.attrs["source"]),
+            "source_sha256": str(f.attrs["source_sha256"]),
+            "image_shape": image_shape,
+            "n_features": int(np.prod(image_shape)),
+            "n_classes": int(f.attrs["n_classes"]),
+            "shuffle_seed": int(f.attrs["shuffle_seed"]),
+            "train_size": len(f["train/labels"]),
+            "test_size": len(f["test/labels"]),
+        }
+
+
+def class_counts(path: str | Path, split: str) -> np.ndarray:
+    """Number of rows of each class in `split`, shape (n_classes,)."""
+    with open_checked(path) as f:
+        check_split(split)
+        labels = f[split]["labels"][:]  # labels are small: 1 byte a row
+        return np.bincount(labels, minlength=int(f.attrs["n_classes"]))
+
+
+def check_split(split: str) -> None:
+    """Reject split names the schema does not have."""
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
