@@ -1,0 +1,129 @@
+"""The handful of collective operations the trainer needs, and nothing else.
+
+This is the only module of distnn that imports mpi4py. Everything the training
+loop does across ranks goes through a ``Comm``: ``MPIComm`` when the job runs
+on several ranks, ``SerialComm`` when it runs as one plain process. Both offer
+the same methods, so the loop has no ``if distributed`` branches, and a single
+process never touches MPI while you debug it with pdb or a profiler.
+
+Naming follows Horovod: a trailing underscore means "in place" (the buffer
+passed in holds the result), and ``i``-prefixed calls return a handle to
+``wait()`` on.
+
+Only upper-case mpi4py calls are used for arrays (``Allreduce``, ``Bcast``):
+they move the numpy buffer directly instead of pickling it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class Request(Protocol):
+    def wait(self) -> None: ...
+
+
+class _Done:
+    """The handle of an operation that completed when it was started."""
+
+    def wait(self) -> None:
+        pass
+
+
+class SerialComm:
+    """One process: every collective is the identity."""
+
+    rank = 0
+    size = 1
+
+    def allreduce_(self, buf: np.ndarray) -> np.ndarray:
+        return buf
+
+    def iallreduce_(self, buf: np.ndarray) -> Request:
+        return _Done()
+
+    def max_(self, buf: np.ndarray) -> np.ndarray:
+        return buf
+
+    def bcast_(self, buf: np.ndarray, root: int = 0) -> np.ndarray:
+        return buf
+
+    def bcast(self, obj: Any, root: int = 0) -> Any:
+        return obj
+
+    def barrier(self) -> None:
+        pass
+
+    def ranks_on_this_node(self) -> int:
+        return 1
+
+    def abort(self, code: int = 1) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+class MPIComm:
+    """Several ranks: thin wrappers over one mpi4py communicator."""
+
+    def __init__(self, comm: Any) -> None:
+        from mpi4py import MPI
+
+        self._MPI = MPI
+        self._comm = comm
+        self.rank: int = comm.Get_rank()
+        self.size: int = comm.Get_size()
+
+    def allreduce_(self, buf: np.ndarray) -> np.ndarray:
+        """Sum ``buf`` over all ranks, in place: one message, no second buffer."""
+        self._comm.Allreduce(self._MPI.IN_PLACE, buf, op=self._MPI.SUM)
+        return buf
+
+    def iallreduce_(self, buf: np.ndarray) -> Request:
+        """Start summing ``buf`` in place; the sum is there after ``wait()``."""
+        return self._comm.Iallreduce(self._MPI.IN_PLACE, buf, op=self._MPI.SUM)
+
+    def max_(self, buf: np.ndarray) -> np.ndarray:
+        self._comm.Allreduce(self._MPI.IN_PLACE, buf, op=self._MPI.MAX)
+        return buf
+
+    def bcast_(self, buf: np.ndarray, root: int = 0) -> np.ndarray:
+        self._comm.Bcast(buf, root=root)
+        return buf
+
+    def bcast(self, obj: Any, root: int = 0) -> Any:
+        """Broadcast a small picklable object (a config, a path, an error)."""
+        return self._comm.bcast(obj, root=root)
+
+    def barrier(self) -> None:
+        self._comm.Barrier()
+
+    def ranks_on_this_node(self) -> int:
+        """How many ranks share this node's memory (and so its cores)."""
+        local = self._comm.Split_type(self._MPI.COMM_TYPE_SHARED)
+        try:
+            return local.Get_size()
+        finally:
+            local.Free()
+
+    def abort(self, code: int = 1) -> None:
+        """End every rank of the job now, so none waits forever in a collective."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self._comm.Abort(code)
+
+
+Comm = SerialComm | MPIComm
+
+
+def world() -> Comm:
+    """The communicator of the whole job: MPI if launched on several ranks."""
+    from mpi4py import MPI
+
+    if MPI.COMM_WORLD.Get_size() == 1:
+        return SerialComm()
+    return MPIComm(MPI.COMM_WORLD)

@@ -1,0 +1,102 @@
+"""Test-set evaluation: accuracy, per-class accuracy, confusion matrix.
+
+    python -m distnn.evaluate runs/checkpoint.h5                 # on the data it trained on
+    python -m distnn.evaluate runs/checkpoint.h5 --show 5        # five digits as ASCII art
+    mpirun -n 4 python -m distnn.evaluate runs/checkpoint.h5     # sharded over ranks
+
+Each rank counts its own shard of the test set into a confusion matrix; the
+matrices are summed over ranks, so every test image counts exactly once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from distnn.network import MLP
+
+EVAL_BATCH = 1000  # rows per forward pass: bounds memory on a large test shard
+
+
+def confusion(net: MLP, x: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """counts[i, j] = how many samples of class i the net predicts as class j."""
+    counts = np.zeros((n_classes, n_classes), np.int64)
+    for start in range(0, len(y), EVAL_BATCH):
+        predicted = net.predict(x[start:start + EVAL_BATCH])
+        np.add.at(counts, (y[start:start + EVAL_BATCH], predicted), 1)
+    return counts
+
+
+def accuracy(counts: np.ndarray) -> float:
+    return float(np.trace(counts) / max(1, counts.sum()))
+
+
+def ascii_digit(pixels: np.ndarray, shape: tuple[int, int]) -> list[str]:
+    """A greyscale image (values 0..1) as lines of text, darker pixels denser glyphs."""
+    ramp = " .:-=+*#%@"
+    levels = np.clip((pixels.reshape(shape) * len(ramp)).astype(int), 0, len(ramp) - 1)
+    return ["".join(ramp[v] for v in row) for row in levels]
+
+
+def report(counts: np.ndarray) -> str:
+    """Accuracy, per-class accuracy and the confusion matrix, as a printable table."""
+    n = counts.shape[0]
+    per_class = np.diag(counts) / np.maximum(1, counts.sum(axis=1))
+    lines = [f"test accuracy: {accuracy(counts):.2%} ({np.trace(counts)}/{counts.sum()})", "",
+             "class  accuracy   count"]
+    lines += [f"{i:>5}  {per_class[i]:>8.2%}  {counts[i].sum():>6}" for i in range(n)]
+    width = max(5, len(str(counts.max())) + 1)
+    lines += ["", "confusion matrix (rows: true class, columns: predicted)",
+              "      " + "".join(f"{j:>{width}}" for j in range(n))]
+    lines += [f"{i:>5} " + "".join(f"{v:>{width}}" for v in counts[i]) for i in range(n)]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from distnn.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+    from distnn.comm import world
+    from distnn.data import DataError, describe, read_shard
+
+    comm = world()
+    parser = argparse.ArgumentParser(
+        prog="python -m distnn.evaluate",
+        description="Evaluate a trained checkpoint on the test set of an HDF5 data file.",
+    )
+    parser.add_argument("checkpoint", help="a checkpoint written by python -m distnn.train")
+    parser.add_argument("--data", help="HDF5 data file (default: the one the run trained on)")
+    parser.add_argument("--show", type=int, default=0, metavar="N",
+                        help="print the first N test images as ASCII art with label and prediction")
+    args = parser.parse_args(argv)
+    try:
+        net = load_checkpoint(args.checkpoint)
+        data = args.data or read_checkpoint(args.checkpoint)["config"]["data"]
+        info = describe(data)
+        if info["n_features"] != net.sizes[0] or info["n_classes"] != net.sizes[-1]:
+            raise DataError(
+                f"{data} has {info['n_features']} features and {info['n_classes']} classes; "
+                f"the network expects {net.sizes[0]} and {net.sizes[-1]}"
+            )
+        images, labels = read_shard(data, "test", comm.rank, comm.size)
+    except (CheckpointError, DataError) as err:
+        if comm.rank == 0:
+            print(f"distnn.evaluate: error: {err}", file=sys.stderr)
+        return 2
+    x = images.astype(net.dtype) / 255
+    y = labels.astype(np.intp)
+    counts = comm.allreduce_(confusion(net, x, y, net.sizes[-1]))
+    if comm.rank == 0:
+        print(report(counts))
+        if args.show > 0:
+            shown, show_y = read_shard(data, "test", 0, 1)
+            shown, show_y = shown[: args.show].astype(net.dtype) / 255, show_y[: args.show]
+            for pixels, label, guess in zip(shown, show_y, net.predict(shown)):
+                mark = "right" if label == guess else "WRONG"
+                print(f"\nlabel {label}, predicted {guess} ({mark})")
+                print("\n".join(ascii_digit(pixels, tuple(info["image_shape"]))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

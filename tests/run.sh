@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite: the serial tests, then the distributed ones on 2 and 4 ranks.
+#
+#   bash tests/run.sh            # what CI runs (slow tests left out)
+#   bash tests/run.sh -m slow    # only the slow ones (real MNIST training)
+#
+# Extra arguments go to the serial pytest run. mpirun is the one the `mpich`
+# extra installs, unless another is first on PATH.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+markers=(-m "not slow")
+for arg in "$@"; do
+    if [ "$arg" = "-m" ]; then markers=(); fi  # the caller chose the markers
+done
+
+python -m pytest "${markers[@]}" "$@"
+# Only tests marked @pytest.mark.mpi run under mpirun: the rest ran above, once.
+for ranks in 2 4; do
+    echo "== distributed tests on $ranks ranks"
+    mpirun -n "$ranks" python -m pytest --with-mpi -m "mpi and not slow" -q -p no:cacheprovider
+done

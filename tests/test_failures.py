@@ -1,0 +1,64 @@
+"""Whole jobs under mpirun: one rank's failure ends all of them, signals checkpoint.
+
+Serial tests that launch `mpirun -n 2` themselves, because the thing checked is
+what mpirun does when a rank raises, dies, or is signalled.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from distnn.checkpoint import read_checkpoint
+from distnn.train import EXIT_INTERRUPTED
+from tests.synthetic import make_dataset
+
+MPIRUN = shutil.which("mpirun")
+pytestmark = pytest.mark.skipif(MPIRUN is None, reason="no mpirun on PATH (pip install mpich)")
+HERE = Path(__file__).parent
+# Long enough that a hung job would be obvious: thousands of steps.
+TRAIN = ["--layers", "16,12,4", "--batch-size", "4", "--epochs", "1000", "--no-progress",
+         "--warmup-epochs", "0"]
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return make_dataset(tmp_path / "synthetic.h5")
+
+
+@pytest.mark.parametrize("mode", ["raise", "kill"])
+def test_one_failing_rank_ends_the_job_quickly(mode, data, tmp_path):
+    t0 = time.monotonic()
+    result = subprocess.run(
+        [MPIRUN, "-n", "2", sys.executable, str(HERE / "faulty_train.py"), mode,
+         "--data", str(data), "--checkpoint", str(tmp_path / "c.h5"), *TRAIN],
+        capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - t0
+    assert result.returncode != 0
+    assert elapsed < 30, f"the job took {elapsed:.0f}s to end"
+    if mode == "raise":
+        assert "injected failure on rank 1" in result.stderr
+        assert "rank 1 failed; aborting all ranks" in result.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_to_mpirun_checkpoints_every_rank_out(sig, data, tmp_path):
+    ckpt = tmp_path / "c.h5"
+    proc = subprocess.Popen(
+        [MPIRUN, "-n", "2", sys.executable, "-m", "distnn.train", "--data", str(data),
+         "--checkpoint", str(ckpt), *TRAIN],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("distnn:")  # set up, training
+    time.sleep(1.0)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    assert "continue with --resume" in out
+    position = read_checkpoint(ckpt)["position"]
+    assert position["ranks"] == 2 and (position["epoch"], position["step"]) > (0, 0)

@@ -1,0 +1,206 @@
+"""The trainer in one process: its pure pieces, its command line, its failure modes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from distnn import load_checkpoint
+from distnn.checkpoint import read_checkpoint
+from distnn.comm import SerialComm
+from distnn.config import Config, parse_args
+from distnn.data import shard_range
+from distnn.train import EXIT_INTERRUPTED, epoch_order, steps_per_epoch, train
+from tests.synthetic import make_dataset
+
+SMALL = ["--layers", "16,12,4", "--batch-size", "16", "--lr", "0.5", "--warmup-epochs", "0",
+         "--no-progress"]
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return make_dataset(tmp_path / "synthetic.h5")
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "distnn.train", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def run_inprocess(argv: list[str]) -> int:
+    cfg, given = parse_args(argv)
+    return train(cfg, given, SerialComm())
+
+
+# -- pure pieces -----------------------------------------------------------------
+
+@pytest.mark.parametrize("n,m,ranks", [(60000, 128, 1), (60000, 128, 3), (60000, 128, 4),
+                                       (10, 3, 3), (17, 5, 4), (1000, 7, 7), (9, 9, 9)])
+def test_steps_per_epoch_is_what_every_rank_can_run(n, m, ranks):
+    steps = steps_per_epoch(n, m, ranks)
+    per_rank = []
+    for r in range(ranks):
+        n_r = np.subtract(*shard_range(n, r, ranks)[::-1])
+        m_r = np.subtract(*shard_range(m, r, ranks)[::-1])
+        assert steps * m_r <= n_r  # no rank runs out of samples
+        per_rank.append(n_r // m_r)
+    assert steps == min(per_rank)  # and none could have run all ranks one step more
+
+
+def test_epoch_order_is_a_seeded_permutation():
+    a = epoch_order(100, seed=3, epoch=2, rank=1)
+    assert sorted(a) == list(range(100))
+    assert np.array_equal(a, epoch_order(100, seed=3, epoch=2, rank=1))
+    for other in [(4, 2, 1), (3, 3, 1), (3, 2, 0)]:
+        assert not np.array_equal(a, epoch_order(100, *other))
+
+
+# -- training in one process -------------------------------------------------------
+
+def test_training_learns_and_checkpoints(data, tmp_path):
+    ckpt, metrics = tmp_path / "c.h5", tmp_path / "m.jsonl"
+    status = run_inprocess(["--data", str(data), "--checkpoint", str(ckpt), "--metrics",
+                            str(metrics), "--epochs", "4", *SMALL])
+    assert status == 0
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert records[0]["event"] == "start" and records[0]["config"]["epochs"] == 4
+    epochs = [r for r in records if "epoch" in r and "cost" in r]
+    assert [r["epoch"] for r in epochs] == [1, 2, 3, 4]
+    assert epochs[-1]["cost"] < epochs[0]["cost"]
+    # An independent count of the checkpoint's predictions, not the trainer's figure.
+    import h5py
+    with h5py.File(data) as f:
+        x, y = f["test/images"][()] / 255.0, f["test/labels"][()]
+    net = load_checkpoint(ckpt)
+    independent = float(np.mean(net.predict(x.astype(net.dtype)) == y))
+    assert independent > 0.9  # 4 classes: chance is 0.25
+    assert epochs[-1]["test_accuracy"] == pytest.approx(independent)
+    assert read_checkpoint(ckpt)["position"] == {"epoch": 4, "step": 0, "steps": 30,
+                                                 "epoch_cost": 0.0, "ranks": 1}
+
+
+def test_resume_after_interrupt_equals_uninterrupted_bitwise(data, tmp_path):
+    args = ["--data", str(data), "--epochs", "3", "--momentum", "0.9", *SMALL]
+    assert run_inprocess([*args, "--checkpoint", str(tmp_path / "full.h5")]) == 0
+
+    class StopAtStep:  # what SIGTERM does, at a step of our choosing
+        calls = 0
+
+        @property
+        def requested(self) -> bool:
+            self.calls += 1
+            return self.calls == 40  # epoch 2, step 10
+
+    cfg, given = parse_args([*args, "--checkpoint", str(tmp_path / "cut.h5")])
+    assert train(cfg, given, SerialComm(), stop=StopAtStep()) == EXIT_INTERRUPTED
+    assert read_checkpoint(tmp_path / "cut.h5")["position"]["step"] == 10
+    assert run_inprocess([*args, "--checkpoint", str(tmp_path / "cut.h5"), "--resume"]) == 0
+    full = load_checkpoint(tmp_path / "full.h5").params
+    resumed = load_checkpoint(tmp_path / "cut.h5").params
+    assert np.array_equal(full, resumed)
+
+
+def test_resume_refuses_a_changed_setting(data, tmp_path):
+    ckpt = str(tmp_path / "c.h5")
+    assert run_inprocess(["--data", str(data), "--checkpoint", ckpt, "--epochs", "1",
+                          *SMALL]) == 0
+    result = run_cli("--data", str(data), "--checkpoint", ckpt, "--resume", "--epochs", "2",
+                     *SMALL[:-3], "--lr", "0.1")
+    assert result.returncode == 2
+    assert "--lr 0.1 differs from the checkpoint's 0.5" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_diverging_run_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
+    ckpt = tmp_path / "c.h5"
+    # lr is fine for epoch 1, then the step schedule multiplies it by 1e30.
+    result = run_cli("--data", str(data), "--checkpoint", str(ckpt), "--epochs", "3",
+                     "--schedule", "step", "--step-epochs", "1", "--gamma", "1e30",
+                     "--momentum", "0", "--activation", "relu", *SMALL)
+    assert result.returncode == 1
+    assert "training cost became" in result.stderr and "Traceback" not in result.stderr
+    assert read_checkpoint(ckpt)["position"]["epoch"] == 1
+    assert np.all(np.isfinite(load_checkpoint(ckpt).params))
+
+
+# -- the command line ------------------------------------------------------------
+
+@pytest.mark.parametrize("args,message", [
+    (["--layers", "784,x,10"], "expected comma-separated sizes"),
+    (["--layers", "784"], "at least two positive sizes"),
+    (["--lr", "-1"], "--lr must be a positive number"),
+    (["--momentum", "1.5"], "--momentum must be in [0, 1)"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--activation", "swish"], "invalid choice"),
+])
+def test_bad_arguments_get_one_clear_error(args, message):
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_data_that_does_not_fit_the_network_is_refused(data, tmp_path):
+    result = run_cli("--data", str(data), "--checkpoint", str(tmp_path / "c.h5"),
+                     "--layers", "784,30,10")
+    assert result.returncode == 2
+    assert "has 16 features and 4 classes" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "c.h5").exists()
+
+
+def test_missing_data_file_is_a_clear_error(tmp_path):
+    result = run_cli("--data", str(tmp_path / "nope.h5"), "--checkpoint", str(tmp_path / "c"))
+    assert result.returncode == 2
+    assert "data file not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_help_explains_the_job():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for phrase in ("--batch-size", "global mini-batch", "--resume", "DISTNN_THREADS", "75"):
+        assert phrase in result.stdout
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_checkpoints_and_resume_finishes(data, tmp_path, sig):
+    ckpt = tmp_path / "c.h5"
+    args = ["--data", str(data), "--checkpoint", str(ckpt), *SMALL, "--batch-size", "4",
+            "--layers", "16,400,400,4"]
+    proc = subprocess.Popen([sys.executable, "-m", "distnn.train", *args, "--epochs", "1000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("distnn:")  # set up: now training
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    assert "continue with --resume" in out
+    position = read_checkpoint(ckpt)["position"]
+    done = position["epoch"]
+    result = run_cli(*args, "--epochs", str(done + 1), "--resume")
+    assert result.returncode == 0, result.stderr
+    assert f"resuming {ckpt} at epoch {done + 1}" in result.stdout
+    assert read_checkpoint(ckpt)["position"]["epoch"] == done + 1
+
+
+def test_config_round_trips_through_a_dict():
+    cfg = Config(layers=[3, 2], lr=0.25, nesterov=True)
+    assert Config.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_threads_policy():
+    from distnn.threads import blas_threads
+    assert blas_threads(4, environ={}, allowed_cpus=8, node_cpus=8) == 2
+    assert blas_threads(4, environ={}, allowed_cpus=1, node_cpus=8) == 1  # bound to one core
+    assert blas_threads(16, environ={}, allowed_cpus=8, node_cpus=8) == 1
+    assert blas_threads(4, environ={"OMP_NUM_THREADS": "3"}, allowed_cpus=8, node_cpus=8) is None
+    assert blas_threads(4, environ={"DISTNN_THREADS": "3"}, allowed_cpus=8, node_cpus=8) == 3
+    env = dict(os.environ, DISTNN_THREADS="0")
+    with pytest.raises(ValueError, match="DISTNN_THREADS"):
+        blas_threads(1, environ=env)

@@ -1,0 +1,171 @@
+"""Data parallelism checked against one process: run under mpirun with --with-mpi.
+
+    mpirun -n 2 python -m pytest --with-mpi tests/test_train_mpi.py
+    mpirun -n 4 python -m pytest --with-mpi tests/test_train_mpi.py
+
+Sub-communicators of the first P ranks give P = 1, 2, 3, 4 in one job, so a
+4-rank run checks every P up to 4 against the same one-process answer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from distnn import MLP, load_checkpoint
+from distnn.checkpoint import read_checkpoint
+from distnn.comm import MPIComm, SerialComm
+from distnn.config import parse_args
+from distnn.data import shard_range
+from distnn.reduce import FusedAllreduce
+from distnn.train import EXIT_INTERRUPTED, train
+from tests.synthetic import make_dataset
+
+pytestmark = pytest.mark.mpi(min_size=2)
+
+SMALL = ["--layers", "16,12,4", "--dtype", "float64", "--warmup-epochs", "0", "--no-progress"]
+
+
+@pytest.fixture
+def world():
+    from mpi4py import MPI
+    return MPI.COMM_WORLD
+
+
+@pytest.fixture
+def data(world, mpi_tmp_path):
+    path = mpi_tmp_path / "synthetic.h5"
+    if world.rank == 0:
+        make_dataset(path, n_train=240, n_test=60)
+    world.Barrier()
+    return path
+
+
+def first_ranks(world, p: int):
+    """A communicator of world ranks 0..p-1 (None on the others)."""
+    sub = world.Split(0 if world.rank < p else 1, world.rank)
+    if world.rank >= p:
+        sub.Free()
+        return None
+    return SerialComm() if p == 1 else MPIComm(sub)
+
+
+def test_allreduced_gradient_equals_one_process_gradient(world):
+    rng = np.random.default_rng(7)
+    m = 37  # not a multiple of any P: the remainder is spread over ranks
+    x, y = rng.random((m, 16)), rng.integers(0, 4, m)
+    net = MLP([16, 12, 8, 4], activation="tanh", cost="cross_entropy", init="xavier",
+              dtype="float64", seed=3)
+    cost_1, grad_1 = net.gradient(x, y)
+    for p in range(1, world.size + 1):
+        comm = first_ranks(world, p)
+        if comm is None:
+            continue
+        start, stop = shard_range(m, comm.rank, comm.size)
+        reduce = FusedAllreduce(comm, net)
+        cost_p, stopping = reduce(x[start:stop], y[start:stop], stop=False)
+        assert not stopping
+        np.testing.assert_allclose(reduce.grad, grad_1, rtol=1e-12, atol=1e-14)
+        assert cost_p == pytest.approx(cost_1, rel=1e-12)
+
+
+def test_stop_flag_of_one_rank_reaches_all(world):
+    net = MLP([4, 3], dtype="float64")
+    reduce = FusedAllreduce(MPIComm(world), net)
+    x, y = np.ones((1, 4)), np.zeros(1, int)
+    assert reduce(x, y, stop=world.rank == world.size - 1)[1] is True
+    assert reduce(x, y, stop=False)[1] is False
+
+
+def test_full_batch_training_matches_across_rank_counts(world, data, mpi_tmp_path):
+    # Full batch: every step sees every sample, so only the summation order differs.
+    args = ["--data", str(data), "--epochs", "3", "--batch-size", "240", "--lr", "2.0",
+            "--momentum", "0.5", *SMALL]
+    counts = [p for p in (1, 2, 4) if p <= world.size]
+    for p in counts:
+        comm = first_ranks(world, p)
+        if comm is not None:
+            cfg, given = parse_args([*args, "--checkpoint", str(mpi_tmp_path / f"p{p}.h5")])
+            assert train(cfg, given, comm) == 0
+        world.Barrier()
+    one = load_checkpoint(mpi_tmp_path / "p1.h5").params
+    for p in counts[1:]:
+        np.testing.assert_allclose(load_checkpoint(mpi_tmp_path / f"p{p}.h5").params, one,
+                                   rtol=1e-10, atol=1e-12)
+
+
+def test_replicas_stay_identical(world, data, mpi_tmp_path):
+    args = ["--data", str(data), "--checkpoint", str(mpi_tmp_path / "c.h5"), "--epochs", "2",
+            "--batch-size", "12", "--lr", "0.5", *SMALL]
+    cfg, given = parse_args(args)
+    seen = []
+
+    class Spy(FusedAllreduce):  # keeps this rank's net, to compare replicas afterwards
+        def __init__(self, comm, net):
+            super().__init__(comm, net)
+            seen.append(net)
+
+    import distnn.train
+    original, distnn.train.FusedAllreduce = distnn.train.FusedAllreduce, Spy
+    try:
+        assert train(cfg, given, MPIComm(world)) == 0
+    finally:
+        distnn.train.FusedAllreduce = original
+    params = seen[0].params
+    everyone = world.allgather(params)
+    for other in everyone:
+        assert np.array_equal(other, params)  # bitwise: same updates from the same sums
+    assert not np.array_equal(params, MLP(cfg.layers, activation=cfg.activation,
+                                          dtype="float64", init=cfg.init).params)
+
+
+class StopOnRank0At:
+    """Rank 0 alone 'receives SIGTERM' before the given step; the flag must travel."""
+
+    def __init__(self, world, step: int) -> None:
+        self.world, self.step, self.calls = world, step, 0
+
+    @property
+    def requested(self) -> bool:
+        self.calls += 1
+        return self.world.rank == 0 and self.calls >= self.step
+
+
+def test_resume_equals_uninterrupted_for_same_ranks(world, data, mpi_tmp_path):
+    args = ["--data", str(data), "--epochs", "3", "--batch-size", "12", "--lr", "0.3",
+            "--momentum", "0.9", "--schedule", "cosine", *SMALL]
+    full, cut = str(mpi_tmp_path / "full.h5"), str(mpi_tmp_path / "cut.h5")
+    cfg, given = parse_args([*args, "--checkpoint", full])
+    assert train(cfg, given, MPIComm(world)) == 0
+    cfg, given = parse_args([*args, "--checkpoint", cut])
+    assert train(cfg, given, MPIComm(world), stop=StopOnRank0At(world, 27)) == EXIT_INTERRUPTED
+    assert read_checkpoint(cut)["position"]["step"] == 7  # 20 steps/epoch: epoch 2, step 7
+    cfg, given = parse_args([*args, "--checkpoint", cut, "--resume"])
+    assert train(cfg, given, MPIComm(world)) == 0
+    assert np.array_equal(load_checkpoint(cut).params, load_checkpoint(full).params)
+
+
+def test_resume_on_another_rank_count_keeps_learning(world, data, mpi_tmp_path):
+    args = ["--data", str(data), "--batch-size", "12", "--lr", "0.3", *SMALL]
+    path = str(mpi_tmp_path / "c.h5")
+    comm = first_ranks(world, 1)
+    if comm is not None:
+        cfg, given = parse_args([*args, "--checkpoint", path, "--epochs", "1"])
+        assert train(cfg, given, comm) == 0
+    world.Barrier()
+    before = read_checkpoint(path)
+    cfg, given = parse_args([*args, "--checkpoint", path, "--epochs", "4", "--resume"])
+    assert train(cfg, given, MPIComm(world)) == 0
+    after = read_checkpoint(path)
+    assert after["position"]["epoch"] == 4 and after["position"]["ranks"] == world.size
+    assert not np.array_equal(after["params"], before["params"])
+
+    import h5py
+    with h5py.File(data) as f:
+        x, y = f["test/images"][()] / 255.0, f["test/labels"][()]
+
+    def accuracy(ckpt):
+        net = load_checkpoint(ckpt)
+        return np.mean(net.predict(x) == y)
+
+    assert accuracy(path) > 0.9
