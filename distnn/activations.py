@@ -123,7 +123,10 @@ class LeakyReLU:
 
 
 class ELU:
-    """sigma(z) = z if z >= 0 else alpha (e^z - 1);  sigma'(z) = 1 if z >= 0 else sigma(z) + alpha."""
+    """sigma(z) = z if z >= 0 else alpha (e^z - 1).
+
+    sigma'(z) = 1 if z >= 0 else sigma(z) + alpha.
+    """
 
     name = "elu"
 

@@ -184,12 +184,14 @@ def build_parser(quiet: bool = False) -> argparse.ArgumentParser:
                             f"(default {d.dtype})")
 
     opt = p.add_argument_group("optimizer")
-    opt.add_argument("--epochs", type=int, help=f"passes over the training set (default {d.epochs})")
+    opt.add_argument("--epochs", type=int,
+                     help=f"passes over the training set (default {d.epochs})")
     opt.add_argument("--batch-size", type=int, dest="batch_size", metavar="M",
                      help=f"global mini-batch m, split over the ranks; needs m >= ranks "
                           f"(default {d.batch_size})")
     opt.add_argument("--lr", type=float, metavar="ETA",
-                     help=f"learning rate eta of w -> w - (eta/m) sum_x dC_x/dw (default {d.lr})")
+                     help=f"learning rate eta of w -> w - (eta/m) sum_x dC_x/dw "
+                          f"(default {d.lr})")
     opt.add_argument("--momentum", type=float, help=f"momentum (default {d.momentum})")
     opt.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
     opt.add_argument("--weight-decay", type=float, dest="weight_decay", metavar="LAMBDA",
@@ -197,7 +199,8 @@ def build_parser(quiet: bool = False) -> argparse.ArgumentParser:
     opt.add_argument("--schedule", choices=sorted(SCHEDULES),
                      help=f"learning-rate schedule over the run (default {d.schedule})")
     opt.add_argument("--warmup-epochs", type=float, dest="warmup_epochs", metavar="E",
-                     help=f"linear warm-up from 0 to --lr over E epochs (default {d.warmup_epochs})")
+                     help=f"linear warm-up from 0 to --lr over E epochs "
+                          f"(default {d.warmup_epochs})")
     opt.add_argument("--step-epochs", type=int, dest="step_epochs", metavar="K",
                      help=f"with --schedule step: multiply lr by --gamma every K epochs "
                           f"(default {d.step_epochs})")
@@ -205,7 +208,8 @@ def build_parser(quiet: bool = False) -> argparse.ArgumentParser:
 
     system = p.add_argument_group("system")
     system.add_argument("--seed", type=int,
-                        help=f"seeds the initial weights and every epoch's shuffle (default {d.seed})")
+                        help=f"seeds the initial weights and every epoch's shuffle "
+                             f"(default {d.seed})")
     system.add_argument("--no-progress", action="store_false", dest="progress",
                         help="no progress bar (it shows only when stderr is a terminal anyway)")
     p.epilog = EPILOG + (

@@ -54,7 +54,8 @@ def plot(records: list[dict], out: Path, title: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m distnn.plot", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m distnn.plot",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("metrics", type=Path, help="JSON-lines file written by --metrics")
     parser.add_argument("-o", "--out", type=Path, help="PNG to write (default: METRICS.png)")
     args = parser.parse_args(argv)

@@ -24,7 +24,8 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -217,10 +218,13 @@ def train(cfg: Config, given: dict[str, Any], comm: Comm,
         f"{cfg.data}: {info['train_size']} train / {info['test_size']} test; "
         f"net {','.join(map(str, cfg.layers))} {cfg.activation}/{cfg.cost} {cfg.dtype}; "
         f"m={m} ({m_local} on rank 0), {steps} steps/epoch", flush=True)
-    metrics = open(cfg.metrics, "a") if (root and cfg.metrics) else None
-    if metrics:
-        metrics.write(json.dumps({"event": "start", "ranks": comm.size, "config": cfg.to_dict(),
-                                  "epoch": first_epoch, "step": first_step}) + "\n")
+    def log(record: dict[str, Any]) -> None:
+        if root and cfg.metrics:  # appended and closed each time: a crash loses nothing
+            with open(cfg.metrics, "a") as metrics:
+                metrics.write(json.dumps(record) + "\n")
+
+    log({"event": "start", "ranks": comm.size, "config": cfg.to_dict(), "epoch": first_epoch,
+         "step": first_step})
 
     def save(epoch: int, step: int, cost: float) -> None:
         if root:
@@ -273,9 +277,7 @@ def train(cfg: Config, given: dict[str, Any], comm: Comm,
             f"test accuracy {record['test_accuracy']:.2%}  time {seconds:.1f}s  "
             f"{record['samples_per_s']:.0f} samples/s  comm {record['comm_share']:.0%}",
             flush=True)
-        if metrics:
-            metrics.write(json.dumps(record) + "\n")
-            metrics.flush()
+        log(record)
         first_step, epoch_cost = 0, 0.0
         save(epoch + 1, 0, 0.0)
     if first_epoch >= cfg.epochs:  # resumed a finished run: evaluate what it holds
@@ -283,8 +285,6 @@ def train(cfg: Config, given: dict[str, Any], comm: Comm,
         comm.allreduce_(counts)  # MPI
     say(f"final test accuracy: {accuracy(counts):.2%} ({np.trace(counts)}/{counts.sum()})",
         flush=True)
-    if metrics:
-        metrics.close()
     return 0
 
 

@@ -15,8 +15,6 @@ rows is read by touching only the chunks that hold it. Non-goal: parallel
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ..atomic import atomic_path
 from .errors import DataError
 
 SCHEMA_VERSION = 1
@@ -36,43 +35,25 @@ REQUIRED_ATTRS = ("schema_version", "source", "source_sha256", "image_shape", "n
 def write_atomic(path: str | Path, splits: dict[str, dict[str, np.ndarray]],
                  attrs: dict[str, object]) -> Path:
     """Write `splits` ({"train": {"images", "labels", "source_index"}, "test": ...})
-    and file `attrs` to `path`, all or nothing.
+    and file `attrs` to `path`, all or nothing (see distnn.atomic).
 
-    The file is built as a temp file in the target's directory (so the final
-    rename stays on one file system), validated, fsynced, then moved over
-    `path` with os.replace, which is atomic on POSIX. On any error the temp
-    file is removed and whatever was at `path` before is untouched.
+    The temp file is validated before it is published: never publish a file
+    our own reader would reject. On any error whatever was at `path` before is
+    untouched.
     """
     path = Path(path)
     if path.is_dir():
         raise DataError(f"output path is a directory: {path}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".tmp")
+        with atomic_path(path) as tmp:
+            with h5py.File(tmp, "w") as f:
+                for key, value in attrs.items():
+                    f.attrs[key] = value
+                for split, arrays in splits.items():
+                    _write_split(f, split, arrays)
+            validate(tmp)
     except OSError as err:
         raise DataError(f"cannot write {path}: {err.strerror or err}") from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with h5py.File(tmp, "w") as f:
-            for key, value in attrs.items():
-                f.attrs[key] = value
-            for split, arrays in splits.items():
-                _write_split(f, split, arrays)
-        validate(tmp)  # never publish a file our own reader would reject
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; data files are meant to be shared
-        os.replace(tmp, path)
-    except BaseException as err:  # includes KeyboardInterrupt: never leave the temp file
-        tmp.unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise DataError(f"cannot write {path}: {err.strerror or err}") from None
-        raise
-    _fsync_dir(path.parent)
     return path
 
 
@@ -82,20 +63,6 @@ def _write_split(f: h5py.File, split: str, arrays: dict[str, np.ndarray]) -> Non
     for name, array in arrays.items():
         rows = max(1, min(CHUNK_ROWS, len(array)))
         group.create_dataset(name, data=array, chunks=(rows, *array.shape[1:]))
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable; some file systems cannot fsync a directory."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 @contextmanager
