@@ -24,10 +24,10 @@ def blas_threads(ranks_on_node: int, environ: dict[str, str] | None = None,
     """The policy above as a pure function; None means "leave the BLAS alone"."""
     env = os.environ if environ is None else environ
     if env.get("DISTNN_THREADS"):
-        n = int(env["DISTNN_THREADS"])
-        if n < 1:
-            raise ValueError(f"DISTNN_THREADS must be a positive integer, not {n}")
-        return n
+        text = env["DISTNN_THREADS"]
+        if not text.isdigit() or int(text) < 1:
+            raise ValueError(f"DISTNN_THREADS must be a positive integer, not {text!r}")
+        return int(text)
     if any(env.get(name) for name in USER_VARIABLES):
         return None
     if allowed_cpus is None:

@@ -179,7 +179,10 @@ def train(cfg: Config, given: dict[str, Any], comm: Comm,
     ``given`` holds the settings named on the command line (they decide what a
     resumed run may change); ``stop`` lets a test stand in for the signals.
     """
-    threads = limit_blas_threads(comm.ranks_on_this_node())
+    try:
+        threads = limit_blas_threads(comm.ranks_on_this_node())
+    except ValueError as err:  # the same environment on every rank: all stop
+        raise UsageError(str(err)) from None
     stop = stop or StopRequest()
     start, arrays = _agree_on_start(comm, cfg, given)
     cfg, info = start.cfg, start.info

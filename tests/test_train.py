@@ -201,6 +201,15 @@ def test_threads_policy():
     assert blas_threads(16, environ={}, allowed_cpus=8, node_cpus=8) == 1
     assert blas_threads(4, environ={"OMP_NUM_THREADS": "3"}, allowed_cpus=8, node_cpus=8) is None
     assert blas_threads(4, environ={"DISTNN_THREADS": "3"}, allowed_cpus=8, node_cpus=8) == 3
-    env = dict(os.environ, DISTNN_THREADS="0")
-    with pytest.raises(ValueError, match="DISTNN_THREADS"):
-        blas_threads(1, environ=env)
+    for bad in ("0", "two", "-1"):
+        with pytest.raises(ValueError, match="DISTNN_THREADS must be a positive integer"):
+            blas_threads(1, environ={"DISTNN_THREADS": bad})
+
+
+def test_bad_threads_setting_is_one_clear_error(data, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "distnn.train", "--data", str(data)],
+                            capture_output=True, text=True, timeout=60,
+                            env=dict(os.environ, DISTNN_THREADS="two"))
+    assert result.returncode == 2
+    assert "DISTNN_THREADS must be a positive integer, not 'two'" in result.stderr
+    assert "Traceback" not in result.stderr
