@@ -94,9 +94,11 @@ def test_full_batch_training_matches_across_rank_counts(world, data, mpi_tmp_pat
                                    rtol=1e-10, atol=1e-12)
 
 
-def test_replicas_stay_identical(world, data, mpi_tmp_path):
+def test_replicas_stay_identical_and_evaluation_counts_each_image_once(world, data,
+                                                                     mpi_tmp_path):
+    metrics = mpi_tmp_path / "m.jsonl"
     args = ["--data", str(data), "--checkpoint", str(mpi_tmp_path / "c.h5"), "--epochs", "2",
-            "--batch-size", "12", "--lr", "0.5", *SMALL]
+            "--batch-size", "12", "--lr", "0.5", "--metrics", str(metrics), *SMALL]
     cfg, given = parse_args(args)
     seen = []
 
@@ -117,6 +119,14 @@ def test_replicas_stay_identical(world, data, mpi_tmp_path):
         assert np.array_equal(other, params)  # bitwise: same updates from the same sums
     assert not np.array_equal(params, MLP(cfg.layers, activation=cfg.activation,
                                           dtype="float64", init=cfg.init).params)
+    # The sharded, summed evaluation equals one process counting the whole test set.
+    import json
+
+    import h5py
+    with h5py.File(data) as f:
+        x, y = f["test/images"][()] / 255.0, f["test/labels"][()]
+    reported = json.loads(metrics.read_text().splitlines()[-1])["test_accuracy"]
+    assert reported == np.mean(seen[0].predict(x) == y)
 
 
 class StopOnRank0At:
