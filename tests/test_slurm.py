@@ -1,0 +1,221 @@
+"""launch/slurm.sbatch on a real, throwaway, single-node Slurm cluster.
+
+    python -m pytest tests/test_slurm.py -v -s      # -s shows the sacct lines
+
+The session fixture starts munged, mariadbd + slurmdbd (for sacct), slurmctld
+and slurmd on 127.0.0.1 with tests/slurm/start_slurm.sh, all as root, and
+stops them at the end. Needs Debian's packages:
+
+    apt-get install -y slurm-wlm slurmdbd munge mariadb-server
+
+Skipped where they are missing or we are not root. Without slurmdbd or
+mariadb the cluster still runs, and job states come from `scontrol show job`
+instead of `sacct`. The test is serial: it launches its own 2-rank jobs, so
+it is skipped inside an MPI run (pytest --with-mpi, or a world of > 1 rank).
+
+What it checks, with the real trainer on a small synthetic data file:
+- a job trains to the end: state COMPLETED 0:0 and the final accuracy line;
+- a job whose time limit runs out (--time=1 with --signal=B:TERM@15) gets the
+  early SIGTERM, its ranks write the checkpoint and the job ends with exit
+  code 75; resubmitted under the same job name it resumes from that
+  checkpoint (epoch > 0) and completes. Once with LAUNCHER=srun (--mpi=pmi2,
+  which the mpich wheel speaks) and once with LAUNCHER=mpirun, side by side.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from distnn.checkpoint import read_checkpoint
+from tests.synthetic import make_dataset
+
+REPO = Path(__file__).resolve().parent.parent
+SBATCH_SCRIPT = REPO / "launch" / "slurm.sbatch"
+START = REPO / "tests" / "slurm" / "start_slurm.sh"
+STOP = REPO / "tests" / "slurm" / "stop_slurm.sh"
+NEEDED = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "sinfo")
+FINAL_STATES = {"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "NODE_FAIL", "OUT_OF_MEMORY",
+                "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
+LAYERS = "784,30,10"
+
+
+def _why_not() -> str | None:
+    """Why this machine cannot run the test, or None if it can."""
+    if sys.platform != "linux":
+        return "Slurm test runs on Linux only"
+    missing = [cmd for cmd in NEEDED if shutil.which(cmd) is None]
+    if missing:
+        return (f"Slurm not installed ({', '.join(missing)} missing): "
+                "apt-get install -y slurm-wlm slurmdbd munge mariadb-server")
+    if os.geteuid() != 0:
+        return "the throwaway Slurm cluster runs its daemons as root"
+    if any(os.environ.get(v, "1") not in ("", "1") for v in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")):
+        return "serial test: not run inside an MPI job"
+    return None
+
+
+@pytest.fixture(scope="session")
+def slurm(request, tmp_path_factory) -> dict[str, str]:
+    """A running single-node cluster; returns the environment that reaches it."""
+    if request.config.getoption("with_mpi", default=False):
+        pytest.skip("serial test: runs in the plain pytest pass, not under --with-mpi")
+    reason = _why_not()
+    if reason:
+        pytest.skip(reason)
+    # Short path: munge's socket path must fit in 108 bytes.
+    state = Path(tmp_path_factory.mktemp("slurm"))
+    env = dict(os.environ, DISTNN_SLURM_CPUS="4")
+    started = subprocess.run(["bash", str(START), str(state)], env=env, capture_output=True,
+                             text=True, timeout=180)
+    try:
+        assert started.returncode == 0, f"start_slurm.sh failed:\n{started.stdout}{started.stderr}"
+        env["SLURM_CONF"] = str(state / "etc" / "slurm.conf")
+        env["DISTNN_SLURM_STATE"] = str(state)
+        yield env
+    finally:
+        subprocess.run(["bash", str(STOP), str(state)], timeout=120)
+
+
+@pytest.fixture(scope="module")
+def workdir(slurm, tmp_path_factory) -> Path:
+    """Where jobs are submitted from: the data file, then runs/ and the job outputs."""
+    path = tmp_path_factory.mktemp("jobs")
+    make_dataset(path / "synthetic.h5", n_train=2000, n_test=500, shape=(28, 28),
+                 n_classes=10)
+    return path
+
+
+def _job_env(slurm: dict[str, str], **extra: str) -> dict[str, str]:
+    """The job's environment (sbatch exports ours): the repo's distnn, this Python."""
+    path = os.pathsep.join(p for p in (str(REPO), slurm.get("PYTHONPATH", "")) if p)
+    return dict(slurm, PYTHONPATH=path, PYTHON=sys.executable, **extra)
+
+
+def submit(cwd: Path, env: dict[str, str], options: list[str], train_args: list[str]) -> str:
+    """sbatch launch/slurm.sbatch with 2 ranks; returns the job id."""
+    out = subprocess.run(
+        ["sbatch", "--parsable", "--ntasks-per-node=2", *options, str(SBATCH_SCRIPT),
+         "--data", "synthetic.h5", "--layers", LAYERS, *train_args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, f"sbatch failed: {out.stderr}"
+    return out.stdout.strip().split(";")[0]
+
+
+def _state(env: dict[str, str], job: str) -> tuple[str, str, list[str]]:
+    """(state, exit code, lines) of a job: from sacct when there is accounting."""
+    if shutil.which("sacct") and "accounting_storage/slurmdbd" in Path(
+            env["SLURM_CONF"]).read_text():
+        out = subprocess.run(["sacct", "-j", job, "-o", "JobID,JobName,State,ExitCode", "-n", "-P"],
+                             env=env, capture_output=True, text=True, timeout=30).stdout
+        lines = out.split()
+        for line in lines:
+            job_id, _, state, code = line.split("|")
+            if job_id == job:
+                return state.split()[0], code, lines
+        return "", "", lines
+    out = subprocess.run(["scontrol", "show", "job", "-o", job], env=env, capture_output=True,
+                         text=True, timeout=30).stdout
+    state = re.search(r"JobState=(\S+)", out)
+    code = re.search(r"ExitCode=(\S+)", out)
+    return (state.group(1) if state else "", code.group(1) if code else "",
+            [out.strip()])
+
+
+def wait(env: dict[str, str], jobs: list[str], timeout: float = 150) -> dict[str, tuple]:
+    """Poll until every job is in a final state; returns {job: (state, exit code, lines)}."""
+    deadline = time.monotonic() + timeout
+    done: dict[str, tuple] = {}
+    while True:
+        for job in jobs:
+            if job not in done:
+                state, code, lines = _state(env, job)
+                if state in FINAL_STATES:
+                    done[job] = (state, code, lines)
+        if len(done) == len(jobs):
+            for job in jobs:
+                print(f"\n[job {job}]", *done[job][2], sep="\n  ")
+            return done
+        if time.monotonic() > deadline:
+            subprocess.run(["scancel", *jobs], env=env, timeout=30)
+            raise AssertionError(f"jobs {jobs} not finished after {timeout:.0f} s: "
+                                 f"{[_state(env, j)[:2] for j in jobs]}\n{_logs(env)}")
+        time.sleep(1)
+
+
+def _logs(env: dict[str, str]) -> str:
+    log = Path(env["DISTNN_SLURM_STATE"]) / "log" / "slurmctld.log"
+    return "slurmctld.log:\n" + "\n".join(log.read_text().splitlines()[-15:])
+
+
+def output(cwd: Path, job: str) -> str:
+    return (cwd / f"distnn-{job}.out").read_text()
+
+
+def test_job_trains_to_completion(slurm, workdir):
+    env = _job_env(slurm, LAUNCHER="srun", SRUN_MPI="pmi2")
+    job = submit(workdir, env, ["--job-name=complete"], ["--epochs", "3"])
+    state, code, _ = wait(env, [job])[job]
+    text = output(workdir, job)
+    assert (state, code) == ("COMPLETED", "0:0"), text
+    assert "2 rank(s)" in text, text
+    assert "epoch 3/3" in text, text
+    final = re.search(r"final test accuracy: ([\d.]+)% \((\d+)/500\)", text)
+    assert final and float(final.group(1)) > 90, text
+    assert (workdir / "runs" / "complete" / "checkpoint.h5").exists()
+
+
+@pytest.fixture(scope="module")
+def interrupted(slurm, workdir) -> dict[str, tuple[str, dict, tuple]]:
+    """One time-limited job per launcher, run side by side (the node declares 4 CPUs).
+
+    --time=1 with --signal=B:TERM@15. slurmctld looks at time limits every
+    30 s and sends the signal at the first look at which at most W + 30 s
+    are left (W = 15), so the batch shell gets SIGTERM 15-45 s after the
+    start, and the time-limit kill would come at 60-90 s: at least 15 s to
+    write the checkpoint. (With W >= 30 the signal could come at once.) The
+    epochs are far more than fit.
+    """
+    jobs = {}
+    for launcher in ("srun", "mpirun"):
+        env = _job_env(slurm, LAUNCHER=launcher, SRUN_MPI="pmi2", DISTNN_REQUEUE="0")
+        jobs[launcher] = (submit(workdir, env, [f"--job-name=limit-{launcher}", "--time=1",
+                                                "--signal=B:TERM@15"],
+                                 ["--epochs", "1000000", "--batch-size", "10"]), env)
+    done = wait(slurm, [job for job, _ in jobs.values()], timeout=150)
+    return {launcher: (job, env, done[job]) for launcher, (job, env) in jobs.items()}
+
+
+@pytest.mark.parametrize("launcher", ["srun", "mpirun"])
+def test_time_limit_checkpoints_and_resubmission_resumes(workdir, interrupted, launcher):
+    job, env, (state, code, _) = interrupted[launcher]
+    text = output(workdir, job)
+    assert (state, code) == ("FAILED", "75:0"), text  # ended by the trainer, before the kill
+    assert "batch shell got SIGTERM" in text, text
+    assert re.search(r"distnn: interrupted at epoch \d+, step \d+: checkpoint written", text), text
+    assert "final test accuracy" not in text, text
+    checkpoint = workdir / "runs" / f"limit-{launcher}" / "checkpoint.h5"
+    epoch = read_checkpoint(checkpoint)["position"]["epoch"]  # epochs completed
+    assert epoch > 0, "no epoch finished before the time-limit signal"
+
+    # Resubmitted: a new job id, the same name, so the same run directory. Two
+    # more epochs (--epochs may change on resume) keep it short.
+    again = submit(workdir, env, [f"--job-name=limit-{launcher}", "--time=5"],
+                   ["--epochs", str(epoch + 2), "--batch-size", "10"])
+    assert again != job
+    state, code, _ = wait(env, [again])[again]
+    text = output(workdir, again)
+    assert (state, code) == ("COMPLETED", "0:0"), text
+    resumed = re.search(r"distnn: resuming \S+ at epoch (\d+), step (\d+)", text)
+    assert resumed, text
+    assert int(resumed.group(1)) - 1 == epoch, text  # the message counts epochs from 1
+    assert f"epoch {epoch + 2}/{epoch + 2}" in text, text
+    assert f"epoch 1/{epoch + 2}" not in text, text  # did not start over
+    assert re.search(r"final test accuracy: [\d.]+%", text), text
