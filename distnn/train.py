@@ -79,18 +79,26 @@ class StopRequest:
     """Set by SIGTERM or SIGINT; the loop finishes its step, saves and exits.
 
     A batch system sends SIGTERM before its time limit kills the job; Ctrl-C
-    sends SIGINT. A second signal means "now": it raises KeyboardInterrupt.
+    sends SIGINT. A second signal a while later means "now": it raises
+    KeyboardInterrupt. One event often arrives twice within milliseconds
+    (Ctrl-C reaches the rank and mpirun, which forwards it; PBS signals every
+    process of the job), so a repeat inside REPEAT_SECONDS is the same request.
     """
+
+    REPEAT_SECONDS = 1.0
 
     def __init__(self) -> None:
         self.requested = False
+        self._first = 0.0
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
+        now = time.monotonic()
+        if not self.requested:
+            self.requested, self._first = True, now
+        elif now - self._first >= self.REPEAT_SECONDS:
             raise KeyboardInterrupt
-        self.requested = True
 
 
 # -- setup on rank 0, shared with the others -----------------------------------

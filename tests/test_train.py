@@ -213,3 +213,19 @@ def test_bad_threads_setting_is_one_clear_error(data, tmp_path):
     assert result.returncode == 2
     assert "DISTNN_THREADS must be a positive integer, not 'two'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_forwarded_duplicate_signal_is_not_a_second_request():
+    import distnn.train
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        stop = distnn.train.StopRequest()
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)  # the same Ctrl-C, forwarded by mpirun
+        assert stop.requested
+        stop._first -= stop.REPEAT_SECONDS  # a person pressing Ctrl-C again, later
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
