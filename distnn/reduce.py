@@ -38,6 +38,10 @@ class FusedAllreduce:
         the summed gradient is in ``self.grad``.
         """
         cost, _ = self.net.gradient(x, y, out=self.grad)
+        return self._sum_over_ranks(cost, stop)
+
+    def _sum_over_ranks(self, cost: float, stop: bool) -> tuple[float, bool]:
+        """One Allreduce of this rank's [grad, cost, stop], already in the buffer's parts."""
         self._extras[0] = cost
         self._extras[1] = 1.0 if stop else 0.0
         t0 = time.perf_counter()

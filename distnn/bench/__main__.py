@@ -1,0 +1,146 @@
+"""Benchmark distnn's training step: samples/s over nets x batches x ranks x dtypes.
+
+One command runs the whole matrix; it launches the P ranks itself:
+
+    python -m distnn.bench                 # full matrix + peers + options (< 15 min)
+    python -m distnn.bench --smoke         # one tiny cell at P = 1, 2 (CI, < 30 s)
+    python -m distnn.bench --sizes 784,100,10 --batches 128 --ranks 1 2 --dtypes float32
+    python -m distnn.bench --alphabeta     # allreduce alpha/beta fit + multi-node projection
+
+Writes ``results.md`` (the table), ``results.json`` (every round) and
+``scaling.png`` (needs matplotlib) to ``--out`` (default bench-results/).
+Peers (``pip install -e '.[bench]'``: torch==2.13.0, matplotlib): PyTorch in one
+process and DDP over gloo with the same net, batch and P; and the seed's
+per-sample loop on the seed's recipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from distnn.bench import report
+from distnn.bench.matrix import Config, run
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(n) for n in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"layer sizes are comma-separated integers, got {text!r}"
+        ) from None
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"need >= 2 positive layer sizes, got {text!r}")
+    return sizes
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m distnn.bench",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n", 2)[2],
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--smoke",
+        "--quick",
+        action="store_true",
+        help="tiny: [784,30,10], batch 10, float32, P=1,2, few steps",
+    )
+    mode.add_argument(
+        "--alphabeta",
+        action="store_true",
+        help="fit allreduce time = alpha + beta*bytes; project to many nodes",
+    )
+    parser.add_argument(
+        "--sizes",
+        type=_sizes,
+        nargs="+",
+        metavar="N,N,...",
+        help="nets (default 784,30,10 784,100,10 784,800,10)",
+    )
+    parser.add_argument(
+        "--batches", type=int, nargs="+", help="global batches (default 10 128 1024)"
+    )
+    parser.add_argument("--ranks", type=int, nargs="+", help="values of P (default 1 2 4)")
+    parser.add_argument("--dtypes", nargs="+", choices=["float32", "float64"])
+    parser.add_argument("--out", default="bench-results", help="output directory")
+    parser.add_argument(
+        "--peers",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="PyTorch and per-sample-loop peers (default: on, off with --smoke)",
+    )
+    parser.add_argument(
+        "--options",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="communication options: overlap, fp16/bf16, sync-every (default on)",
+    )
+    parser.add_argument("--rounds", type=int, help="interleaved rounds; medians kept (default 3)")
+    parser.add_argument(
+        "--budget", type=float, help="timed seconds per cell per round (default 0.6)"
+    )
+    return parser.parse_args(argv)
+
+
+def config(args: argparse.Namespace) -> Config:
+    cfg = Config(out=args.out)
+    if args.smoke:
+        cfg = Config(
+            out=args.out,
+            sizes=[[784, 30, 10]],
+            batches=[10],
+            ranks=[1, 2],
+            dtypes=["float32"],
+            peers=False,
+            options=False,
+            rounds=1,
+            budget=0.1,
+            repeats=3,
+            seed_budget=0.2,
+        )
+    for name in ("sizes", "batches", "ranks", "dtypes", "peers", "options", "rounds", "budget"):
+        if getattr(args, name) is not None:
+            setattr(cfg, name, getattr(args, name))
+    if min(cfg.ranks) < 1 or cfg.rounds < 1 or cfg.budget <= 0:
+        raise SystemExit("error: --ranks and --rounds must be >= 1 and --budget > 0")
+    return cfg
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    if shutil.which("mpirun") is None:
+        raise SystemExit("error: no mpirun on PATH; pip install -e '.[mpich]' (or load your MPI)")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.alphabeta:
+        from distnn.bench import alphabeta
+
+        alphabeta.main(["--out", str(out)])
+        return
+    cfg = config(args)
+    t0 = time.perf_counter()
+    data = run(cfg)
+    (out / "results.json").write_text(json.dumps(data, indent=1))
+    text = report.markdown(data)
+    (out / "results.md").write_text(text)
+    plotted = report.plot(data, str(out / "scaling.png"))
+    print(text)
+    print(
+        f"wrote {out / 'results.md'}, {out / 'results.json'}"
+        + (f", {out / 'scaling.png'}" if plotted else " (no plot: pip install matplotlib)")
+        + f" in {time.perf_counter() - t0:.0f} s",
+        file=sys.stderr,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""Allreduce cost as alpha + beta x bytes, and a projection of scaling beyond one machine.
+
+Measures ``Allreduce`` (in place, float32 SUM) between 2 ranks for messages of
+8 B .. 64 MiB over three paths of this MPICH (ch4, UCX netmod):
+
+- shm: the default; MPICH's own shared-memory path between ranks of one node;
+- netmod: ``MPIR_CVAR_NOLOCAL=1``: through UCX, which still picks its own
+  shared-memory transports on one machine;
+- tcp: ``MPIR_CVAR_NOLOCAL=1 UCX_TLS=tcp,self``: through the kernel's TCP stack
+  on 127.0.0.1, the software path a message between nodes takes.
+
+Fit: under the ring model, an allreduce over p ranks of n bytes costs
+T(p, n) = 2(p-1) alpha + 2(p-1)/p n beta; at p = 2 that is 2 alpha + n beta,
+fitted by least squares on relative error (every size counts alike), on the
+per-size median of 3 rounds that interleave the three paths.
+
+Projection (a MODEL, not a measurement): N nodes, one rank each, 128 samples
+per node per step, the step's measured compute time T_c on this machine; the
+gradient (float32) allreduced by a ring at 10 or 100 Gb/s after backprop (no
+overlap: see the communication options in results.md),
+with alpha = the TCP alpha measured here and beta = 8 / link_rate + the
+shared-memory beta measured here (the wire, plus the copy-and-sum work per byte
+that every rank does anyway). Efficiency E(N) = T_c / (T_c + T(N, n)).
+
+Run: python -m distnn.bench.alphabeta [--out bench-results]
+(or python -m distnn.bench --alphabeta)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PATHS = {
+    "shm": {},
+    "netmod": {"MPIR_CVAR_NOLOCAL": "1"},
+    "tcp": {"MPIR_CVAR_NOLOCAL": "1", "UCX_TLS": "tcp,self"},
+}
+SIZES = [8 * 2**k for k in range(24)]  # 8 B .. 64 MiB
+NODES = [2, 4, 8, 16, 32, 64, 128, 256]
+LINKS_GBPS = [10, 100]
+PROJECTED = [[784, 100, 10], [784, 800, 10]]
+BATCH_PER_NODE = 128
+
+
+def measure(budget: float = 0.08, repeats: int = 5) -> list[dict[str, float]]:
+    """Median seconds per in-place Allreduce of each size, on this job's ranks (worker side)."""
+    from distnn.comm import world
+
+    comm = world()
+    rows = []
+    for nbytes in SIZES:
+        buf = np.ones(nbytes // 4, np.float32)
+        for _ in range(3):  # connect, warm
+            comm.allreduce_(buf)
+        comm.barrier()
+        t0 = time.perf_counter()
+        comm.allreduce_(buf)
+        one = time.perf_counter() - t0
+        calls = comm.bcast(
+            max(1, int(budget / repeats / max(one, 1e-7))) if comm.rank == 0 else None
+        )
+        times = []
+        for _ in range(repeats):
+            comm.barrier()
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                comm.allreduce_(buf)
+            times.append(comm.max_(np.array([(time.perf_counter() - t0) / calls]))[0])
+        rows.append({"bytes": nbytes, "seconds": statistics.median(times)})
+    return rows
+
+
+def fit(rows: list[dict[str, float]]) -> tuple[float, float]:
+    """(alpha s, beta s/B) of T = 2 alpha + n beta, least squares on relative error."""
+    n = np.array([r["bytes"] for r in rows], float)
+    t = np.array([r["seconds"] for r in rows], float)
+    A = np.stack([2 / t, n / t], axis=1)  # divide each equation by t: relative residuals
+    (alpha, beta), *_ = np.linalg.lstsq(A, np.ones_like(t), rcond=None)
+    return float(alpha), float(beta)
+
+
+def ring_seconds(p: int, nbytes: float, alpha: float, beta: float) -> float:
+    """T(p, n) = 2(p-1) alpha + 2(p-1)/p n beta."""
+    return 2 * (p - 1) * alpha + 2 * (p - 1) / p * nbytes * beta
+
+
+def compute_seconds(workdir: Path) -> dict[str, float]:
+    """Measured compute seconds per step, one rank, batch 128, float32, for the projected nets."""
+    from distnn.bench.matrix import launch
+
+    cells = [{"sizes": s, "batch": BATCH_PER_NODE, "dtype": "float32"} for s in PROJECTED]
+    rows = launch("distnn.bench.worker", 1, {"budget": 1.0, "repeats": 5, "cells": cells}, workdir)
+    return {str(r["sizes"]): r["compute_s"] for r in rows}
+
+
+def run(rounds: int = 3) -> dict[str, Any]:
+    """Every path, ``rounds`` times interleaved; per size, the median over rounds."""
+    from distnn.bench.matrix import launch
+
+    samples: dict[str, list[list[dict[str, float]]]] = {name: [] for name in PATHS}
+    with tempfile.TemporaryDirectory(prefix="distnn-ab-") as tmp:
+        workdir = Path(tmp)
+        for r in range(rounds):
+            for name, env in PATHS.items():
+                print(
+                    f"round {r + 1}/{rounds}: allreduce over {name} "
+                    f"({' '.join(f'{k}={v}' for k, v in env.items()) or 'default'})",
+                    flush=True,
+                )
+                samples[name].append(
+                    launch(
+                        "distnn.bench.alphabeta", 2, {}, workdir, env=env, extra_args=["--worker"]
+                    )
+                )
+        print("compute time per step (P=1, batch 128, float32)", flush=True)
+        compute = compute_seconds(workdir)
+    data: dict[str, Any] = {"rounds": rounds, "paths": {}, "compute_s": compute}
+    for name, runs in samples.items():
+        rows = [
+            {"bytes": nbytes, "seconds": statistics.median(run[i]["seconds"] for run in runs)}
+            for i, nbytes in enumerate(SIZES)
+        ]
+        alpha, beta = fit(rows)
+        data["paths"][name] = {"env": PATHS[name], "rows": rows, "alpha": alpha, "beta": beta}
+    return data
+
+
+def projection(data: dict[str, Any]) -> list[dict[str, Any]]:
+    alpha = data["paths"]["tcp"]["alpha"]
+    beta_local = data["paths"]["shm"]["beta"]
+    rows = []
+    for sizes in PROJECTED:
+        n_params = sum(n_out * n_in + n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+        nbytes = 4 * (n_params + 2)  # float32 gradient + cost + stop
+        t_c = data["compute_s"][str(sizes)]
+        for gbps in LINKS_GBPS:
+            beta = 8 / (gbps * 1e9) + beta_local
+            for p in NODES:
+                t_ar = ring_seconds(p, nbytes, alpha, beta)
+                rows.append(
+                    {
+                        "sizes": sizes,
+                        "gbps": gbps,
+                        "nodes": p,
+                        "bytes": nbytes,
+                        "compute_s": t_c,
+                        "allreduce_s": t_ar,
+                        "efficiency": t_c / (t_c + t_ar),
+                        "samples_per_s": p * BATCH_PER_NODE / (t_c + t_ar),
+                    }
+                )
+    return rows
+
+
+def markdown(data: dict[str, Any]) -> str:
+    lines = [
+        "# Allreduce cost: alpha + beta x bytes (mpirun -n 2, float32 SUM, in place)",
+        "",
+        "| path | env | alpha (us) | beta (ns/B) | 1/beta (GB/s) | 8 B | 64 KiB | 1 MiB | 64 MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, p in data["paths"].items():
+        t = {r["bytes"]: r["seconds"] for r in p["rows"]}
+        env = " ".join(f"{k}={v}" for k, v in p["env"].items()) or "(default)"
+        lines.append(
+            f"| {name} | {env} | {p['alpha'] * 1e6:.2f} | {p['beta'] * 1e9:.3f} | "
+            f"{1 / p['beta'] / 1e9:.1f} | {t[8] * 1e6:.1f} us | {t[65536] * 1e6:.1f} us | "
+            f"{t[2**20] * 1e6:.0f} us | {t[2**26] * 1e3:.1f} ms |"
+        )
+    lines += [
+        "",
+        "Fit: T = 2 alpha + n beta (the ring model at p = 2), relative least squares.",
+        "",
+        "# Beyond one machine: projection (a model, not a measurement)",
+        "",
+        f"Ring allreduce T(p, n) = 2(p-1) alpha + 2(p-1)/p n beta; alpha = "
+        f"{data['paths']['tcp']['alpha'] * 1e6:.1f} us (TCP, measured here); beta = 8/link + "
+        f"{data['paths']['shm']['beta'] * 1e9:.3f} ns/B "
+        "(shared-memory copy-and-sum, measured here); "
+        f"{BATCH_PER_NODE} samples per node per step, one rank per node, float32, no overlap; "
+        "E = T_c / (T_c + T).",
+        "",
+    ]
+    rows = projection(data)
+    header = "| net | link | T_c ms | grad KiB | " + " | ".join(f"N={p}" for p in NODES) + " |"
+    lines += [header, "|---|---|---:|---:|" + "---:|" * len(NODES)]
+    for sizes in PROJECTED:
+        for gbps in LINKS_GBPS:
+            group = [r for r in rows if r["sizes"] == sizes and r["gbps"] == gbps]
+            lines.append(
+                f"| {sizes} | {gbps} Gb/s | {group[0]['compute_s'] * 1e3:.3f} | "
+                f"{group[0]['bytes'] / 1024:.0f} | "
+                + " | ".join(f"{100 * r['efficiency']:.0f}%" for r in group)
+                + " |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def plot(data: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for k, (name, p) in enumerate(data["paths"].items()):
+        n = np.array([r["bytes"] for r in p["rows"]], float)
+        ax.loglog(n, [r["seconds"] for r in p["rows"]], "o", color=f"C{k}", ms=3, label=name)
+        ax.loglog(n, 2 * p["alpha"] + n * p["beta"], "-", color=f"C{k}", lw=1)
+    ax.set_xlabel("bytes")
+    ax.set_ylabel("seconds per allreduce (2 ranks)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="bench-results")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median kept)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--spec", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:  # one rank of the measurement, launched by run()
+        from distnn.comm import world
+
+        rows = measure()
+        if world().rank == 0:
+            Path(args.out).write_text(json.dumps({"results": rows}))
+        return
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = run(args.rounds)
+    data["projection"] = projection(data)
+    (out / "alphabeta.json").write_text(json.dumps(data, indent=1))
+    text = markdown(data)
+    (out / "alphabeta.md").write_text(text)
+    plot(data, out / "alphabeta.png")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""PyTorch peer: the same net, step and timing as ``distnn.bench.worker``, in torch.
+
+One process (P = 1): a plain ``nn.Sequential`` of ``Linear`` + ``Sigmoid``,
+quadratic cost 0.5 ||a - onehot(y)||^2 summed over the batch, ``torch.optim.SGD``.
+P > 1: the same model wrapped in ``DistributedDataParallel`` over gloo (CPU,
+TCP on 127.0.0.1), launched by mpirun (rank and size read from MPICH's
+PMI_RANK/PMI_SIZE), each rank on m/P samples of the global batch. One intra-op
+and one inter-op thread per process. DDP averages gradients instead of summing
+them, which changes the update's scale and not its cost.
+
+Launched by ``python -m distnn.bench --peers`` as
+
+    mpirun -n P python -m distnn.bench.peers_torch --spec cells.json --out out.json --port N
+
+torch is a benchmark peer only (the ``bench`` extra), never a distnn dependency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from distnn.bench.worker import LEARNING_RATE, local_rows
+
+ACTIVATIONS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "ReLU"}
+
+
+def rank_and_size() -> tuple[int, int]:
+    for rank, size in (("PMI_RANK", "PMI_SIZE"), ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE")):
+        if rank in os.environ:
+            return int(os.environ[rank]), int(os.environ[size])
+    return 0, 1
+
+
+def time_cell(torch, dist, cell: dict[str, Any], budget: float, repeats: int) -> dict[str, Any]:
+    rank, size = (dist.get_rank(), dist.get_world_size()) if dist else (0, 1)
+    dtype = {"float32": torch.float32, "float64": torch.float64}[cell["dtype"]]
+    sizes = cell["sizes"]
+    torch.manual_seed(0)
+    layers = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers += [
+            torch.nn.Linear(n_in, n_out),
+            getattr(torch.nn, ACTIVATIONS[cell.get("activation", "sigmoid")])(),
+        ]
+    model = torch.nn.Sequential(*layers).to(dtype)
+    if dist:
+        model = torch.nn.parallel.DistributedDataParallel(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
+    m = local_rows(int(cell["batch"]), rank, size)
+    rng = np.random.default_rng(1000 + rank)
+    n_rows = max(4096, 4 * m)
+    x_shard = torch.from_numpy(rng.random((n_rows, sizes[0])).astype(cell["dtype"]))
+    y_shard = torch.from_numpy(rng.integers(0, sizes[-1], n_rows))
+    eye = torch.eye(sizes[-1], dtype=dtype)
+    order = torch.from_numpy(rng.permutation(n_rows))
+    pos = 0
+
+    def step() -> None:
+        nonlocal pos
+        if pos + m > n_rows:
+            pos = 0
+        idx = order[pos : pos + m]
+        pos += m
+        x, y = x_shard[idx], y_shard[idx]  # (m/P, n_in), (m/P,)
+        optimizer.zero_grad(set_to_none=True)
+        a = model(x)
+        loss = 0.5 * (a - eye[y]).pow(2).sum()
+        loss.backward()
+        optimizer.step()
+
+    def barrier() -> None:
+        if dist:
+            dist.barrier()
+
+    for _ in range(3):
+        step()
+    barrier()
+    t0 = time.perf_counter()
+    step()
+    one = time.perf_counter() - t0
+    n = torch.tensor([max(1, int(budget / repeats / max(one, 1e-6)))])
+    if dist:
+        dist.broadcast(n, 0)
+    n_steps = int(n.item())
+    walls = []
+    for _ in range(repeats):
+        barrier()
+        t0 = time.perf_counter()
+        for _ in range(n_steps):
+            step()
+        wall = torch.tensor([(time.perf_counter() - t0) / n_steps], dtype=torch.float64)
+        if dist:
+            dist.all_reduce(wall, op=dist.ReduceOp.MAX)
+        walls.append(float(wall.item()))
+    wall = sorted(walls)[len(walls) // 2]
+    return {
+        **cell,
+        "P": size,
+        "peer": "torch",
+        "step_s": wall,
+        "samples_per_s": cell["batch"] / wall,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--port", type=int, default=29500)
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    torch.set_num_interop_threads(1)
+    rank, size = rank_and_size()
+    dist = None
+    if size > 1:
+        import torch.distributed as dist
+
+        dist.init_process_group(
+            "gloo", init_method=f"tcp://127.0.0.1:{args.port}", rank=rank, world_size=size
+        )
+    with open(args.spec) as f:
+        spec = json.load(f)
+    results = [
+        time_cell(torch, dist, c, spec["budget"], spec.get("repeats", 5)) for c in spec["cells"]
+    ]
+    if rank == 0:
+        tmp = f"{args.out}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump({"P": size, "results": results}, f)
+        os.replace(tmp, args.out)
+    if dist:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

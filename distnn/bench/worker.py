@@ -1,0 +1,175 @@
+"""One rank of a benchmark launch: time the trainer's step on every cell of a spec.
+
+Launched by ``python -m distnn.bench`` as
+
+    mpirun -n P python -m distnn.bench.worker --spec cells.json --out result.json
+
+(one process without mpirun works too: P = 1). A cell is a JSON object with
+``sizes``, ``batch`` (global), ``dtype``, and the communication options
+``reducer`` ("fused" | "overlap" | "shared-window"), ``bucket_bytes``, ``compression``,
+``sync_every``. Rank 0 writes one result per cell to ``--out``.
+
+The timed step is the trainer's (``distnn.train``): gather this rank's m/P rows
+of a shuffled batch by fancy indexing, reducer (backprop + allreduce of
+[grad, cost, stop]), ``grad *= 1/m``, ``SGD.step``.
+Data are synthetic, of MNIST's shape: uniform pixels in [0, 1), random labels.
+
+Timing: per cell, a few warm-up steps, then repeats of n steps each (n chosen on
+rank 0 so that a repeat lasts about budget/repeats, then broadcast), a barrier
+before each repeat. For each repeat every rank measures wall time, time inside
+MPI (``reducer.comm_seconds``: starting, waiting, load imbalance included), and
+the gather and update times; the ranks' figures are averaged and the median
+repeat (by wall time) is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from distnn.bench.accumulate import AccumulatedAllreduce
+from distnn.bench.shared_window import SharedWindowAllreduce
+from distnn.comm import Comm, world
+from distnn.network import MLP
+from distnn.optim import SGD
+from distnn.bench.overlap import OverlapAllreduce
+from distnn.reduce import FusedAllreduce
+
+LEARNING_RATE = 1e-3  # small: parameters stay in range over thousands of timed steps
+
+
+def local_rows(n: int, rank: int, size: int) -> int:
+    """How many of n rows rank ``rank`` of ``size`` gets (the first n % size get one more)."""
+    base, extra = divmod(n, size)
+    return base + (rank < extra)
+
+
+def make_reducer(comm: Comm, net: MLP, cell: dict[str, Any]):
+    k = int(cell.get("sync_every", 1))
+    if k > 1:
+        return AccumulatedAllreduce(comm, net, k)
+    if cell.get("reducer", "fused") == "overlap":
+        return OverlapAllreduce(
+            comm,
+            net,
+            bucket_bytes=int(cell.get("bucket_bytes", 0)),
+            compression=cell.get("compression"),
+        )
+    if cell.get("reducer", "fused") == "shared-window":
+        return SharedWindowAllreduce(comm, net)
+    return FusedAllreduce(comm, net)
+
+
+class Step:
+    """The trainer's step on synthetic data, with its phases timed."""
+
+    def __init__(self, comm: Comm, cell: dict[str, Any]) -> None:
+        self.k = int(cell.get("sync_every", 1))
+        self.global_batch = int(cell["batch"]) * self.k  # samples per update
+        self.m = local_rows(self.global_batch, comm.rank, comm.size)
+        net = MLP(
+            cell["sizes"],
+            activation=cell.get("activation", "sigmoid"),
+            cost=cell.get("cost", "quadratic"),
+            dtype=cell["dtype"],
+            seed=0,
+        )
+        rng = np.random.default_rng(1000 + comm.rank)
+        n_rows = max(4096, 4 * self.m)  # this rank's shard of the synthetic training set
+        self.x_shard = rng.random((n_rows, net.sizes[0]), dtype=net.dtype)  # (n_rows, n_in)
+        self.y_shard = rng.integers(0, net.sizes[-1], n_rows)
+        self.order = rng.permutation(n_rows)
+        self.pos = 0
+        self.net = net
+        self.reducer = make_reducer(comm, net, cell)
+        self.optimizer = SGD(net.params)
+        self.gather_seconds = 0.0
+        self.update_seconds = 0.0
+
+    def __call__(self) -> None:
+        t0 = time.perf_counter()
+        if self.pos + self.m > len(self.order):  # next epoch of the shard
+            self.pos = 0
+        idx = self.order[self.pos : self.pos + self.m]
+        self.pos += self.m
+        # Fancy indexing: twice as fast here as np.take(..., out=) into a reused buffer.
+        self.xb = self.x_shard[idx]  # (m/P, n_in)
+        self.yb = self.y_shard[idx]
+        t1 = time.perf_counter()
+        self.reducer(self.xb, self.yb, False)
+        t2 = time.perf_counter()
+        self.reducer.grad *= 1.0 / self.global_batch  # sum -> mean, as distnn.train does
+        self.optimizer.step(self.net.params, self.reducer.grad, LEARNING_RATE)
+        t3 = time.perf_counter()
+        self.gather_seconds += t1 - t0
+        self.update_seconds += t3 - t2
+
+
+def time_cell(comm: Comm, cell: dict[str, Any], budget: float, repeats: int) -> dict[str, Any]:
+    step = Step(comm, cell)
+    for _ in range(3):  # warm: workspaces, BLAS buffers, MPI connections
+        step()
+    comm.barrier()
+    t0 = time.perf_counter()
+    step()
+    one = time.perf_counter() - t0
+    n_steps = comm.bcast(max(1, int(budget / repeats / max(one, 1e-6))) if comm.rank == 0 else None)
+    rows = []
+    for _ in range(repeats):
+        r = step.reducer
+        before = np.array([r.comm_seconds, step.gather_seconds, step.update_seconds])
+        comm.barrier()
+        t0 = time.perf_counter()
+        for _ in range(n_steps):
+            step()
+        wall = time.perf_counter() - t0
+        after = np.array([r.comm_seconds, step.gather_seconds, step.update_seconds])
+        # Mean over ranks of [wall, comm, gather, update] per step; max wall too.
+        figures = np.concatenate([[wall], after - before]) / n_steps
+        total = comm.allreduce_(figures.copy()) / comm.size
+        slowest = comm.max_(np.array([wall / n_steps]))[0]
+        rows.append((slowest, total))
+    rows.sort(key=lambda row: row[0])
+    wall, (mean_wall, comm_s, gather_s, update_s) = rows[len(rows) // 2]
+    return {
+        **cell,
+        "P": comm.size,
+        "steps_per_repeat": n_steps,
+        "repeats": repeats,
+        "step_s": wall,
+        "samples_per_s": step.global_batch / wall,
+        "comm_s": comm_s,
+        "compute_s": mean_wall - comm_s,
+        "gather_s": gather_s,
+        "update_s": update_s,
+        "backprop_s": mean_wall - comm_s - gather_s - update_s,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", required=True, help="JSON: {'cells': [...], 'budget': s}")
+    parser.add_argument("--out", required=True, help="where rank 0 writes the results (JSON)")
+    args = parser.parse_args(argv)
+    with open(args.spec) as f:
+        spec = json.load(f)
+    comm = world()
+    results = []
+    with threadpool_limits(limits=1):  # one BLAS thread per rank
+        for cell in spec["cells"]:
+            results.append(time_cell(comm, cell, spec["budget"], spec.get("repeats", 5)))
+    if comm.rank == 0:
+        tmp = f"{args.out}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump({"P": comm.size, "results": results}, f)
+        os.replace(tmp, args.out)
+
+
+if __name__ == "__main__":
+    main()
