@@ -6,15 +6,18 @@ The network asks a cost for three things about the output layer L:
 - ``output(z, activation, out)``: a^L; the quadratic cost keeps the hidden
   activation, the cross-entropy cost uses a softmax;
 - ``fn(z, a, y) -> float``: the cost SUMMED over the batch, sum_x C_x;
-- ``delta(z, a, y, activation, out)``: delta^L for every sample, shape (m, n_L).
+- ``delta(z, a, y, activation, out)``: delta^L for every sample, shape (m, n_L);
+- ``fn_and_delta(z, a, y, activation, out) -> (fn, delta)``: both at once, which
+  backprop uses (the quadratic cost computes a^L - y once for the two).
 
-Targets y are integer class labels of shape (m,); the one-hot vectors of the
-seed are implied (y_j = 1 for j = label, else 0) and never materialised.
+Targets y are integer class labels of shape (m,); the seed's one-hot vectors
+(y_j = 1 for j = label, else 0) are rows of an identity matrix picked per batch.
 Arrays are batches of rows: z, a have shape (m, n_L).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Protocol
 
 import numpy as np
@@ -42,15 +45,32 @@ class Cost(Protocol):
         out: np.ndarray | None = None,
     ) -> np.ndarray: ...
 
+    def fn_and_delta(
+        self,
+        z: np.ndarray,
+        a: np.ndarray,
+        y: np.ndarray,
+        activation: Activation,
+        out: np.ndarray | None = None,
+    ) -> tuple[float, np.ndarray]: ...
+
+
+@functools.cache
+def _identity(n: int, dtype: np.dtype) -> np.ndarray:
+    """The (n, n) identity: row j is the one-hot vector of class j. Shared, so read-only."""
+    eye = np.eye(n, dtype=dtype)
+    eye.flags.writeable = False
+    return eye
+
 
 def _minus_one_hot(a: np.ndarray, y: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-    """a - y with y the one-hot vectors of the labels: (m, n_L)."""
-    if out is None:
-        out = a.copy()
-    else:
-        np.copyto(out, a)
-    out[np.arange(len(y)), y] -= 1.0
-    return out
+    """a - y with y the one-hot vectors of the labels: (m, n_L).
+
+    Two numpy calls (pick the identity's rows, subtract): per-call overhead, not
+    arithmetic, is what costs at these sizes.
+    """
+    one_hot = _identity(a.shape[1], a.dtype)[y]  # (m, n_L)
+    return np.subtract(a, one_hot, out=out)
 
 
 class QuadraticCost:
@@ -82,6 +102,19 @@ class QuadraticCost:
         out = _minus_one_hot(a, y, out)  # dC/da^L = a^L - y
         out *= activation.prime(z, a)  # (.) sigma'(z^L)
         return out
+
+    def fn_and_delta(
+        self,
+        z: np.ndarray,
+        a: np.ndarray,
+        y: np.ndarray,
+        activation: Activation,
+        out: np.ndarray | None = None,
+    ) -> tuple[float, np.ndarray]:
+        out = _minus_one_hot(a, y, out)  # a^L - y
+        cost = 0.5 * float(np.vdot(out, out))  # sum_x 1/2 ||a - y||^2
+        out *= activation.prime(z, a)  # delta^L = (a^L - y) (.) sigma'(z^L)
+        return cost, out
 
 
 class CrossEntropyCost:
@@ -118,6 +151,16 @@ class CrossEntropyCost:
         out: np.ndarray | None = None,
     ) -> np.ndarray:
         return _minus_one_hot(a, y, out)
+
+    def fn_and_delta(
+        self,
+        z: np.ndarray,
+        a: np.ndarray,
+        y: np.ndarray,
+        activation: Activation,
+        out: np.ndarray | None = None,
+    ) -> tuple[float, np.ndarray]:
+        return self.fn(z, a, y), self.delta(z, a, y, activation, out)
 
 
 COSTS: dict[str, type] = {cls.name: cls for cls in (QuadraticCost, CrossEntropyCost)}

@@ -6,7 +6,9 @@ The seed's mini-batch SGD rule, for every weight and bias at once:
       =  w - eta * grad_mean,  grad_mean = (1/m) sum_x dC_x/dw
 
 ``SGD.step(params, grad_mean, lr)`` with the defaults is exactly
-``params -= lr * grad_mean``. Options, each off by default:
+``params -= lr * grad_mean``; ``SGD.step(params, grad_sum, lr, scale=1/m)`` is
+``params -= (lr/m) * grad_sum``, the seed's rule as written, in one pass fewer.
+Options, each off by default:
 
 - L2 weight decay (Nielsen's lmbda, on weights only via a mask):
   g = grad_mean + weight_decay * w;
@@ -55,6 +57,7 @@ class SGD:
         self.dtype = np.dtype(dtype)
         self.velocity = np.zeros(n, self.dtype)  # v; stays 0 without momentum
         self._scratch = np.empty(n, self.dtype)
+        self._mean = np.empty(n, self.dtype)  # scale * grad, when step() is given a scale
         # weight_decay on masked entries, 0 elsewhere, so decay is one multiply.
         self._decay: np.ndarray | None = None
         if self.weight_decay > 0.0:
@@ -63,15 +66,26 @@ class SGD:
                 raise ValueError(f"decay_mask must have shape ({n},), got {mask.shape}")
             self._decay = np.where(mask, self.weight_decay, 0.0).astype(self.dtype)
 
-    def step(self, params: np.ndarray, grad_mean: np.ndarray, lr: float) -> None:
-        """Update ``params`` in place from the batch-mean gradient; ``grad_mean`` is not changed."""
-        lr = float(lr)
-        g = grad_mean
+    def step(
+        self, params: np.ndarray, grad_mean: np.ndarray, lr: float, scale: float = 1.0
+    ) -> None:
+        """Update ``params`` in place from the batch-mean gradient ``scale * grad_mean``.
+
+        A trainer holding the SUM over the batch passes it with ``scale=1/m``, which
+        saves a pass over the vector: plain SGD then applies the seed's rule literally,
+        w -> w - (eta/m) sum_x dC_x/dw. ``grad_mean`` is not changed.
+        """
+        lr, scale = float(lr), float(scale)
+        if self._decay is None and self.momentum == 0.0:
+            # The seed's rule: w -> w - eta * grad_mean, eta and the 1/m folded together.
+            params -= np.multiply(grad_mean, lr * scale, out=self._scratch)
+            return
+        g = grad_mean if scale == 1.0 else np.multiply(grad_mean, scale, out=self._mean)
         if self._decay is not None:
-            g = np.multiply(params, self._decay, out=self._scratch)  # lmbda * w (0 on biases)
-            g += grad_mean
+            decay = np.multiply(params, self._decay, out=self._scratch)  # lmbda * w (0 on biases)
+            decay += g
+            g = decay
         if self.momentum == 0.0:
-            # The seed's rule: w -> w - eta * grad_mean.
             params -= np.multiply(g, lr, out=self._scratch)
             return
         v = self.velocity

@@ -259,8 +259,8 @@ def train(cfg: Config, given: dict[str, Any], comm: Comm,
                     f"the training cost became {cost} at epoch {epoch + 1}, step {step}; "
                     f"{cfg.checkpoint} keeps the last good state (try a smaller --lr)"
                 )
-            reduce.grad *= 1 / m  # sum_x dC_x/dw -> its mean, so the step is eta/m sum
-            optimizer.step(net.params, reduce.grad, lr_at(epoch * steps + step))
+            # sum_x dC_x/dw times 1/m is its mean, so the step is eta/m sum (the seed's rule).
+            optimizer.step(net.params, reduce.grad, lr_at(epoch * steps + step), scale=1 / m)
             epoch_cost += cost
             if bar:
                 bar.update()

@@ -156,6 +156,10 @@ def test_costs_against_direct_formulas() -> None:
     np.testing.assert_allclose(ce.output(z, sigmoid), softmax, rtol=1e-13)
     assert ce.fn(z, softmax, y) == pytest.approx(-np.log(softmax[np.arange(5), y]).sum())
     np.testing.assert_allclose(ce.delta(z, softmax, y, sigmoid), softmax - one_hot)
+    for cost, a_out in ((quadratic, a), (ce, softmax)):  # backprop's call: the two at once
+        fn, delta = cost.fn_and_delta(z, a_out, y, sigmoid)
+        assert fn == cost.fn(z, a_out, y)
+        np.testing.assert_array_equal(delta, cost.delta(z, a_out, y, sigmoid))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -103,6 +103,28 @@ def test_float32_stays_float32() -> None:
     assert SGD(10).velocity.dtype == np.float32
 
 
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"momentum": 0.9}, {"momentum": 0.9, "nesterov": True}, {"weight_decay": 0.1}],
+    ids=["plain", "momentum", "nesterov", "decay"],
+)
+def test_scale_folds_the_mean_into_the_step(options) -> None:
+    """step(w, sum, eta, scale=1/m) == step(w, sum / m, eta) up to rounding; sum is kept."""
+    rng = np.random.default_rng(0)
+    grad_sums = [rng.standard_normal(6) for _ in range(3)]
+    params_a, params_b = np.ones(6), np.ones(6)
+    a, b = SGD(params_a, **options), SGD(params_b, **options)
+    for grad_sum in grad_sums:
+        kept = grad_sum.copy()
+        a.step(params_a, grad_sum, 0.5, scale=1 / 10)
+        np.testing.assert_array_equal(grad_sum, kept)
+        b.step(params_b, grad_sum / 10, 0.5)
+        np.testing.assert_allclose(params_a, params_b, rtol=1e-15)
+    params = np.array([1.0, 2.0])
+    SGD(params).step(params, np.array([10.0, -10.0]), 0.25, scale=1 / 10)  # the seed's rule
+    np.testing.assert_array_equal(params, [1.0 - 0.25, 2.0 + 0.25])
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="nesterov"):
         SGD(3, nesterov=True)

@@ -11,7 +11,7 @@ Launched by ``python -m distnn.bench`` as
 
 The timed step is the trainer's (``distnn.train``): gather this rank's m/P rows
 of a shuffled batch by fancy indexing, reducer (backprop + allreduce of
-[grad, cost, stop]), ``grad *= 1/m``, ``SGD.step``.
+[grad, cost, stop]), ``SGD.step`` of the summed gradient with ``scale=1/m``.
 Data are synthetic, of MNIST's shape: uniform pixels in [0, 1), random labels.
 
 Timing: per cell, a few warm-up steps, then repeats of n steps each (n chosen on
@@ -104,8 +104,10 @@ class Step:
         t1 = time.perf_counter()
         self.reducer(self.xb, self.yb, False)
         t2 = time.perf_counter()
-        self.reducer.grad *= 1.0 / self.global_batch  # sum -> mean, as distnn.train does
-        self.optimizer.step(self.net.params, self.reducer.grad, LEARNING_RATE)
+        # sum -> mean folded into the step, as distnn.train does
+        self.optimizer.step(
+            self.net.params, self.reducer.grad, LEARNING_RATE, scale=1.0 / self.global_batch
+        )
         t3 = time.perf_counter()
         self.gather_seconds += t1 - t0
         self.update_seconds += t3 - t2
