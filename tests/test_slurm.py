@@ -174,23 +174,24 @@ def test_job_trains_to_completion(slurm, workdir):
 
 @pytest.fixture(scope="module")
 def interrupted(slurm, workdir) -> dict[str, tuple[str, dict, tuple]]:
-    """One time-limited job per launcher, run side by side (the node declares 4 CPUs).
+    """One time-limited job per launcher, one after the other.
 
     --time=1 with --signal=B:TERM@15. slurmctld looks at time limits every
     30 s and sends the signal at the first look at which at most W + 30 s
     are left (W = 15), so the batch shell gets SIGTERM 15-45 s after the
     start, and the time-limit kill would come at 60-90 s: at least 15 s to
     write the checkpoint. (With W >= 30 the signal could come at once.) The
-    epochs are far more than fit.
+    epochs are far more than fit. One after the other, so that on two cores
+    neither job's timing depends on the other's load.
     """
-    jobs = {}
+    done = {}
     for launcher in ("srun", "mpirun"):
         env = _job_env(slurm, LAUNCHER=launcher, SRUN_MPI="pmi2", DISTNN_REQUEUE="0")
-        jobs[launcher] = (submit(workdir, env, [f"--job-name=limit-{launcher}", "--time=1",
-                                                "--signal=B:TERM@15"],
-                                 ["--epochs", "1000000", "--batch-size", "10"]), env)
-    done = wait(slurm, [job for job, _ in jobs.values()], timeout=150)
-    return {launcher: (job, env, done[job]) for launcher, (job, env) in jobs.items()}
+        job = submit(workdir, env, [f"--job-name=limit-{launcher}", "--time=1",
+                                    "--signal=B:TERM@15"],
+                     ["--epochs", "1000000", "--batch-size", "10"])
+        done[launcher] = (job, env, wait(slurm, [job], timeout=150)[job])
+    return done
 
 
 @pytest.mark.parametrize("launcher", ["srun", "mpirun"])

@@ -145,8 +145,14 @@ fi
 
 # --- slurm.conf: one node, one partition; short timeouts suit tests.
 # proctrack/linuxproc and task/none: cgroups may be missing in containers.
+# Job ids start somewhere new for every throwaway cluster: MPICH names its
+# shared-memory segment after the PMI job name (job.step under srun), and a
+# segment left in /dev/shm by a killed step of an earlier cluster's job with
+# the same id breaks MPI_Init of the new one ("Message ... truncated").
+FIRST_JOB_ID=$(( (($(date +%s) / 10) % 500000) * 100 + 1000 ))
 cat >"$DIR/etc/slurm.conf" <<EOF
 ClusterName=distnntest
+FirstJobId=$FIRST_JOB_ID
 SlurmctldHost=$HOST(127.0.0.1)
 SlurmctldPort=$PORT_CTLD
 SlurmdPort=$PORT_D
