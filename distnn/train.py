@@ -121,6 +121,9 @@ def _root_setup(cfg: Config, given: dict[str, Any], ranks: int) -> tuple[Start, 
         else:
             print(f"distnn: no checkpoint at {cfg.checkpoint} yet: starting a new run",
                   file=sys.stderr)
+    elif Path(cfg.checkpoint).exists():
+        print(f"distnn: starting a new run; its first checkpoint will replace "
+              f"{cfg.checkpoint} (--resume continues that run instead)", file=sys.stderr)
     if not Path(cfg.data).exists() and cfg.data == DEFAULT_DATA:
         print(f"distnn: {cfg.data} is missing: preparing MNIST there first", file=sys.stderr)
         prepare(cfg.data)

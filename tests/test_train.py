@@ -117,6 +117,9 @@ def test_resume_refuses_a_changed_setting(data, tmp_path):
     assert result.returncode == 2
     assert "--lr 0.1 differs from the checkpoint's 0.5" in result.stderr
     assert "Traceback" not in result.stderr
+    fresh = run_cli("--data", str(data), "--checkpoint", ckpt, "--epochs", "1", *SMALL)
+    assert fresh.returncode == 0
+    assert f"its first checkpoint will replace {ckpt}" in fresh.stderr
 
 
 def test_diverging_run_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
