@@ -99,9 +99,7 @@ class QuadraticCost:
         activation: Activation,
         out: np.ndarray | None = None,
     ) -> np.ndarray:
-        out = _minus_one_hot(a, y, out)  # dC/da^L = a^L - y
-        out *= activation.prime(z, a)  # (.) sigma'(z^L)
-        return out
+        return self.fn_and_delta(z, a, y, activation, out)[1]
 
     def fn_and_delta(
         self,
