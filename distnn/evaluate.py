@@ -29,6 +29,12 @@ def confusion(net: MLP, x: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndar
     return counts
 
 
+def confusion_over_ranks(comm, net: MLP, x: np.ndarray, y: np.ndarray,
+                         n_classes: int) -> np.ndarray:
+    """The confusion matrix of the whole split: each rank counts its shard, the counts add."""
+    return comm.allreduce_(confusion(net, x, y, n_classes))
+
+
 def accuracy(counts: np.ndarray) -> float:
     return float(np.trace(counts) / max(1, counts.sum()))
 
@@ -85,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     x = images.astype(net.dtype) / 255
     y = labels.astype(np.intp)
-    counts = comm.allreduce_(confusion(net, x, y, net.sizes[-1]))
+    counts = confusion_over_ranks(comm, net, x, y, net.sizes[-1])
     if comm.rank == 0:
         print(report(counts))
         if args.show > 0:

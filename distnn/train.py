@@ -33,7 +33,7 @@ from distnn.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from distnn.comm import Comm, world
 from distnn.config import DEFAULT_DATA, Config, ConfigError, merge_resumed, parse_args
 from distnn.data import DataError, describe, prepare, read_shard, shard_range
-from distnn.evaluate import accuracy, confusion
+from distnn.evaluate import accuracy, confusion_over_ranks
 from distnn.network import MLP
 from distnn.optim import SGD
 from distnn.reduce import FusedAllreduce
@@ -232,6 +232,7 @@ def train(cfg: Config, given: dict[str, Any], comm: Comm,
         f"{cfg.data}: {info['train_size']} train / {info['test_size']} test; "
         f"net {','.join(map(str, cfg.layers))} {cfg.activation}/{cfg.cost} {cfg.dtype}; "
         f"m={m} ({m_local} on rank 0), {steps} steps/epoch", flush=True)
+
     def log(record: dict[str, Any]) -> None:
         if root and cfg.metrics:  # appended and closed each time: a crash loses nothing
             with open(cfg.metrics, "a") as metrics:
@@ -248,7 +249,6 @@ def train(cfg: Config, given: dict[str, Any], comm: Comm,
         comm.barrier()  # MPI: nobody exits before the checkpoint is on disk
 
     reduce = FusedAllreduce(comm, net)
-    counts = np.zeros((cfg.layers[-1], cfg.layers[-1]), np.int64)
     for epoch in range(first_epoch, cfg.epochs):
         order = epoch_order(len(y_train), cfg.seed, epoch, comm.rank)
         reduce.comm_seconds = 0.0
@@ -277,8 +277,7 @@ def train(cfg: Config, given: dict[str, Any], comm: Comm,
         if bar:
             bar.close()
         seconds = time.perf_counter() - t0
-        counts[...] = confusion(net, x_test, y_test, cfg.layers[-1])
-        comm.allreduce_(counts)  # MPI: every test image counted exactly once
+        counts = confusion_over_ranks(comm, net, x_test, y_test, cfg.layers[-1])  # MPI
         record = {
             "epoch": epoch + 1,
             "cost": epoch_cost / (steps * m),  # per sample; a resumed epoch kept its partial sum
@@ -295,8 +294,7 @@ def train(cfg: Config, given: dict[str, Any], comm: Comm,
         first_step, epoch_cost = 0, 0.0
         save(epoch + 1, 0, 0.0)
     if first_epoch >= cfg.epochs:  # resumed a finished run: evaluate what it holds
-        counts[...] = confusion(net, x_test, y_test, cfg.layers[-1])
-        comm.allreduce_(counts)  # MPI
+        counts = confusion_over_ranks(comm, net, x_test, y_test, cfg.layers[-1])  # MPI
     say(f"final test accuracy: {accuracy(counts):.2%} ({np.trace(counts)}/{counts.sum()})",
         flush=True)
     return 0
