@@ -95,7 +95,8 @@ class Config:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def _layers(text: str) -> list[int]:
+def parse_layers(text: str) -> list[int]:
+    """'784,100,10' -> [784, 100, 10]; an argparse type, so a bad list is a usage error."""
     try:
         sizes = [int(part) for part in text.split(",")]
     except ValueError:
@@ -168,7 +169,7 @@ def build_parser(quiet: bool = False) -> argparse.ArgumentParser:
                     help="append one JSON line per epoch here (plot: python -m distnn.plot PATH)")
 
     model = p.add_argument_group("model")
-    model.add_argument("--layers", type=_layers, metavar="N,N,...",
+    model.add_argument("--layers", type=parse_layers, metavar="N,N,...",
                        help=f"layer sizes from input to classes (default "
                             f"{','.join(map(str, d.layers))})")
     model.add_argument("--activation", choices=sorted(ACTIVATIONS),

@@ -26,15 +26,11 @@ from pathlib import Path
 
 from distnn.bench import report
 from distnn.bench.matrix import Config, run
+from distnn.config import parse_layers
 
 
 def _sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(n) for n in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"layer sizes are comma-separated integers, got {text!r}"
-        ) from None
+    sizes = parse_layers(text)
     if len(sizes) < 2 or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"need >= 2 positive layer sizes, got {text!r}")
     return sizes
