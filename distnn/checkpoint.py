@@ -5,6 +5,9 @@ saving leaves the previous checkpoint intact:
 
     /params                  the flat parameter vector (net.params)
     /optimizer/<name>        the optimizer's flat state (e.g. velocity); scalars as attrs
+
+Version 2 lays each weight matrix out column by column, as ``MLP.params`` does
+since then; version 1 (row by row) is still read, and converted.
     attrs: format, version, model (JSON: MLP constructor arguments),
            config (JSON: the run's Config), position (JSON: epoch, step,
            cost so far in that epoch, world size), rng
@@ -28,7 +31,8 @@ from distnn.atomic import atomic_path
 from distnn.network import MLP
 
 FORMAT = "distnn-checkpoint"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)
 
 
 class CheckpointError(Exception):
@@ -63,22 +67,38 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         with h5py.File(path, "r") as f:
             if f.attrs.get("format") != FORMAT:
                 raise CheckpointError(f"{path} is not a distnn checkpoint")
-            if int(f.attrs["version"]) != VERSION:
+            version = int(f.attrs["version"])
+            if version not in READS:
                 raise CheckpointError(
-                    f"{path} has checkpoint version {f.attrs['version']}, this distnn reads "
-                    f"{VERSION}"
+                    f"{path} has checkpoint version {version}, this distnn reads "
+                    f"{' and '.join(map(str, READS))}"
                 )
+            model = json.loads(f.attrs["model"])
+            params = f["params"][()]
             optimizer: dict[str, Any] = {k: v[()] for k, v in f["optimizer"].items()}
             optimizer.update({k: v.item() for k, v in f["optimizer"].attrs.items()})
-            return {
-                "model": json.loads(f.attrs["model"]),
-                "config": json.loads(f.attrs["config"]),
-                "position": json.loads(f.attrs["position"]),
-                "params": f["params"][()],
-                "optimizer": optimizer,
-            }
+            config, position = json.loads(f.attrs["config"]), json.loads(f.attrs["position"])
     except (OSError, KeyError) as err:
         raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
+    if version == 1:  # the velocity is laid out like the parameters
+        params = _columns_from_rows(params, model["sizes"])
+        optimizer = {k: _columns_from_rows(v, model["sizes"])
+                     if isinstance(v, np.ndarray) and v.shape == params.shape else v
+                     for k, v in optimizer.items()}
+    return {"model": model, "config": config, "position": position, "params": params,
+            "optimizer": optimizer}
+
+
+def _columns_from_rows(flat: np.ndarray, sizes: list[int]) -> np.ndarray:
+    """A version-1 flat vector (each w row by row) laid out as now (column by column)."""
+    if flat.size != sum(n_out * (n_in + 1) for n_in, n_out in zip(sizes[:-1], sizes[1:])):
+        raise CheckpointError("the parameter vector does not fit the checkpoint's own model")
+    out, start = flat.copy(), 0
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        w = slice(start, start + n_out * n_in)
+        out[w] = flat[w].reshape(n_out, n_in).T.ravel()
+        start = w.stop + n_out  # the biases are unchanged
+    return out
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> MLP:

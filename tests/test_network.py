@@ -99,14 +99,15 @@ def test_params_layout_and_views() -> None:
     assert net.params.size == 4 * 5 + 4 + 3 * 4 + 3
     assert net.layer_slices == [slice(0, 24), slice(24, 39)]
     for w, b, s in zip(net.weights, net.biases, net.layer_slices):
-        # w then b, row-major, inside the layer's slice
-        np.testing.assert_array_equal(net.params[s], np.concatenate([w.ravel(), b]))
+        # w column by column (w^T row by row), then b, inside the layer's slice
+        np.testing.assert_array_equal(net.params[s], np.concatenate([w.T.ravel(), b]))
         assert np.shares_memory(w, net.params) and np.shares_memory(b, net.params)
     net.params[:] = np.arange(net.params.size)  # writing params changes weights
-    assert net.weights[0][1, 0] == 5 and net.biases[0][0] == 20 and net.weights[1][0, 0] == 24
+    assert net.weights[0][0, 1] == 4 and net.biases[0][0] == 20 and net.weights[1][0, 0] == 24
+    assert net.weights[0][1, 0] == 1  # w[j, k] is at k * n_out + j
     net.weights[1][2, 3] = -7.0  # and writing weights changes params
     net.biases[1][2] = -8.0
-    assert net.params[24 + 2 * 4 + 3] == -7.0 and net.params[-1] == -8.0
+    assert net.params[24 + 3 * 3 + 2] == -7.0 and net.params[-1] == -8.0
     mask = net.weight_mask
     assert mask.dtype == bool and mask.sum() == 20 + 12
     assert not mask[20:24].any() and not mask[36:39].any() and mask[24:36].all()

@@ -68,7 +68,7 @@ def test_weight_decay_with_the_network_mask() -> None:
     )
     for w, b, s in zip(net.weights, net.biases, net.layer_slices):
         w_before, b_before = np.split(before[s], [w.size])
-        np.testing.assert_allclose(w.ravel(), 0.99 * w_before, rtol=1e-15)
+        np.testing.assert_allclose(w.T.ravel(), 0.99 * w_before, rtol=1e-15)
         np.testing.assert_array_equal(b, b_before)
 
 
