@@ -12,6 +12,10 @@ passed in holds the result), and ``i``-prefixed calls return a handle to
 
 Only upper-case mpi4py calls are used for arrays (``Allreduce``, ``Bcast``):
 they move the numpy buffer directly instead of pickling it.
+
+Ranks on one node can also share memory: ``node()`` is the communicator of the
+ranks that can, and its ``shared_array`` is one numpy array they all map (an
+MPI-3 shared-memory window), so what one rank writes the others read in place.
 """
 
 from __future__ import annotations
@@ -67,6 +71,39 @@ class SerialComm:
         os._exit(code)
 
 
+class SharedArray:
+    """A flat numpy array in one node's memory, mapped by every rank of a node communicator.
+
+    Ranks read and write ``array`` directly; ``sync()`` is the only ordering: what
+    any rank wrote before its ``sync()`` is what every rank reads after its own.
+    """
+
+    def __init__(self, comm: Any, size: int, dtype: np.dtype) -> None:
+        from mpi4py import MPI
+
+        dtype = np.dtype(dtype)
+        self._comm = comm
+        # One allocation, made by the node's first rank, so the array is contiguous.
+        nbytes = size * dtype.itemsize if comm.Get_rank() == 0 else 0
+        self._win = MPI.Win.Allocate_shared(nbytes, dtype.itemsize, comm=comm)
+        # One passive-target epoch for the window's whole life: loads and stores
+        # are then plain memory accesses, ordered by sync() alone.
+        self._win.Lock_all(MPI.MODE_NOCHECK)
+        buf, _ = self._win.Shared_query(0)
+        self.array = np.ndarray((size,), dtype, buffer=buf)
+
+    def sync(self) -> None:
+        """A barrier that also makes every rank's writes visible to every rank."""
+        self._win.Sync()  # my stores reach the shared memory ...
+        self._comm.Barrier()  # ... everyone's have ...
+        self._win.Sync()  # ... and my loads see them
+
+    def free(self) -> None:
+        """Release the memory (collective over the node); ``array`` must not be used after."""
+        self._win.Unlock_all()
+        self._win.Free()
+
+
 class MPIComm:
     """Several ranks: thin wrappers over one mpi4py communicator."""
 
@@ -109,6 +146,25 @@ class MPIComm:
             return local.Get_size()
         finally:
             local.Free()
+
+    def split(self, color: int) -> MPIComm:
+        """The communicator of the ranks that pass the same ``color``, in rank order."""
+        return MPIComm(self._comm.Split(color, self.rank))
+
+    def node(self) -> MPIComm:
+        """The communicator of the ranks that share this node's memory."""
+        return MPIComm(self._comm.Split_type(self._MPI.COMM_TYPE_SHARED, key=self.rank))
+
+    def shared_array(self, size: int, dtype: np.dtype) -> SharedArray:
+        """A ``size``-element array every rank of this communicator maps (collective).
+
+        Every rank must share memory: call it on ``node()`` or a part of it.
+        """
+        return SharedArray(self._comm, size, dtype)
+
+    def free(self) -> None:
+        """Release a communicator made by ``split`` or ``node`` (collective)."""
+        self._comm.Free()
 
     def abort(self, code: int = 1) -> None:
         """End every rank of the job now, so none waits forever in a collective."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from distnn.activations import ACTIVATIONS
 from distnn.costs import COSTS
 from distnn.initializers import INITIALIZERS
+from distnn.reduce import REDUCERS
 
 DEFAULT_DATA = "data/mnist.h5"
 SCHEDULES = ("constant", "step", "cosine")  # distnn.schedules.make_schedule
@@ -24,7 +25,7 @@ SCHEDULES = ("constant", "step", "cosine")  # distnn.schedules.make_schedule
 # Settings that may differ when a run is resumed: where things are, and how long
 # to train. Everything else must match the checkpoint, or the resumed run would
 # not be the run that was interrupted.
-RESUMABLE_CHANGES = ("data", "checkpoint", "resume", "metrics", "epochs", "progress")
+RESUMABLE_CHANGES = ("data", "checkpoint", "resume", "metrics", "epochs", "progress", "reduce")
 
 
 class ConfigError(ValueError):
@@ -57,6 +58,7 @@ class Config:
     gamma: float = 0.1
     # System
     seed: int = 0
+    reduce: str = "auto"  # distnn.reduce.make_reducer
     progress: bool = True  # a progress bar, only when stderr is a terminal
 
     def validate(self) -> None:
@@ -83,6 +85,8 @@ class Config:
             raise ConfigError(f"--warmup-epochs must be >= 0, got {self.warmup_epochs}")
         if self.step_epochs < 1:
             raise ConfigError(f"--step-epochs must be at least 1, got {self.step_epochs}")
+        if self.reduce not in REDUCERS:
+            raise ConfigError(f"unknown --reduce {self.reduce!r}")
         if not self.checkpoint:
             raise ConfigError("--checkpoint must name a file")
 
@@ -129,11 +133,12 @@ Train a fully connected network on MNIST (or any file made by
 Every rank holds a replica of the network and reads its own shard of the
 training set. Each step the ranks backpropagate their part of the global
 mini-batch, sum the gradients with one Allreduce, and apply the same update.
+(Ranks on one node share one replica instead: see --reduce.)
 """
 
 EPILOG = """\
 examples:
-  mpirun -n 4 python -m distnn.train                 # 4 ranks, defaults: >= 98%% on MNIST
+  mpirun -n 4 python -m distnn.train                 # 4 ranks, defaults: >= 98% on MNIST
   python -m distnn.train --epochs 1                  # one process, to debug
   python -m distnn.train --layers 784,30,10 --activation sigmoid --cost quadratic \\
       --init standard --batch-size 10 --lr 3.0 --momentum 0 --weight-decay 0 \\
@@ -211,6 +216,13 @@ def build_parser(quiet: bool = False) -> argparse.ArgumentParser:
     system.add_argument("--seed", type=int,
                         help=f"seeds the initial weights and every epoch's shuffle "
                              f"(default {d.seed})")
+    system.add_argument("--reduce", choices=REDUCERS,
+                        help="how ranks sum gradients: allreduce = one MPI Allreduce, every "
+                             "rank updates every parameter; shm = the ranks of a node share "
+                             "one copy of the parameters, sum through shared memory and "
+                             "each update a part (needs the same number of ranks on every "
+                             "node); auto = shm where it applies, else allreduce "
+                             f"(default {d.reduce})")
     system.add_argument("--no-progress", action="store_false", dest="progress",
                         help="no progress bar (it shows only when stderr is a terminal anyway)")
     p.epilog = EPILOG + (

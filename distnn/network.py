@@ -127,6 +127,19 @@ class MLP:
             bs.append(layer[n_out * n_in :])
         return ws, bs
 
+    def bind(self, flat: np.ndarray) -> None:
+        """Keep the parameters in ``flat`` from now on; its values become the parameters.
+
+        For memory the ranks of a node share (``distnn.reduce``): the network
+        reads its parameters wherever they live. Copy the current ones in first
+        to keep them.
+        """
+        if flat.shape != self.params.shape or flat.dtype != self.dtype:
+            raise ValueError(f"expected a flat {self.dtype} vector of {self.params.size} "
+                             f"parameters, got {flat.dtype} {flat.shape}")
+        self.params = flat
+        self.weights, self.biases = self._views(flat)
+
     @property
     def num_layers(self) -> int:
         """Layers with parameters, L - 1 in the seed's counting (which includes the input)."""

@@ -67,35 +67,57 @@ class SGD:
             self._decay = np.where(mask, self.weight_decay, 0.0).astype(self.dtype)
 
     def step(
-        self, params: np.ndarray, grad_mean: np.ndarray, lr: float, scale: float = 1.0
+        self,
+        params: np.ndarray,
+        grad_mean: np.ndarray,
+        lr: float,
+        scale: float = 1.0,
+        part: slice | None = None,
     ) -> None:
         """Update ``params`` in place from the batch-mean gradient ``scale * grad_mean``.
 
         A trainer holding the SUM over the batch passes it with ``scale=1/m``, which
         saves a pass over the vector: plain SGD then applies the seed's rule literally,
         w -> w - (eta/m) sum_x dC_x/dw. ``grad_mean`` is not changed.
+
+        ``part`` updates only ``params[part]`` (and that part of the velocity), and
+        ``grad_mean`` then holds the gradient of that part alone: ranks that share
+        one parameter vector each update their own part of it.
         """
         lr, scale = float(lr), float(scale)
-        if self._decay is None and self.momentum == 0.0:
+        if part is None:
+            v, scratch, mean, decay = self.velocity, self._scratch, self._mean, self._decay
+        else:
+            params, v, scratch, mean = (params[part], self.velocity[part],
+                                        self._scratch[part], self._mean[part])
+            decay = None if self._decay is None else self._decay[part]
+        if decay is None and self.momentum == 0.0:
             # The seed's rule: w -> w - eta * grad_mean, eta and the 1/m folded together.
-            params -= np.multiply(grad_mean, lr * scale, out=self._scratch)
+            params -= np.multiply(grad_mean, lr * scale, out=scratch)
             return
-        g = grad_mean if scale == 1.0 else np.multiply(grad_mean, scale, out=self._mean)
-        if self._decay is not None:
-            decay = np.multiply(params, self._decay, out=self._scratch)  # lmbda * w (0 on biases)
-            decay += g
-            g = decay
+        g = grad_mean if scale == 1.0 else np.multiply(grad_mean, scale, out=mean)
+        if decay is not None:
+            g = np.add(np.multiply(params, decay, out=scratch), g, out=scratch)  # g + lmbda w
         if self.momentum == 0.0:
-            params -= np.multiply(g, lr, out=self._scratch)
+            params -= np.multiply(g, lr, out=scratch)
             return
-        v = self.velocity
         v *= self.momentum
         v += g  # v -> mu v + g
         if self.nesterov:
-            params -= np.multiply(g, lr, out=self._scratch)  # w - eta g ...
-            params -= np.multiply(v, lr * self.momentum, out=self._scratch)  # ... - eta mu v
+            params -= np.multiply(g, lr, out=scratch)  # w - eta g ...
+            params -= np.multiply(v, lr * self.momentum, out=scratch)  # ... - eta mu v
         else:
-            params -= np.multiply(v, lr, out=self._scratch)  # w - eta v
+            params -= np.multiply(v, lr, out=scratch)  # w - eta v
+
+    def bind(self, velocity: np.ndarray) -> None:
+        """Keep the velocity in ``velocity`` from now on; its values become the state.
+
+        For memory the ranks of a node share (``distnn.reduce``).
+        """
+        if velocity.shape != self.velocity.shape or velocity.dtype != self.dtype:
+            raise ValueError(f"expected a flat {self.dtype} vector of {self.velocity.size} "
+                             f"entries, got {velocity.dtype} {velocity.shape}")
+        self.velocity = velocity
 
     def state_dict(self) -> dict[str, np.ndarray | float]:
         """Everything needed to resume: the velocity and the hyperparameters (for the record)."""

@@ -10,8 +10,10 @@ the ranks sum their gradients with one Allreduce, and every rank applies
 
     w -> w - (eta/m) sum_x dC_x/dw,    b -> b - (eta/m) sum_x dC_x/db
 
-so the replicas stay identical without ever sending parameters again. The
-distributed lines are few and marked "# MPI:".
+so the replicas stay identical without ever sending parameters again. On one
+node the ranks can do better still: they share one copy of the network, sum
+through shared memory and each update a part of it (``--reduce``, see
+``distnn.reduce``). The distributed lines are few and marked "# MPI:".
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from distnn.data import DataError, describe, prepare, read_shard, shard_range
 from distnn.evaluate import accuracy, confusion_over_ranks
 from distnn.network import MLP
 from distnn.optim import SGD
-from distnn.reduce import FusedAllreduce
+from distnn.reduce import make_reducer
 from distnn.schedules import make_schedule
 from distnn.threads import limit_blas_threads
 
@@ -228,7 +230,12 @@ def train(cfg: Config, given: dict[str, Any], comm: Comm,
         first_step = pos["step"] * steps // pos["steps"] if pos["steps"] != steps else pos["step"]
         say(f"distnn: resuming {cfg.checkpoint} at epoch {first_epoch + 1}, step {first_step}")
 
-    say(f"distnn: {comm.size} rank(s), {threads or 'user-set'} BLAS thread(s) each; "
+    try:
+        reducer = make_reducer(comm, net, optimizer, cfg.reduce)  # MPI
+    except ValueError as err:  # every rank saw the same node sizes
+        raise UsageError(str(err)) from None
+    say(f"distnn: {comm.size} rank(s), {threads or 'user-set'} BLAS thread(s) each, "
+        f"summing by {reducer.name}; "
         f"{cfg.data}: {info['train_size']} train / {info['test_size']} test; "
         f"net {','.join(map(str, cfg.layers))} {cfg.activation}/{cfg.cost} {cfg.dtype}; "
         f"m={m} ({m_local} on rank 0), {steps} steps/epoch", flush=True)
@@ -248,51 +255,53 @@ def train(cfg: Config, given: dict[str, Any], comm: Comm,
                              "epoch_cost": cost, "ranks": comm.size})
         comm.barrier()  # MPI: nobody exits before the checkpoint is on disk
 
-    reduce = FusedAllreduce(comm, net)
-    for epoch in range(first_epoch, cfg.epochs):
-        order = epoch_order(len(y_train), cfg.seed, epoch, comm.rank)
-        reduce.comm_seconds = 0.0
-        bar = _progress(root and cfg.progress, steps, first_step, epoch)
-        t0 = time.perf_counter()
-        for step in range(first_step, steps):
-            batch = order[step * m_local:(step + 1) * m_local]
-            cost, stopping = reduce(x_train[batch], y_train[batch], stop.requested)  # MPI
-            if not math.isfinite(cost):
-                raise Diverged(
-                    f"the training cost became {cost} at epoch {epoch + 1}, step {step}; "
-                    f"{cfg.checkpoint} keeps the last good state (try a smaller --lr)"
-                )
-            # sum_x dC_x/dw times 1/m is its mean, so the step is eta/m sum (the seed's rule).
-            optimizer.step(net.params, reduce.grad, lr_at(epoch * steps + step), scale=1 / m)
-            epoch_cost += cost
-            if bar:
-                bar.update()
-            if stopping:
+    # Leaving the block normally (or on a stop) frees shared memory; a crash just exits.
+    with reducer as reduce:
+        for epoch in range(first_epoch, cfg.epochs):
+            order = epoch_order(len(y_train), cfg.seed, epoch, comm.rank)
+            reduce.comm_seconds = 0.0
+            bar = _progress(root and cfg.progress, steps, first_step, epoch)
+            t0 = time.perf_counter()
+            for step in range(first_step, steps):
+                batch = order[step * m_local:(step + 1) * m_local]
+                cost, stopping = reduce(x_train[batch], y_train[batch], stop.requested)  # MPI
+                if not math.isfinite(cost):
+                    raise Diverged(
+                        f"the training cost became {cost} at epoch {epoch + 1}, step {step}; "
+                        f"{cfg.checkpoint} keeps the last good state (try a smaller --lr)"
+                    )
+                # sum_x dC_x/dw times 1/m is its mean, so the step is eta/m sum (the seed's rule).
+                reduce.apply(lr_at(epoch * steps + step), scale=1 / m)  # MPI (shm: a barrier)
+                epoch_cost += cost
                 if bar:
-                    bar.close()
-                save(epoch, step + 1, epoch_cost)
-                say(f"distnn: interrupted at epoch {epoch + 1}, step {step + 1}: checkpoint "
-                    f"written to {cfg.checkpoint}; continue with --resume", flush=True)
-                return EXIT_INTERRUPTED
-        if bar:
-            bar.close()
-        seconds = time.perf_counter() - t0
-        counts = confusion_over_ranks(comm, net, x_test, y_test, cfg.layers[-1])  # MPI
-        record = {
-            "epoch": epoch + 1,
-            "cost": epoch_cost / (steps * m),  # per sample; a resumed epoch kept its partial sum
-            "test_accuracy": accuracy(counts),
-            "seconds": seconds,
-            "samples_per_s": (steps - first_step) * m / seconds,
-            "comm_share": reduce.comm_seconds / seconds,
-        }
-        say(f"epoch {epoch + 1}/{cfg.epochs}  cost {record['cost']:.4f}  "
-            f"test accuracy {record['test_accuracy']:.2%}  time {seconds:.1f}s  "
-            f"{record['samples_per_s']:.0f} samples/s  comm {record['comm_share']:.0%}",
-            flush=True)
-        log(record)
-        first_step, epoch_cost = 0, 0.0
-        save(epoch + 1, 0, 0.0)
+                    bar.update()
+                if stopping:
+                    if bar:
+                        bar.close()
+                    save(epoch, step + 1, epoch_cost)
+                    say(f"distnn: interrupted at epoch {epoch + 1}, step {step + 1}: checkpoint "
+                        f"written to {cfg.checkpoint}; continue with --resume", flush=True)
+                    return EXIT_INTERRUPTED
+            if bar:
+                bar.close()
+            seconds = time.perf_counter() - t0
+            counts = confusion_over_ranks(comm, net, x_test, y_test, cfg.layers[-1])  # MPI
+            record = {
+                "epoch": epoch + 1,
+                # per sample; a resumed epoch kept its partial sum
+                "cost": epoch_cost / (steps * m),
+                "test_accuracy": accuracy(counts),
+                "seconds": seconds,
+                "samples_per_s": (steps - first_step) * m / seconds,
+                "comm_share": reduce.comm_seconds / seconds,
+            }
+            say(f"epoch {epoch + 1}/{cfg.epochs}  cost {record['cost']:.4f}  "
+                f"test accuracy {record['test_accuracy']:.2%}  time {seconds:.1f}s  "
+                f"{record['samples_per_s']:.0f} samples/s  comm {record['comm_share']:.0%}",
+                flush=True)
+            log(record)
+            first_step, epoch_cost = 0, 0.0
+            save(epoch + 1, 0, 0.0)
     if first_epoch >= cfg.epochs:  # resumed a finished run: evaluate what it holds
         counts = confusion_over_ranks(comm, net, x_test, y_test, cfg.layers[-1])  # MPI
     say(f"final test accuracy: {accuracy(counts):.2%} ({np.trace(counts)}/{counts.sum()})",

@@ -17,7 +17,7 @@ from distnn.checkpoint import read_checkpoint
 from distnn.comm import MPIComm, SerialComm
 from distnn.config import parse_args
 from distnn.data import shard_range
-from distnn.reduce import FusedAllreduce
+from distnn.reduce import FusedAllreduce, SharedMemoryReduce
 from distnn.train import EXIT_INTERRUPTED, train
 from tests.synthetic import make_dataset
 
@@ -77,10 +77,11 @@ def test_stop_flag_of_one_rank_reaches_all(world):
     assert reduce(x, y, stop=False)[1] is False
 
 
-def test_full_batch_training_matches_across_rank_counts(world, data, mpi_tmp_path):
+@pytest.mark.parametrize("reduce", ["allreduce", "shm"])
+def test_full_batch_training_matches_across_rank_counts(world, data, mpi_tmp_path, reduce):
     # Full batch: every step sees every sample, so only the summation order differs.
     args = ["--data", str(data), "--epochs", "3", "--batch-size", "240", "--lr", "2.0",
-            "--momentum", "0.5", *SMALL]
+            "--momentum", "0.5", "--reduce", reduce, *SMALL]
     counts = [p for p in (1, 2, 4) if p <= world.size]
     for p in counts:
         comm = first_ranks(world, p)
@@ -102,17 +103,18 @@ def test_replicas_stay_identical_and_evaluation_counts_each_image_once(world, da
     cfg, given = parse_args(args)
     seen = []
 
-    class Spy(FusedAllreduce):  # keeps this rank's net, to compare replicas afterwards
-        def __init__(self, comm, net):
-            super().__init__(comm, net)
-            seen.append(net)
+    def two_nodes(comm, net, optimizer, kind):
+        """The shared-memory reducer on two stand-in nodes, so that two copies exist;
+        keeps this rank's net, to compare the replicas afterwards."""
+        seen.append(net)
+        return SharedMemoryReduce(comm, net, optimizer, node=comm.split(comm.rank * 2 // comm.size))
 
     import distnn.train
-    original, distnn.train.FusedAllreduce = distnn.train.FusedAllreduce, Spy
+    original, distnn.train.make_reducer = distnn.train.make_reducer, two_nodes
     try:
         assert train(cfg, given, MPIComm(world)) == 0
     finally:
-        distnn.train.FusedAllreduce = original
+        distnn.train.make_reducer = original
     params = seen[0].params
     everyone = world.allgather(params)
     for other in everyone:

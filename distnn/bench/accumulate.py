@@ -26,10 +26,10 @@ from distnn.reduce import FusedAllreduce
 class AccumulatedAllreduce(FusedAllreduce):
     """Sum the gradients of k local micro-batches, then one Allreduce of [grad, cost, stop]."""
 
-    def __init__(self, comm: Comm, net, k: int) -> None:
+    def __init__(self, comm: Comm, net, k: int, optimizer=None) -> None:
         if k < 1:
             raise ValueError(f"sync-every must be >= 1, got {k}")
-        super().__init__(comm, net)
+        super().__init__(comm, net, optimizer)
         self.k = k
         self._micro = np.empty_like(self.grad)  # one micro-batch's gradient
 

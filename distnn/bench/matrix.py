@@ -30,10 +30,10 @@ from distnn.bench.peak import gemm_peak
 TARGET = {"sizes": [784, 100, 10], "batch": 128, "dtype": "float32"}  # the target cell
 SEED_RECIPE = {"sizes": [784, 30, 10], "batch": 10}
 OPTIONS = [  # communication options, measured on the target cell at every P > 1
+    {"reducer": "allreduce"},
     {"reducer": "overlap", "bucket_bytes": 0},
     {"reducer": "overlap", "bucket_bytes": 0, "compression": "fp16"},
     {"reducer": "overlap", "bucket_bytes": 0, "compression": "bf16"},
-    {"reducer": "shared-window"},
     {"sync_every": 4},
 ]
 ASYNC_PROGRESS = {"MPIR_CVAR_ASYNC_PROGRESS": "1"}  # MPICH's progress thread
@@ -151,7 +151,7 @@ def key(row: dict[str, Any]) -> tuple:
         row["batch"],
         row.get("dtype"),
         row["P"],
-        row.get("reducer", "fused"),
+        row.get("reducer", "auto"),
         row.get("compression"),
         row.get("sync_every", 1),
         bool(row.get("async_progress")),
@@ -207,8 +207,9 @@ def run(cfg: Config) -> dict[str, Any]:
                 rows += launch("distnn.bench.worker", P, {**spec_base, "cells": cells}, workdir)
                 if cfg.options and P == 2 and TARGET["sizes"] in cfg.sizes:
                     cells = [
-                        {**TARGET, "async_progress": True},
-                        {**TARGET, **OPTIONS[0], "async_progress": True},
+                        {**TARGET, "reducer": "allreduce", "async_progress": True},
+                        {**TARGET, "reducer": "overlap", "bucket_bytes": 0,
+                         "async_progress": True},
                     ]
                     log(f"round {r + 1}/{cfg.rounds}: distnn, P={P}, MPICH async progress thread")
                     rows += launch(

@@ -36,6 +36,7 @@ from collections.abc import Callable
 import numpy as np
 
 from distnn.comm import Comm
+from distnn.reduce import FusedAllreduce
 
 __all__ = ["OverlapAllreduce", "bf16_to_f32", "f32_to_bf16"]
 
@@ -103,18 +104,19 @@ class _Compressor:
         return cls._ops[kind]
 
 
-class OverlapAllreduce:
+class OverlapAllreduce(FusedAllreduce):
     """Backprop the local batch, reducing each bucket of layers as soon as it is final.
 
     Same interface as ``FusedAllreduce``: ``reducer(x, y, stop) -> (cost_total,
     stop_any)``, the summed gradient in ``reducer.grad``, time spent in MPI calls
-    (starting and waiting) accumulated in ``reducer.comm_seconds``.
+    (starting and waiting) accumulated in ``reducer.comm_seconds``, ``apply``.
     """
 
     def __init__(
         self,
         comm: Comm,
         net,
+        optimizer=None,
         bucket_bytes: int = 0,
         compression: str | None = None,
     ) -> None:
@@ -122,6 +124,7 @@ class OverlapAllreduce:
             raise ValueError(f"compression must be None, 'fp16' or 'bf16', got {compression!r}")
         self.comm = comm
         self.net = net
+        self.optimizer = optimizer  # for apply()
         self.compression = compression if comm.size > 1 else None  # nothing to send alone
         n = net.params.size
         self._buf = np.zeros(_EXTRAS + n, dtype=net.params.dtype)

@@ -26,7 +26,7 @@ EPOCH = 50_000  # samples in the seed's MNIST training split
 def find(results: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
     defaults = {
         "peer": "distnn",
-        "reducer": "fused",
+        "reducer": "auto",
         "compression": None,
         "sync_every": 1,
         "async_progress": False,
@@ -56,10 +56,12 @@ def _net(sizes: list[int]) -> str:
 def _option(row: dict[str, Any]) -> str:
     if row.get("sync_every", 1) > 1:
         k = row["sync_every"]
-        return f"fused, sync-every {k} (batch {row['batch'] * k}/update)"
-    name = row.get("reducer", "fused")
-    if name == "shared-window":
-        name = "shared-memory window (2 barriers, no Allreduce)"
+        return f"allreduce, sync-every {k} (batch {row['batch'] * k}/update)"
+    name = row.get("reducer", "auto")
+    if name == "auto":
+        name = "auto (the trainer's default: shm on one node)"
+    elif name == "allreduce":
+        name = "allreduce (one fused Allreduce, every rank updates all)"
     if name == "overlap":
         name += f" (bucket {row.get('bucket_bytes', 0)} B)"
     if row.get("compression"):
@@ -173,7 +175,7 @@ def markdown(data: dict[str, Any]) -> str:
         for r in res
         if r.get("peer", "distnn") == "distnn"
         and (
-            r.get("reducer", "fused") != "fused"
+            r.get("reducer", "auto") != "auto"
             or r.get("sync_every", 1) > 1
             or r.get("async_progress")
         )
@@ -184,7 +186,7 @@ def markdown(data: dict[str, Any]) -> str:
             f"## Communication options ({_net(TARGET['sizes'])}, batch "
             f"{TARGET['batch']}, {TARGET['dtype']})",
             "",
-            "| P | reducer | samples/s | vs fused | compute ms | comm ms |",
+            "| P | reducer | samples/s | vs auto | compute ms | comm ms |",
             "|---:|---|---:|---:|---:|---:|",
         ]
         for P in cfg["ranks"]:

@@ -6,12 +6,14 @@ Launched by ``python -m distnn.bench`` as
 
 (one process without mpirun works too: P = 1). A cell is a JSON object with
 ``sizes``, ``batch`` (global), ``dtype``, and the communication options
-``reducer`` ("fused" | "overlap" | "shared-window"), ``bucket_bytes``, ``compression``,
-``sync_every``. Rank 0 writes one result per cell to ``--out``.
+``reducer`` ("auto" | "allreduce" | "shm", as ``distnn.train --reduce``, or the
+experiment "overlap"), ``bucket_bytes``, ``compression``, ``sync_every``. Rank 0
+writes one result per cell to ``--out``.
 
 The timed step is the trainer's (``distnn.train``): gather this rank's m/P rows
 of a shuffled batch by fancy indexing, reducer (backprop + allreduce of
-[grad, cost, stop]), ``SGD.step`` of the summed gradient with ``scale=1/m``.
+[grad, cost, stop]), ``SGD.step`` of the summed gradient with ``scale=1/m``
+(``reducer.apply``: with "shm", each rank's part of it).
 Data are synthetic, of MNIST's shape: uniform pixels in [0, 1), random labels.
 
 Timing: per cell, a few warm-up steps, then repeats of n steps each (n chosen on
@@ -34,12 +36,11 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from distnn.bench.accumulate import AccumulatedAllreduce
-from distnn.bench.shared_window import SharedWindowAllreduce
+from distnn.bench.overlap import OverlapAllreduce
 from distnn.comm import Comm, world
 from distnn.network import MLP
 from distnn.optim import SGD
-from distnn.bench.overlap import OverlapAllreduce
-from distnn.reduce import FusedAllreduce
+from distnn.reduce import make_reducer
 
 LEARNING_RATE = 1e-3  # small: parameters stay in range over thousands of timed steps
 
@@ -50,20 +51,20 @@ def local_rows(n: int, rank: int, size: int) -> int:
     return base + (rank < extra)
 
 
-def make_reducer(comm: Comm, net: MLP, cell: dict[str, Any]):
+def cell_reducer(comm: Comm, net: MLP, optimizer: SGD, cell: dict[str, Any]):
     k = int(cell.get("sync_every", 1))
     if k > 1:
-        return AccumulatedAllreduce(comm, net, k)
-    if cell.get("reducer", "fused") == "overlap":
+        return AccumulatedAllreduce(comm, net, k, optimizer)
+    kind = cell.get("reducer", "auto")
+    if kind == "overlap":
         return OverlapAllreduce(
             comm,
             net,
+            optimizer,
             bucket_bytes=int(cell.get("bucket_bytes", 0)),
             compression=cell.get("compression"),
         )
-    if cell.get("reducer", "fused") == "shared-window":
-        return SharedWindowAllreduce(comm, net)
-    return FusedAllreduce(comm, net)
+    return make_reducer(comm, net, optimizer, kind)
 
 
 class Step:
@@ -87,8 +88,7 @@ class Step:
         self.order = rng.permutation(n_rows)
         self.pos = 0
         self.net = net
-        self.reducer = make_reducer(comm, net, cell)
-        self.optimizer = SGD(net.params)
+        self.reducer = cell_reducer(comm, net, SGD(net.params), cell)
         self.gather_seconds = 0.0
         self.update_seconds = 0.0
 
@@ -104,13 +104,13 @@ class Step:
         t1 = time.perf_counter()
         self.reducer(self.xb, self.yb, False)
         t2 = time.perf_counter()
+        comm_before = self.reducer.comm_seconds
         # sum -> mean folded into the step, as distnn.train does
-        self.optimizer.step(
-            self.net.params, self.reducer.grad, LEARNING_RATE, scale=1.0 / self.global_batch
-        )
+        self.reducer.apply(LEARNING_RATE, scale=1.0 / self.global_batch)
         t3 = time.perf_counter()
         self.gather_seconds += t1 - t0
-        self.update_seconds += t3 - t2
+        # apply's barrier (shm) is communication, and counted there
+        self.update_seconds += t3 - t2 - (self.reducer.comm_seconds - comm_before)
 
 
 def time_cell(comm: Comm, cell: dict[str, Any], budget: float, repeats: int) -> dict[str, Any]:

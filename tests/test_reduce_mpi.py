@@ -1,0 +1,97 @@
+"""The shared-memory reducer sums and updates like one process and like Allreduce.
+
+    mpirun -n 2 python -m pytest --with-mpi tests/test_reduce_mpi.py
+    mpirun -n 4 python -m pytest --with-mpi tests/test_reduce_mpi.py
+
+Several nodes are stood in for by splitting this node's ranks into groups
+("nodes" of 1 rank each at P=2, of 2 ranks at P=4), so the Allreduce across
+nodes runs too. Reference: the gradient of every rank's batch together,
+computed in one process.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from distnn.comm import MPIComm, SerialComm
+from distnn.network import MLP
+from distnn.optim import SGD
+from distnn.reduce import FusedAllreduce, SharedMemoryReduce, make_reducer
+
+pytestmark = pytest.mark.mpi(min_size=2)
+
+SIZES = [9, 7, 5, 3]  # small enough that the parts of 4 ranks are of unequal length
+
+
+@pytest.fixture
+def comm():
+    from mpi4py import MPI
+    return MPIComm(MPI.COMM_WORLD)
+
+
+def _node(comm: MPIComm, layout: str) -> MPIComm:
+    """This node's ranks, or a group of them standing in for one of two nodes."""
+    return comm.node() if layout == "one node" else comm.split(comm.rank // (comm.size // 2))
+
+
+def _batch(rank: int, step: int, m: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng([rank, step])
+    return rng.random((m, SIZES[0])), rng.integers(0, SIZES[-1], m)
+
+
+def _net() -> tuple[MLP, SGD]:
+    net = MLP(SIZES, activation="tanh", cost="cross_entropy", init="xavier", dtype="float64",
+              seed=5)
+    return net, SGD(net.params, momentum=0.9, weight_decay=0.01, decay_mask=net.weight_mask)
+
+
+@pytest.mark.parametrize("layout", ["one node", "two nodes"])
+def test_sum_equals_one_process_gradient(comm, layout):
+    batches = [_batch(r, 0) for r in range(comm.size)]
+    cost_1, grad_1 = MLP(SIZES, activation="tanh", cost="cross_entropy", init="xavier",
+                         dtype="float64", seed=5).gradient(
+        np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches]))
+    net, optimizer = _net()
+    with SharedMemoryReduce(comm, net, optimizer, node=_node(comm, layout)) as reduce:
+        x, y = batches[comm.rank]
+        cost, stop = reduce(x, y, stop=comm.rank == comm.size - 1)  # one rank asks
+        np.testing.assert_allclose(reduce.grad, grad_1[reduce.part], rtol=1e-12, atol=1e-14)
+        assert cost == pytest.approx(cost_1, rel=1e-12)
+        assert stop is True
+        assert reduce(x, y, stop=False)[1] is False
+        # The parts of one node's ranks tile the whole vector.
+        spans = reduce.node._comm.allgather((reduce.part.start, reduce.part.stop))
+    assert spans[0][0] == 0 and spans[-1][1] == net.params.size
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+
+
+@pytest.mark.parametrize("layout", ["one node", "two nodes"])
+def test_updates_equal_allreduce_updates(comm, layout):
+    net_a, opt_a = _net()
+    net_s, opt_s = _net()
+    fused = FusedAllreduce(comm, net_a, opt_a)
+    with SharedMemoryReduce(comm, net_s, opt_s, node=_node(comm, layout)) as shared:
+        assert np.shares_memory(net_s.params, shared._shared.array)
+        for step in range(5):
+            x, y = _batch(comm.rank, step)
+            for reduce in (fused, shared):
+                cost, _ = reduce(x, y, stop=False)
+                reduce.apply(lr=0.5, scale=1 / (6 * comm.size))
+    # close() gave the net and optimizer private copies of the final values.
+    assert net_s.params.flags.owndata and opt_s.velocity.flags.owndata
+    np.testing.assert_allclose(net_s.params, net_a.params, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(opt_s.velocity, opt_a.velocity, rtol=1e-12, atol=1e-14)
+    assert not np.array_equal(net_s.params, _net()[0].params)  # it did train
+    everyone = comm._comm.allgather(net_s.params)  # every node's copy, bitwise the same
+    assert all(np.array_equal(other, everyone[0]) for other in everyone)
+
+
+def test_make_reducer_picks_shared_memory_on_one_node(comm):
+    net, optimizer = _net()
+    with make_reducer(comm, net, optimizer, "auto") as reduce:
+        assert reduce.name == "shm"
+    assert make_reducer(comm, net, optimizer, "allreduce").name == "allreduce"
+    assert make_reducer(SerialComm(), net, optimizer, "shm").name == "allreduce"  # one rank
+    with pytest.raises(ValueError, match="unknown reducer"):
+        make_reducer(comm, net, optimizer, "ring")
