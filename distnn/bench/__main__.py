@@ -78,7 +78,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--options",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="communication options: overlap, fp16/bf16, sync-every (default on)",
+        help="communication options: allreduce, overlap, fp16/bf16, sync-every (default on)",
     )
     parser.add_argument("--rounds", type=int, help="interleaved rounds; medians kept (default 3)")
     parser.add_argument(
