@@ -159,3 +159,21 @@ def test_compressed_overlap_is_close(comm, compression, bits):
     # Each rank's part is rounded once, and the sum once per addition.
     scale = np.abs(grad_ref).max()
     np.testing.assert_allclose(overlap.grad, grad_ref, atol=scale * comm.size * 2.0 ** -(bits - 1))
+
+
+def test_targets_count_the_rounds_that_meet_each_goal():
+    from distnn.bench.matrix import TARGET, median_rows
+    from distnn.bench.report import targets
+
+    def row(P, samples_per_s, rnd):
+        step = TARGET["batch"] / samples_per_s
+        return {**TARGET, "P": P, "samples_per_s": samples_per_s, "step_s": step,
+                "compute_s": step, "round": rnd}
+
+    # Round 0: P=2 at 1.7x P=1; round 1: 1.4x; round 2: 1.65x. Median rounds: 1.65x.
+    rows = [row(1, 100.0, 0), row(2, 170.0, 0), row(1, 100.0, 1), row(2, 140.0, 1),
+            row(1, 100.0, 2), row(2, 165.0, 2)]
+    data = {"rows": rows, "results": median_rows(rows), "machine": {"cores": 2},
+            "peak_gflops": {"float32": 1.0}}
+    scaling = next(t for t in targets(data) if t[0].startswith("P=2 vs P=1"))
+    assert scaling[1].startswith("1.65x") and scaling[3] is True and scaling[4] == "2 of 3"

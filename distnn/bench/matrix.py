@@ -198,6 +198,7 @@ def run(cfg: Config) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="distnn-bench-") as tmp:
         workdir = Path(tmp)
         for r in range(cfg.rounds):
+            first_row = len(rows)
             for dtype in peaks:
                 if dtype in cfg.dtypes:
                     peaks[dtype].append(gemm_peak(dtype))
@@ -231,6 +232,8 @@ def run(cfg: Config) -> dict[str, Any]:
                 if cfg.peers and P == 1 and SEED_RECIPE["sizes"] in cfg.sizes:
                     log(f"round {r + 1}/{cfg.rounds}: the seed's per-sample loop")
                     rows.append(run_seed_loop(cfg, workdir))
+            for row in rows[first_row:]:
+                row["round"] = r
     return {
         "config": asdict(cfg),
         "machine": {
