@@ -234,8 +234,8 @@ def train(cfg: Config, given: dict[str, Any], comm: Comm,
         reducer = make_reducer(comm, net, optimizer, cfg.reduce)  # MPI
     except ValueError as err:  # every rank saw the same node sizes
         raise UsageError(str(err)) from None
-    say(f"distnn: {comm.size} rank(s), {threads or 'user-set'} BLAS thread(s) each, "
-        f"summing by {reducer.name}; "
+    summing = f", summing by {reducer.name}" if comm.size > 1 else ""
+    say(f"distnn: {comm.size} rank(s){summing}, {threads or 'user-set'} BLAS thread(s) each; "
         f"{cfg.data}: {info['train_size']} train / {info['test_size']} test; "
         f"net {','.join(map(str, cfg.layers))} {cfg.activation}/{cfg.cost} {cfg.dtype}; "
         f"m={m} ({m_local} on rank 0), {steps} steps/epoch", flush=True)
