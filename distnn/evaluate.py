@@ -11,6 +11,7 @@ matrices are summed over ranks, so every test image counts exactly once.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -93,14 +94,20 @@ def main(argv: list[str] | None = None) -> int:
     y = labels.astype(np.intp)
     counts = confusion_over_ranks(comm, net, x, y, net.sizes[-1])
     if comm.rank == 0:
-        print(report(counts))
-        if args.show > 0:
-            shown, show_y = read_shard(data, "test", 0, 1)
-            shown, show_y = shown[: args.show].astype(net.dtype) / 255, show_y[: args.show]
-            for pixels, label, guess in zip(shown, show_y, net.predict(shown)):
-                mark = "right" if label == guess else "WRONG"
-                print(f"\nlabel {label}, predicted {guess} ({mark})")
-                print("\n".join(ascii_digit(pixels, tuple(info["image_shape"]))))
+        try:
+            print(report(counts))
+            if args.show > 0:
+                shown, show_y = read_shard(data, "test", 0, 1)
+                shown, show_y = shown[: args.show].astype(net.dtype) / 255, show_y[: args.show]
+                for pixels, label, guess in zip(shown, show_y, net.predict(shown)):
+                    mark = "right" if label == guess else "WRONG"
+                    print(f"\nlabel {label}, predicted {guess} ({mark})")
+                    print("\n".join(ascii_digit(pixels, tuple(info["image_shape"]))))
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # The reader (``| head``) has what it wanted. Point stdout at /dev/null so
+            # that Python's flush at exit does not fail again with a traceback.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -75,3 +75,14 @@ def test_plot_writes_a_png(trained, tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_stops_quietly_when_the_reader_closes_the_pipe(trained):
+    data, ckpt, metrics = trained
+    proc = subprocess.Popen([sys.executable, "-m", "distnn.evaluate", str(ckpt), "--show", "500"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.readline()  # what `| head -1` reads, before it closes the pipe
+    proc.stdout.close()
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr
