@@ -246,3 +246,17 @@ def test_bad_arguments() -> None:
         MLP([3, 2], dtype="float16")
     with pytest.raises(ValueError, match="shape"):
         MLP([3, 2]).forward(np.zeros((4, 5), np.float32))
+
+
+def test_bind_moves_the_parameters_to_another_vector() -> None:
+    net = MLP([5, 4, 3], dtype="float64", seed=0)
+    x, y = np.random.default_rng(0).random((6, 5)), np.array([0, 1, 2, 0, 1, 2])
+    before = net.gradient(x, y)[1]
+    elsewhere = net.params.copy()  # e.g. memory the ranks of a node share
+    net.bind(elsewhere)
+    assert net.params is elsewhere and np.shares_memory(net.weights[0], elsewhere)
+    np.testing.assert_array_equal(net.gradient(x, y)[1], before)
+    elsewhere[net.layer_slices[1]] = 0.0  # the network reads the new vector
+    assert not net.weights[1].any() and not net.biases[1].any()
+    with pytest.raises(ValueError, match="flat float64 vector of 39"):
+        net.bind(np.zeros(38))

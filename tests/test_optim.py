@@ -130,3 +130,24 @@ def test_bad_arguments() -> None:
         SGD(3, nesterov=True)
     with pytest.raises(ValueError, match="decay_mask"):
         SGD(3, weight_decay=0.1, decay_mask=np.ones(4, bool))
+
+
+@pytest.mark.parametrize("momentum, nesterov, decay", [(0.0, False, 0.0), (0.9, False, 0.01),
+                                                       (0.9, True, 0.01)])
+def test_steps_on_parts_equal_one_step_on_the_whole(momentum, nesterov, decay) -> None:
+    """Ranks sharing one parameter vector each update a part: together, the whole step."""
+    net = MLP([4, 3, 2], dtype="float64", seed=0)
+    rng = np.random.default_rng(1)
+    whole_params, parts_params = net.params.copy(), net.params.copy()
+    kwargs = dict(momentum=momentum, nesterov=nesterov, weight_decay=decay,
+                  decay_mask=net.weight_mask)
+    whole, parts = SGD(whole_params, **kwargs), SGD(parts_params, **kwargs)
+    cuts = [slice(0, 7), slice(7, 16), slice(16, net.params.size)]  # across w and b
+    for _ in range(3):
+        grad_sum = rng.standard_normal(net.params.size)
+        whole.step(whole_params, grad_sum, 0.1, scale=1 / 8)
+        for part in cuts:
+            parts.step(parts_params, grad_sum[part], 0.1, scale=1 / 8, part=part)
+    np.testing.assert_array_equal(parts_params, whole_params)
+    np.testing.assert_array_equal(parts.velocity, whole.velocity)
+    assert not np.array_equal(whole_params, net.params)
