@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -192,8 +193,9 @@ def train(cfg: Config, given: dict[str, Any], comm: Comm,
     ``given`` holds the settings named on the command line (they decide what a
     resumed run may change); ``stop`` lets a test stand in for the signals.
     """
+    ranks_here = comm.ranks_on_this_node()
     try:
-        threads = limit_blas_threads(comm.ranks_on_this_node())
+        threads = limit_blas_threads(ranks_here)
     except ValueError as err:  # the same environment on every rank: all stop
         raise UsageError(str(err)) from None
     stop = stop or StopRequest()
@@ -201,6 +203,10 @@ def train(cfg: Config, given: dict[str, Any], comm: Comm,
     cfg, info = start.cfg, start.info
     root = comm.rank == 0
     say: Callable[..., None] = print if root else (lambda *a, **k: None)
+    cores = os.cpu_count() or 1
+    if ranks_here > cores:  # MPI ranks wait by spinning: they take cores from the working ones
+        say(f"distnn: note: {ranks_here} ranks share {cores} cores on this node; a rank "
+            f"that waits keeps its core busy, so -n {cores} is likely faster", file=sys.stderr)
 
     net = MLP(cfg.layers, activation=cfg.activation, cost=cfg.cost, init=cfg.init,
               dtype=cfg.dtype, seed=cfg.seed)

@@ -181,3 +181,13 @@ def test_resume_on_another_rank_count_keeps_learning(world, data, mpi_tmp_path):
         return np.mean(net.predict(x) == y)
 
     assert accuracy(path) > 0.9
+
+
+def test_oversubscribed_node_gets_a_note(world, data, mpi_tmp_path, capsys):
+    args = ["--data", str(data), "--checkpoint", str(mpi_tmp_path / "o.h5"), "--epochs", "1",
+            "--batch-size", "12", *SMALL]
+    cfg, given = parse_args(args)
+    assert train(cfg, given, MPIComm(world)) == 0
+    import os
+    noted = "ranks share" in capsys.readouterr().err
+    assert noted == (world.rank == 0 and world.size > (os.cpu_count() or 1))
