@@ -49,9 +49,8 @@ def _net() -> tuple[MLP, SGD]:
 @pytest.mark.parametrize("layout", ["one node", "two nodes"])
 def test_sum_equals_one_process_gradient(comm, layout):
     batches = [_batch(r, 0) for r in range(comm.size)]
-    cost_1, grad_1 = MLP(SIZES, activation="tanh", cost="cross_entropy", init="xavier",
-                         dtype="float64", seed=5).gradient(
-        np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches]))
+    x_all, y_all = np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
+    cost_1, grad_1 = _net()[0].gradient(x_all, y_all)  # one process, every rank's batch
     net, optimizer = _net()
     with SharedMemoryReduce(comm, net, optimizer, node=_node(comm, layout)) as reduce:
         x, y = batches[comm.rank]
