@@ -177,3 +177,28 @@ def test_targets_count_the_rounds_that_meet_each_goal():
             "peak_gflops": {"float32": 1.0}}
     scaling = next(t for t in targets(data) if t[0].startswith("P=2 vs P=1"))
     assert scaling[1].startswith("1.65x") and scaling[3] is True and scaling[4] == "2 of 3"
+
+
+@pytest.mark.parametrize("sizes", [[784, 100, 10], SIZES])
+def test_step_flops_count_the_products_the_step_benchmark_times(sizes, monkeypatch):
+    """``step_flops`` (the numerator of every "% peak") against the products
+    ``bench.step`` times, each counted from its operands' shapes as 2 m k n."""
+    from distnn.bench import step
+    from distnn.bench.peak import step_flops
+
+    m = 16
+    net = MLP(sizes, dtype="float32")
+    x = np.zeros((m, sizes[0]), np.float32)
+    gemms = step.make_gemms(net, x)
+    counted = []
+    real_matmul = np.matmul
+
+    def counting_matmul(a, b, *args, **kwargs):
+        (rows, inner), (inner_b, cols) = a.shape, b.shape
+        assert inner == inner_b
+        counted.append(2 * rows * inner * cols)
+        return real_matmul(a, b, *args, **kwargs)
+
+    monkeypatch.setattr(np, "matmul", counting_matmul)
+    gemms()
+    assert sum(counted) == step_flops(sizes, m)

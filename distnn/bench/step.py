@@ -5,7 +5,11 @@ One step = ``net.gradient`` + ``SGD.step`` with the 1/m of the mean folded in
 batch. The reference is the same step's GEMMs and nothing else: a @ w.T per
 layer (forward), delta.T @ a per dW, delta @ w per propagated delta.
 The ratio step / GEMMs says how much the elementwise work and Python cost on top
-of the unavoidable arithmetic; the target is <= 1.5.
+of the unavoidable arithmetic; the target is <= 1.5. Both are also given as a
+share of this machine's single-core sgemm peak (``distnn.bench.peak``): the
+GEMMs' share is the ceiling for the step's, since the step does them and more.
+At m = 64 (global batch 128 on 2 ranks) that ceiling is what bounds the
+benchmark's "% peak" at P = 2.
 
 BLAS is pinned to 1 thread (threadpoolctl) so the figure does not depend on how
 many cores other jobs leave free; the two timings are interleaved, repeat by
@@ -24,6 +28,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from distnn.bench.peak import gemm_peak, step_flops
 from distnn.network import MLP
 from distnn.optim import SGD
 
@@ -84,7 +89,8 @@ def run(sizes: Sequence[int], batch: int, repeats: int, inner: int) -> dict[str,
         step_times.append(time_per_call(step, inner))
         gemm_times.append(time_per_call(gemms, inner))
     step_median, gemm_median = statistics.median(step_times), statistics.median(gemm_times)
-    return {"step": step_median, "gemms": gemm_median, "ratio": step_median / gemm_median}
+    return {"step": step_median, "gemms": gemm_median, "ratio": step_median / gemm_median,
+            "gflop": step_flops(sizes, batch) / 1e9}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -96,13 +102,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with threadpool_limits(limits=1):
         result = run(args.sizes, args.batch, args.repeats, args.inner)
+    peak = gemm_peak("float32")
+
+    def share(seconds: float) -> str:
+        return f"{100 * result['gflop'] / seconds / peak:3.0f}% of sgemm peak"
+
     print(
         f"sizes {args.sizes}, batch {args.batch}, float32, BLAS pinned to 1 thread, "
         f"median of {args.repeats} interleaved repeats x {args.inner} calls"
     )
-    print(f"  train step (gradient + SGD): {result['step'] * 1e6:8.1f} us")
-    print(f"  its matrix products alone:   {result['gemms'] * 1e6:8.1f} us")
+    print(f"  train step (gradient + SGD): {result['step'] * 1e6:8.1f} us  {share(result['step'])}")
+    print(f"  its matrix products alone:   {result['gemms'] * 1e6:8.1f} us  {share(result['gemms'])}")
     print(f"  ratio:                       {result['ratio']:8.3f}  (target <= 1.5)")
+    print(f"  (sgemm peak on this core: {peak:.1f} GFLOP/s)")
 
 
 if __name__ == "__main__":
