@@ -94,3 +94,21 @@ def test_make_reducer_picks_shared_memory_on_one_node(comm):
     assert make_reducer(SerialComm(), net, optimizer, "shm").name == "allreduce"  # one rank
     with pytest.raises(ValueError, match="unknown reducer"):
         make_reducer(comm, net, optimizer, "ring")
+
+
+def test_make_reducer_falls_back_when_nodes_differ(comm, monkeypatch):
+    """Placements a cluster can give, stood in for by groups of this node's ranks:
+    one rank per node has nothing to share; unequal nodes cannot split the
+    gradient into the same parts on each, so "auto" takes Allreduce and "shm"
+    is refused on every rank (the trainer turns that into a usage error)."""
+    net, optimizer = _net()
+    if comm.size == 2:  # two nodes of one rank
+        monkeypatch.setattr(comm, "node", lambda: comm.split(comm.rank))
+        assert make_reducer(comm, net, optimizer, "auto").name == "allreduce"
+        return
+    # size - 1 ranks on one node, 1 on the other
+    monkeypatch.setattr(comm, "node", lambda: comm.split(comm.rank == comm.size - 1))
+    reduce = make_reducer(comm, net, optimizer, "auto")
+    assert isinstance(reduce, FusedAllreduce)
+    with pytest.raises(ValueError, match=f"these nodes hold 1 to {comm.size - 1}"):
+        make_reducer(comm, net, optimizer, "shm")
