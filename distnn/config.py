@@ -221,7 +221,8 @@ def build_parser(quiet: bool = False) -> argparse.ArgumentParser:
                              "rank updates every parameter; shm = the ranks of a node share "
                              "one copy of the parameters, sum through shared memory and "
                              "each update a part (needs the same number of ranks on every "
-                             "node); auto = shm where it applies, else allreduce "
+                             "node, and room in /dev/shm); auto = shm where it applies, "
+                             "else allreduce "
                              f"(default {d.reduce})")
     system.add_argument("--no-progress", action="store_false", dest="progress",
                         help="no progress bar (it shows only when stderr is a terminal anyway)")

@@ -23,6 +23,7 @@ then ``reduce.apply(lr, scale)`` takes the optimizer's step.
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -42,6 +43,10 @@ class _Reducer:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.close()
+
+    # Why make_reducer chose this reducer over the one asked for ("" if it did not);
+    # the trainer prints it.
+    note = ""
 
     def close(self) -> None:
         pass
@@ -121,8 +126,8 @@ class SharedMemoryReduce(_Reducer):
         # Rank l of every node: one rank on a single node, so no Allreduce at all.
         self.across = comm.split(self.node.rank)
         n, dtype = net.params.size, net.params.dtype
-        width = _round_up(2 + n, _LINE)  # rows start on cache lines: no false sharing
-        self._shared = self.node.shared_array(2 * width + L * width, dtype)
+        width = self._width(n)
+        self._shared = self.node.shared_array(self.table_size(n, L), dtype)
         table = self._shared.array
         params, velocity = table[:n], table[width:width + n]
         self._rows = table[2 * width:].reshape(L, width)
@@ -144,6 +149,16 @@ class SharedMemoryReduce(_Reducer):
         self._sum = np.empty(2 + self.part.stop - self.part.start, dtype)
         self.grad = self._sum[2:]  # view: the summed gradient of params[self.part]
         self.comm_seconds = 0.0
+
+    @staticmethod
+    def _width(n: int) -> int:
+        return _round_up(2 + n, _LINE)  # rows start on cache lines: no false sharing
+
+    @classmethod
+    def table_size(cls, n: int, L: int) -> int:
+        """Elements of the shared table for n parameters and L ranks on a node:
+        the parameters, the velocity, and L rows [cost, stop, gradient]."""
+        return (2 + L) * cls._width(n)
 
     def __call__(self, x: np.ndarray, y: np.ndarray, stop: bool) -> tuple[float, bool]:
         """Sum over ranks of the cost of (x, y), and whether any rank stops.
@@ -193,23 +208,55 @@ def _round_up(n: int, k: int) -> int:
     return -(-n // k) * k
 
 
+SHM_DIR = "/dev/shm"  # where Linux MPIs keep shared-memory windows
+# MPI's own buffers live in SHM_DIR too, and pages round up: room to spare.
+_SHM_SLACK = 4 << 20
+
+
+def shm_room() -> int | None:
+    """Bytes free in ``SHM_DIR``, or None where there is none to measure (not Linux)."""
+    try:
+        st = os.statvfs(SHM_DIR)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
 def make_reducer(comm: Comm, net, optimizer, kind: str = "auto"):
     """The reducer ``kind`` names: "allreduce", "shm", or "auto".
 
-    "auto" is "shm" when every node holds the same number (>= 2) of ranks, else
-    "allreduce". "shm" with unequal nodes raises ValueError.
+    "auto" is "shm" when every node holds the same number (>= 2) of ranks and
+    has room for the shared table in /dev/shm, else "allreduce" (with a
+    ``note`` saying why when the room was short). "shm" with unequal nodes, or
+    without the room, raises ValueError: writing past a full /dev/shm would
+    kill the job with SIGBUS at the first step instead.
     """
     if kind not in REDUCERS:
         raise ValueError(f"unknown reducer {kind!r}; choose one of {', '.join(REDUCERS)}")
     if kind == "allreduce" or comm.size == 1:
         return FusedAllreduce(comm, net, optimizer)
     node = comm.node()
-    most, fewest = comm.max_(np.array([node.size, -node.size]))  # MPI: ranks per node
+    need = SharedMemoryReduce.table_size(net.params.size, node.size) * net.params.itemsize
+    room = shm_room()
+    short = 0 if room is None else max(0, need + _SHM_SLACK - room)
+    # MPI: ranks per node, and the most any node lacks, the same answer on every rank
+    most, fewest, short = comm.max_(np.array([node.size, -node.size, short], np.int64))
     fewest = -fewest
-    if most == fewest and (kind == "shm" or most >= 2):
+    wanted = most == fewest and (kind == "shm" or most >= 2)  # auto: nothing to share at 1
+    if wanted and short == 0:
         return SharedMemoryReduce(comm, net, optimizer, node)
     node.free()
-    if kind == "shm":
+    if kind == "shm" and most != fewest:
         raise ValueError(f"--reduce shm needs the same number of ranks on every node; "
                          f"these nodes hold {fewest} to {most}")
-    return FusedAllreduce(comm, net, optimizer)
+    if not wanted:
+        return FusedAllreduce(comm, net, optimizer)
+    mib = 1 << 20
+    why = (f"the shared table needs {-(-need // mib)} MiB of {SHM_DIR} on each node, and a "
+           f"node is {-(-short // mib)} MiB short (a container's default is often 64 MiB: "
+           f"docker run --shm-size, or a larger tmpfs)")
+    if kind == "shm":
+        raise ValueError(f"--reduce shm: {why}; --reduce allreduce needs none")
+    reducer = FusedAllreduce(comm, net, optimizer)
+    reducer.note = f"summing by allreduce, not shm: {why}"
+    return reducer

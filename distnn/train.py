@@ -238,8 +238,10 @@ def train(cfg: Config, given: dict[str, Any], comm: Comm,
 
     try:
         reducer = make_reducer(comm, net, optimizer, cfg.reduce)  # MPI
-    except ValueError as err:  # every rank saw the same node sizes
+    except ValueError as err:  # every rank saw the same node sizes and room
         raise UsageError(str(err)) from None
+    if reducer.note:
+        say(f"distnn: note: {reducer.note}", file=sys.stderr)
     summing = f", summing by {reducer.name}" if comm.size > 1 else ""
     say(f"distnn: {comm.size} rank(s){summing}, {threads or 'user-set'} BLAS thread(s) each; "
         f"{cfg.data}: {info['train_size']} train / {info['test_size']} test; "

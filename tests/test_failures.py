@@ -6,6 +6,7 @@ what mpirun does when a rank raises, dies, or is signalled.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -62,3 +63,42 @@ def test_signal_to_mpirun_checkpoints_every_rank_out(sig, data, tmp_path):
     assert "continue with --resume" in out
     position = read_checkpoint(ckpt)["position"]
     assert position["ranks"] == 2 and (position["epoch"], position["step"]) > (0, 0)
+
+
+UNSHARE = shutil.which("unshare")
+
+
+def _can_mount_a_tmpfs() -> bool:
+    """Root in a mount namespace of its own (a container without CAP_SYS_ADMIN is not)."""
+    if UNSHARE is None or os.geteuid() != 0:
+        return False
+    probe = subprocess.run([UNSHARE, "--mount", "mount", "-t", "tmpfs", "tmpfs", "/mnt"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_a_tmpfs(),
+                    reason="needs root and unshare to give the job a small /dev/shm")
+@pytest.mark.parametrize("reduce", ["auto", "shm"])
+def test_a_small_dev_shm_gets_an_answer_not_sigbus(reduce, data, tmp_path):
+    """A container's /dev/shm (Docker's default is 64 MiB) can be smaller than the
+    shared table: 16,50000,4 has 1.05M parameters, so 2 ranks need 17 MiB; give
+    them 8. Without the check, the first write past the end killed the job with
+    SIGBUS."""
+    small_shm = 'mount -t tmpfs -o size=8M tmpfs /dev/shm && exec "$@"'
+    result = subprocess.run(
+        [UNSHARE, "--mount", "sh", "-c", small_shm, "sh",
+         MPIRUN, "-n", "2", sys.executable, "-m", "distnn.train", "--data", str(data),
+         "--checkpoint", str(tmp_path / "c.h5"), "--layers", "16,50000,4", "--epochs", "1",
+         "--warmup-epochs", "0", "--no-progress", "--reduce", reduce],
+        capture_output=True, text=True, timeout=120)
+    assert "Bus error" not in result.stdout + result.stderr
+    if reduce == "auto":  # falls back, says why, trains
+        assert result.returncode == 0, result.stderr
+        assert "summing by allreduce" in result.stdout
+        assert "not shm: the shared table needs 17 MiB of /dev/shm" in result.stderr
+        assert "final test accuracy" in result.stdout
+    else:  # asked for: a usage error before any training
+        assert result.returncode == 2, result.stderr
+        assert "--reduce shm: the shared table needs 17 MiB of /dev/shm" in result.stderr
+        assert "epoch 1/1" not in result.stdout

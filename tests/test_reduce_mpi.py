@@ -112,3 +112,22 @@ def test_make_reducer_falls_back_when_nodes_differ(comm, monkeypatch):
     assert isinstance(reduce, FusedAllreduce)
     with pytest.raises(ValueError, match=f"these nodes hold 1 to {comm.size - 1}"):
         make_reducer(comm, net, optimizer, "shm")
+
+
+def test_one_node_short_of_dev_shm_turns_every_rank_to_allreduce(comm, monkeypatch):
+    """Only the last rank sees a full /dev/shm; all must still choose alike, or
+    the job would hang with half its ranks in a window and half in Allreduce."""
+    import distnn.reduce
+
+    net, optimizer = _net()
+    need = SharedMemoryReduce.table_size(net.params.size, comm.ranks_on_this_node()) * 8
+    full = comm.rank == comm.size - 1
+    monkeypatch.setattr(distnn.reduce, "shm_room", lambda: need // 2 if full else 1 << 40)
+    reduce = make_reducer(comm, net, optimizer, "auto")
+    assert reduce.name == "allreduce"
+    assert "/dev/shm" in reduce.note and "MiB short" in reduce.note
+    with pytest.raises(ValueError, match="--reduce shm: the shared table needs"):
+        make_reducer(comm, net, optimizer, "shm")
+    monkeypatch.setattr(distnn.reduce, "shm_room", lambda: need + (8 << 20))  # room for it
+    with make_reducer(comm, net, optimizer, "auto") as reduce:
+        assert reduce.name == "shm" and reduce.note == ""
