@@ -37,16 +37,16 @@ class _Reducer:
     """``with reducer:`` closes it on a normal exit; after an error the job ends anyway,
     and closing (collective) could wait forever for a rank that failed."""
 
+    # Why make_reducer chose this reducer over the one asked for ("" if it did not);
+    # the trainer prints it.
+    note = ""
+
     def __enter__(self):
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.close()
-
-    # Why make_reducer chose this reducer over the one asked for ("" if it did not);
-    # the trainer prints it.
-    note = ""
 
     def close(self) -> None:
         pass
