@@ -6,6 +6,7 @@ what mpirun does when a rank raises, dies, or is signalled.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -68,6 +69,7 @@ def test_signal_to_mpirun_checkpoints_every_rank_out(sig, data, tmp_path):
 UNSHARE = shutil.which("unshare")
 
 
+@functools.cache  # once per session, not per parametrized case
 def _can_mount_a_tmpfs() -> bool:
     """Root in a mount namespace of its own (a container without CAP_SYS_ADMIN is not)."""
     if UNSHARE is None or os.geteuid() != 0:

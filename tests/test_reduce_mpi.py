@@ -120,7 +120,8 @@ def test_one_node_short_of_dev_shm_turns_every_rank_to_allreduce(comm, monkeypat
     import distnn.reduce
 
     net, optimizer = _net()
-    need = SharedMemoryReduce.table_size(net.params.size, comm.ranks_on_this_node()) * 8
+    L = comm.ranks_on_this_node()
+    need = SharedMemoryReduce.table_size(net.params.size, L) * net.params.itemsize
     full = comm.rank == comm.size - 1
     monkeypatch.setattr(distnn.reduce, "shm_room", lambda: need // 2 if full else 1 << 40)
     reduce = make_reducer(comm, net, optimizer, "auto")
@@ -128,6 +129,7 @@ def test_one_node_short_of_dev_shm_turns_every_rank_to_allreduce(comm, monkeypat
     assert "/dev/shm" in reduce.note and "MiB short" in reduce.note
     with pytest.raises(ValueError, match="--reduce shm: the shared table needs"):
         make_reducer(comm, net, optimizer, "shm")
-    monkeypatch.setattr(distnn.reduce, "shm_room", lambda: need + (8 << 20))  # room for it
+    room = need + distnn.reduce._SHM_SLACK  # just enough
+    monkeypatch.setattr(distnn.reduce, "shm_room", lambda: room)
     with make_reducer(comm, net, optimizer, "auto") as reduce:
         assert reduce.name == "shm" and reduce.note == ""
