@@ -20,8 +20,14 @@ MPI-3 shared-memory window), so what one rank writes the others read in place.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import stat
+import struct
 import sys
+import termios
+import time
 from typing import Any, Protocol
 
 import numpy as np
@@ -69,6 +75,40 @@ class SerialComm:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+
+
+def _unread(fd: int) -> int:
+    """Bytes written to ``fd`` that its reader has not taken yet (0 for a file or tty).
+
+    A launcher (mpirun's proxy, slurmstepd) reads each rank's output from a pipe
+    or a socket; FIONREAD on a pipe and TIOCOUTQ (SIOCOUTQ) on a socket count
+    what is still queued, from the writer's side too.
+    """
+    try:
+        mode = os.fstat(fd).st_mode
+        request = (termios.FIONREAD if stat.S_ISFIFO(mode) else
+                   termios.TIOCOUTQ if stat.S_ISSOCK(mode) else None)
+        if request is None:
+            return 0
+        return struct.unpack("i", fcntl.ioctl(fd, request, b"\0" * 4))[0]
+    except OSError:
+        return 0
+
+
+def drain_output(timeout: float = 5.0) -> None:
+    """Flush stdout and stderr, then wait (at most ``timeout`` s) until the launcher has read them.
+
+    An abort makes the launcher kill the job, and what it has not yet read from
+    a rank's pipe is lost: often the very line that says why the job died.
+    Waiting until the pipe is empty (not a fixed sleep) keeps that line, and
+    costs nothing when the launcher keeps up.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # closed, or its reader went away
+            stream.flush()
+    deadline = time.monotonic() + timeout
+    while any(_unread(fd) for fd in (1, 2)) and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 class SharedArray:
@@ -167,9 +207,11 @@ class MPIComm:
         self._comm.Free()
 
     def abort(self, code: int = 1) -> None:
-        """End every rank of the job now, so none waits forever in a collective."""
-        sys.stdout.flush()
-        sys.stderr.flush()
+        """End every rank of the job now, so none waits forever in a collective.
+
+        This rank's output reaches the launcher first (``drain_output``).
+        """
+        drain_output()
         self._comm.Abort(code)
 
 

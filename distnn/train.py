@@ -338,9 +338,9 @@ def main(argv: list[str] | None = None) -> int:
         elif isinstance(err, KeyboardInterrupt):
             print(f"distnn.train: rank {comm.rank}: interrupted twice, stopping now",
                   file=sys.stderr)
-        else:
-            traceback.print_exc()
+        else:  # the summary first: the line a user needs, even if the traceback is cut
             print(f"distnn.train: rank {comm.rank} failed; aborting all ranks", file=sys.stderr)
+            traceback.print_exc()
         comm.abort(130 if isinstance(err, KeyboardInterrupt) else 1)
         return 1
 
