@@ -109,6 +109,11 @@ class SharedMemoryReduce(_Reducer):
     of every row and updates 1/L of the parameters, where Allreduce copies
     the whole vector through MPI's buffers and every rank updates everything.
 
+    The second barrier also tells every rank that the others have finished
+    reading the rows. A caller that sums again without ``apply()`` in between
+    gets a barrier first instead, so that no rank rewrites its row while
+    another still adds it up: the sums are right whatever comes between calls.
+
     Needs the same number of ranks on every node. The cost and stop flag are
     summed by every rank (L numbers each), so all of them know both before
     anyone updates, as with ``FusedAllreduce``.
@@ -148,6 +153,9 @@ class SharedMemoryReduce(_Reducer):
         # contiguous for the Allreduce across nodes.
         self._sum = np.empty(2 + self.part.stop - self.part.start, dtype)
         self.grad = self._sum[2:]  # view: the summed gradient of params[self.part]
+        # True from a sum until the next sync: another rank may still be adding up
+        # the rows, so this rank must not write its row again before a sync.
+        self._rows_in_use = False
         self.comm_seconds = 0.0
 
     @staticmethod
@@ -165,6 +173,8 @@ class SharedMemoryReduce(_Reducer):
 
         ``self.grad`` then holds the summed gradient of this rank's part.
         """
+        if self._rows_in_use:  # no apply() since the last sum: others may still read my row
+            self._shared.sync()  # MPI
         cost, _ = self.net.gradient(x, y, out=self._my_grad)
         self._mine[0] = cost
         self._mine[1] = 1.0 if stop else 0.0
@@ -178,6 +188,7 @@ class SharedMemoryReduce(_Reducer):
             grad += row_grad
         if self.across.size > 1:
             self.across.allreduce_(self._sum)  # MPI: the same part on the other nodes
+        self._rows_in_use = True
         self.comm_seconds += time.perf_counter() - t0
         return float(self._sum[0]), bool(self._sum[1] > 0)
 
@@ -186,6 +197,7 @@ class SharedMemoryReduce(_Reducer):
         self.optimizer.step(self.net.params, self.grad, lr, scale, part=self.part)
         t0 = time.perf_counter()
         self._shared.sync()  # MPI: the next forward pass reads every part
+        self._rows_in_use = False  # ... and every rank has finished reading the rows
         self.comm_seconds += time.perf_counter() - t0
 
     def close(self) -> None:

@@ -66,6 +66,52 @@ def test_sum_equals_one_process_gradient(comm, layout):
 
 
 @pytest.mark.parametrize("layout", ["one node", "two nodes"])
+@pytest.mark.parametrize("kind", ["shm", "allreduce"])
+def test_back_to_back_sums_are_all_right(comm, layout, kind):
+    """Thousands of sums with nothing in between (no update): a rank that runs
+    ahead must not write its next gradient over one another rank still adds up.
+
+    Each rank's "gradient" is a known integer pattern of (rank, call), so every
+    sum, cost and stop flag has an exact expected value. Nothing is asserted
+    inside the loop: a rank that failed there would leave the others waiting
+    in the next call's collective.
+    """
+    calls, n, P = 3000, 4099, comm.size  # n: not a multiple of the cache line
+    net = MLP([n - 1, 1], activation="sigmoid", cost="quadratic", dtype="float64")
+    optimizer = SGD(net.params)
+    columns = np.arange(n, dtype=np.float64)
+
+    def pattern(rank: int, call: int) -> np.ndarray:
+        return (columns * (rank + 1) + call * 7) % 4096
+
+    def gradient(x, y, out):
+        call = int(x[0, 0])
+        out[...] = pattern(comm.rank, call)
+        return float(comm.rank + call), out
+
+    net.gradient = gradient
+    if kind == "shm":
+        reducer = SharedMemoryReduce(comm, net, optimizer, node=_node(comm, layout))
+    else:
+        reducer = FusedAllreduce(comm, net, optimizer)
+    wrong = {"sum": 0, "cost": 0, "stop": 0}
+    x = np.zeros((1, n - 1))
+    with reducer as reduce:
+        part = getattr(reduce, "part", slice(None))
+        for call in range(calls):
+            x[0, 0] = call
+            asking = call % (P + 1)  # one rank asks to stop, or (== P) none
+            cost, stop = reduce(x, None, stop=comm.rank == asking)
+            expected = sum(pattern(r, call)[part] for r in range(P))
+            wrong["sum"] += not np.array_equal(reduce.grad, expected)
+            wrong["cost"] += cost != sum(r + call for r in range(P))
+            wrong["stop"] += stop != (asking < P)
+    everyone = comm._comm.allgather(wrong)
+    assert all(w == {"sum": 0, "cost": 0, "stop": 0} for w in everyone), \
+        f"wrong results out of {calls} calls, by rank: {everyone}"
+
+
+@pytest.mark.parametrize("layout", ["one node", "two nodes"])
 def test_updates_equal_allreduce_updates(comm, layout):
     net_a, opt_a = _net()
     net_s, opt_s = _net()
