@@ -95,7 +95,7 @@ def _unread(fd: int) -> int:
         return 0
 
 
-def drain_output(timeout: float = 5.0) -> None:
+def drain_output(timeout: float = 5.0, fds: tuple[int, ...] = (1, 2)) -> None:
     """Flush stdout and stderr, then wait (at most ``timeout`` s) until the launcher has read them.
 
     An abort makes the launcher kill the job, and what it has not yet read from
@@ -107,7 +107,7 @@ def drain_output(timeout: float = 5.0) -> None:
         with contextlib.suppress(OSError, ValueError):  # closed, or its reader went away
             stream.flush()
     deadline = time.monotonic() + timeout
-    while any(_unread(fd) for fd in (1, 2)) and time.monotonic() < deadline:
+    while any(_unread(fd) for fd in fds) and time.monotonic() < deadline:
         time.sleep(0.005)
 
 
