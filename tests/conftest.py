@@ -9,6 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Time limits, failures reported by rank as they happen, and the ranks meeting
+# after each test: no run of this suite can hang (see tests/watchdog.py).
+pytest_plugins = ["tests.watchdog"]
+
 IDX_NAMES = {
     ("train", "images"): "train-images-idx3-ubyte",
     ("train", "labels"): "train-labels-idx1-ubyte",

@@ -14,9 +14,17 @@ for arg in "$@"; do
     if [ "$arg" = "-m" ]; then markers=(); fi  # the caller chose the markers
 done
 
+# Every test has a time limit (tests/watchdog.py). Behind it, no mpirun may
+# outlive LIMIT seconds: a job whose ranks all hang where even that cannot
+# reach them still ends, and CI is not held until its own time limit.
+LIMIT=${DISTNN_MPIRUN_LIMIT:-900}
+limit=()
+if command -v timeout >/dev/null; then limit=(timeout --kill-after=30 "$LIMIT"); fi
+
 python -m pytest "${markers[@]}" "$@"
 # Only tests marked @pytest.mark.mpi run under mpirun: the rest ran above, once.
 for ranks in 2 4; do
     echo "== distributed tests on $ranks ranks"
-    mpirun -n "$ranks" python -m pytest --with-mpi -m "mpi and not slow" -q -p no:cacheprovider
+    ${limit[@]+"${limit[@]}"} mpirun -n "$ranks" python -m pytest --with-mpi -m "mpi and not slow" \
+        -q -p no:cacheprovider
 done
