@@ -57,7 +57,9 @@ def test_signal_to_mpirun_checkpoints_every_rank_out(sig, data, tmp_path):
          "--checkpoint", str(ckpt), *TRAIN],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline().startswith("distnn:")  # set up, training
-    time.sleep(1.0)
+    for line in proc.stdout:  # an epoch has ended: both ranks are well into training
+        if line.startswith("epoch "):
+            break
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == EXIT_INTERRUPTED, err

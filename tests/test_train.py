@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -179,7 +178,9 @@ def test_signal_checkpoints_and_resume_finishes(data, tmp_path, sig):
     proc = subprocess.Popen([sys.executable, "-m", "distnn.train", *args, "--epochs", "1000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline().startswith("distnn:")  # set up: now training
-    time.sleep(0.5)
+    for line in proc.stdout:  # a checkpoint exists once the first epoch has ended
+        if line.startswith("epoch "):
+            break
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == EXIT_INTERRUPTED, err
