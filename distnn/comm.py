@@ -21,12 +21,10 @@ MPI-3 shared-memory window), so what one rank writes the others read in place.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import stat
 import struct
 import sys
-import termios
 import time
 from typing import Any, Protocol
 
@@ -85,13 +83,16 @@ def _unread(fd: int) -> int:
     what is still queued, from the writer's side too.
     """
     try:
+        import fcntl  # POSIX only: elsewhere there is nothing to wait for
+        import termios
+
         mode = os.fstat(fd).st_mode
         request = (termios.FIONREAD if stat.S_ISFIFO(mode) else
-                   termios.TIOCOUTQ if stat.S_ISSOCK(mode) else None)
+                   getattr(termios, "TIOCOUTQ", None) if stat.S_ISSOCK(mode) else None)
         if request is None:
             return 0
         return struct.unpack("i", fcntl.ioctl(fd, request, b"\0" * 4))[0]
-    except OSError:
+    except (ImportError, OSError):
         return 0
 
 

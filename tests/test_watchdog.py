@@ -65,7 +65,11 @@ def test_serial_stuck_with_a_child(tmp_path_factory):
 '''
 
 
-def run(tmp_path: Path, select: str, mpi: bool) -> tuple[subprocess.CompletedProcess, float]:
+def run(tmp_path: Path, select: str, mpi: bool) -> tuple[subprocess.CompletedProcess, str]:
+    """Run the made-up tests that ``select`` picks; returns the result and all its output.
+
+    Checks that the run failed, and ended in time (a hang here is the bug under test).
+    """
     (tmp_path / "test_made_up.py").write_text(TESTS)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     pytest_args = [sys.executable, "-m", "pytest", "-p", "tests.watchdog", "-p",
@@ -77,21 +81,21 @@ def run(tmp_path: Path, select: str, mpi: bool) -> tuple[subprocess.CompletedPro
     t0 = time.monotonic()
     result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp_path,
                             timeout=120)
-    return result, time.monotonic() - t0
-
-
-needs_mpirun = pytest.mark.skipif(MPIRUN is None, reason="no mpirun on PATH (pip install mpich)")
-not_under_mpi = pytest.mark.skipif(
-    os.environ.get("PMI_SIZE", "1") != "1", reason="launches its own mpirun")
-
-
-@needs_mpirun
-@not_under_mpi
-def test_a_failure_that_leaves_the_others_in_a_collective_ends_the_job(tmp_path):
-    result, seconds = run(tmp_path, "inside_a_collective", mpi=True)
-    out = result.stdout + result.stderr
-    assert result.returncode != 0
+    seconds, out = time.monotonic() - t0, result.stdout + result.stderr
+    assert result.returncode != 0, out
     assert seconds < ENDS_WITHIN, f"took {seconds:.0f} s\n{out}"
+    return result, out
+
+
+def launches_mpirun(test):
+    test = pytest.mark.skipif(MPIRUN is None, reason="no mpirun on PATH (pip install mpich)")(test)
+    return pytest.mark.skipif(os.environ.get("PMI_SIZE", "1") != "1",
+                              reason="launches its own mpirun")(test)
+
+
+@launches_mpirun
+def test_a_failure_that_leaves_the_others_in_a_collective_ends_the_job(tmp_path):
+    _, out = run(tmp_path, "inside_a_collective", mpi=True)
     # The failing rank, its test and its assertion, at once ...
     assert "[rank 1/2] FAILED test_made_up.py::test_fails_on_one_rank_inside_a_collective" in out
     assert "[rank 1/2] E       AssertionError: rank 1 disagrees" in out
@@ -103,12 +107,9 @@ def test_a_failure_that_leaves_the_others_in_a_collective_ends_the_job(tmp_path)
     assert f"line {barrier}, in test_fails_on_one_rank_inside_a_collective" in out, out
 
 
-@needs_mpirun
-@not_under_mpi
+@launches_mpirun
 def test_a_failure_on_one_rank_alone_is_reported_and_the_run_goes_on(tmp_path):
-    result, seconds = run(tmp_path, "alone or after_it", mpi=True)
-    out = result.stdout + result.stderr
-    assert result.returncode != 0, out
+    result, out = run(tmp_path, "alone or after_it", mpi=True)
     assert "TIMEOUT" not in out, out
     assert "[rank 1/2] E       AssertionError: rank 1 disagrees" in out
     assert out.count("RAN AFTER on rank") == 2  # the next test ran on both ranks
@@ -117,13 +118,9 @@ def test_a_failure_on_one_rank_alone_is_reported_and_the_run_goes_on(tmp_path):
     assert "2 passed" in result.stdout
 
 
-@needs_mpirun
-@not_under_mpi
+@launches_mpirun
 def test_a_run_in_which_every_rank_is_stuck_ends_with_every_stack(tmp_path):
-    result, seconds = run(tmp_path, "every_rank_stuck", mpi=True)
-    out = result.stdout + result.stderr
-    assert result.returncode != 0
-    assert seconds < ENDS_WITHIN, f"took {seconds:.0f} s\n{out}"
+    _, out = run(tmp_path, "every_rank_stuck", mpi=True)
     for rank in (0, 1):
         assert f"[rank {rank}/2] TIMEOUT after 4 s in test_made_up.py::test_every_rank_stuck" \
             f" (in the test)" in out, out
@@ -131,10 +128,7 @@ def test_a_run_in_which_every_rank_is_stuck_ends_with_every_stack(tmp_path):
 
 
 def test_a_stuck_serial_test_ends_and_takes_its_children_with_it(tmp_path):
-    result, seconds = run(tmp_path, "serial_stuck", mpi=False)
-    out = result.stdout + result.stderr
-    assert result.returncode != 0
-    assert seconds < ENDS_WITHIN, f"took {seconds:.0f} s\n{out}"
+    _, out = run(tmp_path, "serial_stuck", mpi=False)
     assert "[rank 0/1] TIMEOUT after 4 s in test_made_up.py::test_serial_stuck_with_a_child" in out
     child = Path(f"/proc/{(tmp_path / 'child.pid').read_text()}/stat")
     deadline = time.monotonic() + 10  # SIGKILL was sent before the run ended; it lands soon
