@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distnn.comm import drain_output
+from distnn.comm import MPIComm, drain_output
 
 TIMEOUT = {"mpi": 120.0, "serial": 600.0}
 # The other ranks' limits run out within milliseconds of this one's (the
@@ -69,7 +69,8 @@ def _stacks() -> str:
         for entry in traceback.extract_stack(frame):
             if not any(part in entry.filename for part in _PLUMBING):
                 lines.append(f'  File "{entry.filename}", line {entry.lineno}, in {entry.name}')
-                lines.append(f"    {entry.line}")
+                if entry.line:
+                    lines.append(f"    {entry.line}")
     return "\n".join(lines)
 
 
@@ -126,15 +127,13 @@ class Guard:
     """The plugin's state on one rank (or in the one serial process)."""
 
     def __init__(self, config: pytest.Config) -> None:
-        self.world = None
         self.meeting: Meeting | None = None
         self.rank, self.size = 0, 1
         if config.getoption("with_mpi", default=False):
             from mpi4py import MPI
 
             if MPI.COMM_WORLD.Get_size() > 1:
-                self.world = MPI.COMM_WORLD
-                self.meeting = Meeting(self.world)
+                self.meeting = Meeting(MPI.COMM_WORLD)
                 self.rank, self.size = self.meeting.rank, self.meeting.size
         self.prefix = f"[rank {self.rank}/{self.size}]"
         self.timeout = _timeout("mpi" if self.meeting else "serial")
@@ -142,7 +141,7 @@ class Guard:
         self.nodeid = ""
         self.failed = False
         self.phase = ""
-        self.elsewhere: dict[str, list[int]] = {}  # test -> ranks other than 0 it failed on
+        self.elsewhere: dict[str, list[int]] = {}  # test -> the other ranks it failed on
         self._timer: threading.Timer | None = None
 
     # -- the time limit ----------------------------------------------------
@@ -166,12 +165,9 @@ class Guard:
             where += f", waiting for rank(s) {sorted(self.meeting.waiting_for)} to finish it"
         _say(self.prefix, f"TIMEOUT after {self.timeout:.0f} s in {self.nodeid} ({where}); "
                           f"the job ends\n{_stacks()}")
-        if self.world is not None:
+        if self.meeting is not None:
             time.sleep(GRACE)
-            from distnn.comm import MPIComm
-
-            MPIComm(self.world).abort(1)
-        drain_output()
+            MPIComm(self.meeting.comm).abort(1)  # ends every rank: it does not return
         _kill_descendants()
         os._exit(1)
 
@@ -210,11 +206,10 @@ class Guard:
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.rank != 0 or self.meeting is None:
             return
-        others = {t: r for t, r in self.elsewhere.items() if r}
-        if others:
+        if self.elsewhere:
             terminalreporter.section("failed on other ranks (their reports are above)")
-            for nodeid, ranks in others.items():
-                terminalreporter.line(f"FAILED {nodeid} on rank(s) {sorted(set(ranks))}")
+            for nodeid, ranks in self.elsewhere.items():
+                terminalreporter.line(f"FAILED {nodeid} on rank(s) {ranks}")
 
     def pytest_sessionfinish(self, session) -> None:
         if self.rank == 0 and self.elsewhere and session.exitstatus == 0:
