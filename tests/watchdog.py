@@ -221,6 +221,10 @@ def pytest_configure(config: pytest.Config) -> None:
     guard = Guard(config)
     config.pluginmanager.register(guard, "distnn-watchdog")
     if guard.rank != 0:  # failures are reported as they happen; rank 0 sums up
+        # Silenced, not removed: pytest (9.x) asks the reporter for its writer
+        # when it explains a failed assertion.
         reporter = config.pluginmanager.getplugin("terminalreporter")
         if reporter is not None:
             config.pluginmanager.unregister(reporter)
+            quiet = type(reporter)(config, open(os.devnull, "w"))  # noqa: SIM115 (lives as long as pytest)
+            config.pluginmanager.register(quiet, "terminalreporter")
