@@ -1,12 +1,11 @@
-"""The benchmark's tiny mode runs end to end; the overlapped reducer sums like the fused one.
+"""The benchmark's tiny mode runs end to end; its timed step is the trainer's update.
 
 Serial tests run under plain pytest. The distributed ones need two ranks:
 
     mpirun -n 2 python -m pytest --with-mpi tests/test_bench.py
 
-Reference for the reducers: the gradient of the whole global batch computed in
-one process (no communication at all), which the summed per-rank gradients
-must equal.
+Reference for the timed step: the update computed in one process from the
+gradient of every rank's samples together (no communication at all).
 """
 
 from __future__ import annotations
@@ -21,22 +20,13 @@ import time
 import numpy as np
 import pytest
 
-from distnn.bench.accumulate import AccumulatedAllreduce
-from distnn.comm import SerialComm
 from distnn.network import MLP
-from distnn.bench.overlap import OverlapAllreduce, bf16_to_f32, f32_to_bf16
-from distnn.reduce import FusedAllreduce
 
-SIZES = [784, 30, 20, 10]  # three layers: buckets of one, two and three layers exist
+SIZES = [784, 30, 20, 10]
 
 
 def _under_mpi() -> bool:
     return int(os.environ.get("PMI_SIZE", os.environ.get("OMPI_COMM_WORLD_SIZE", "1"))) > 1
-
-
-def _batch(m: int, seed: int, dtype: str = "float64") -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return rng.random((m, SIZES[0])).astype(dtype), rng.integers(0, SIZES[-1], m)
 
 
 @pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun (pip install mpich)")
@@ -63,50 +53,6 @@ def test_smoke_mode_writes_table_and_plot(tmp_path):
     assert (tmp_path / "scaling.png").stat().st_size > 0
 
 
-@pytest.mark.parametrize("bucket_bytes", [0, 4096, 1 << 30])
-def test_buckets_cover_the_buffer_once(bucket_bytes):
-    net = MLP(SIZES, dtype="float64")
-    reducer = OverlapAllreduce(SerialComm(), net, bucket_bytes=bucket_bytes)
-    spans = sorted((lo, hi) for _, lo, hi in reducer.buckets)
-    assert spans[0][0] == 0 and spans[-1][1] == net.params.size + 2
-    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
-    assert reducer.buckets[-1][0] == 0  # the last bucket fires at layer 0 and holds the extras
-    if bucket_bytes == 0:
-        assert len(reducer.buckets) == net.num_layers
-    if bucket_bytes == 1 << 30:
-        assert len(reducer.buckets) == 1
-
-
-def test_reducers_match_fused_in_one_process():
-    net = MLP(SIZES, dtype="float64")
-    x, y = _batch(32, 0)
-    fused = FusedAllreduce(SerialComm(), net)
-    expected = fused(x, y, False)
-    for other in (OverlapAllreduce(SerialComm(), net),):
-        assert other(x, y, False) == expected
-        np.testing.assert_array_equal(other.grad, fused.grad)
-
-
-def test_sync_every_is_gradient_accumulation():
-    """k micro-batches summed = the gradient of the k*m batch in one call."""
-    net = MLP(SIZES, dtype="float64")
-    x, y = _batch(40, 1)
-    reference_cost, reference = net.gradient(x, y)
-    acc = AccumulatedAllreduce(SerialComm(), net, k=4)
-    cost, stop = acc(x, y, True)
-    np.testing.assert_allclose(acc.grad, reference, rtol=1e-12, atol=1e-12)
-    assert cost == pytest.approx(reference_cost, rel=1e-12) and stop
-
-
-def test_bfloat16_round_trip_keeps_8_bits():
-    x = np.random.default_rng(2).standard_normal(1000).astype(np.float32)
-    h = f32_to_bf16(x, out=np.empty(x.size, np.uint16))
-    np.testing.assert_allclose(bf16_to_f32(h), x, rtol=2**-8)
-    assert bf16_to_f32(
-        f32_to_bf16(np.float32([1.0, -2.5]), out=np.empty(2, np.uint16))
-    ).tolist() == [1.0, -2.5]
-
-
 # -- two ranks ----------------------------------------------------------------
 
 
@@ -117,48 +63,25 @@ def comm():
     return world()
 
 
-def _global_reference(comm, m_local: int) -> tuple[float, np.ndarray, list]:
-    """Every rank's batch, and the gradient of all of them together, in one process."""
-    batches = [_batch(m_local, 100 + r) for r in range(comm.size)]
-    x = np.concatenate([b[0] for b in batches])
-    y = np.concatenate([b[1] for b in batches])
-    cost, grad = MLP(SIZES, dtype="float64").gradient(x, y)
-    return cost, grad, batches
-
-
 @pytest.mark.mpi(min_size=2)
-@pytest.mark.parametrize("bucket_bytes", [0, 4096, 1 << 30])
-def test_overlap_sums_like_fused_over_ranks(comm, bucket_bytes):
-    cost_ref, grad_ref, batches = _global_reference(comm, 16)
-    x, y = batches[comm.rank]
-    net = MLP(SIZES, dtype="float64")
-    fused = FusedAllreduce(comm, net)
-    overlap = OverlapAllreduce(comm, net, bucket_bytes=bucket_bytes)
-    stop = comm.rank == comm.size - 1  # one rank asks to stop: every rank must learn it
-    cost_f, stop_f = fused(x, y, stop)
-    cost_o, stop_o = overlap(x, y, stop)
-    np.testing.assert_allclose(overlap.grad, fused.grad, rtol=1e-13, atol=1e-15)
-    np.testing.assert_allclose(overlap.grad, grad_ref, rtol=1e-10, atol=1e-12)
-    assert cost_o == pytest.approx(cost_f, rel=1e-13) and cost_o == pytest.approx(
-        cost_ref, rel=1e-10
-    )
-    assert stop_f and stop_o
-    assert overlap.comm_seconds > 0
+@pytest.mark.parametrize("reducer", ["allreduce", "shm"])
+def test_timed_step_is_the_trainers_update(comm, reducer):
+    """One timed step with either reducer moves the parameters as one process would
+    on every rank's samples together: w - (eta/m) sum_x grad C_x."""
+    from distnn.bench.worker import LEARNING_RATE, Step
 
-
-@pytest.mark.mpi(min_size=2)
-@pytest.mark.parametrize("compression, bits", [("fp16", 11), ("bf16", 8)])
-def test_compressed_overlap_is_close(comm, compression, bits):
-    cost_ref, grad_ref, batches = _global_reference(comm, 16)
-    x, y = batches[comm.rank]
-    net = MLP(SIZES, dtype="float64")
-    overlap = OverlapAllreduce(comm, net, compression=compression)
-    cost, stop = overlap(x, y, False)
-    assert cost == pytest.approx(cost_ref, rel=1e-12)  # the scalars travel uncompressed
-    assert not stop
-    # Each rank's part is rounded once, and the sum once per addition.
-    scale = np.abs(grad_ref).max()
-    np.testing.assert_allclose(overlap.grad, grad_ref, atol=scale * comm.size * 2.0 ** -(bits - 1))
+    cell = {"sizes": SIZES, "batch": 32, "dtype": "float64", "reducer": reducer}
+    step = Step(comm, cell)
+    reference = MLP(SIZES, dtype="float64", seed=0)  # the net Step starts from
+    step()
+    batches = [comm.bcast((step.xb, step.yb) if comm.rank == r else None, root=r)
+               for r in range(comm.size)]
+    _, grad = reference.gradient(np.concatenate([b[0] for b in batches]),
+                                 np.concatenate([b[1] for b in batches]))
+    expected = reference.params - LEARNING_RATE / cell["batch"] * grad
+    np.testing.assert_allclose(step.net.params, expected, rtol=1e-12, atol=1e-14)
+    assert step.reducer.comm_seconds > 0
+    step.reducer.close()
 
 
 def test_targets_count_the_rounds_that_meet_each_goal():

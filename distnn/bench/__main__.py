@@ -2,7 +2,7 @@
 
 One command runs the whole matrix; it launches the P ranks itself:
 
-    python -m distnn.bench                 # full matrix + peers + options (< 15 min)
+    python -m distnn.bench                 # full matrix + peers + reducers (< 15 min)
     python -m distnn.bench --smoke         # one tiny cell at P = 1, 2 (CI, < 30 s)
     python -m distnn.bench --sizes 784,100,10 --batches 128 --ranks 1 2 --dtypes float32
     python -m distnn.bench --alphabeta     # allreduce alpha/beta fit + multi-node projection
@@ -75,10 +75,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="PyTorch and per-sample-loop peers (default: on, off with --smoke)",
     )
     parser.add_argument(
-        "--options",
+        "--reducers",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="communication options: allreduce, overlap, fp16/bf16, sync-every (default on)",
+        help="also time the target cell with --reduce allreduce at P > 1, beside the "
+        "default auto (shm on one node) (default: on, off with --smoke)",
     )
     parser.add_argument("--rounds", type=int, help="interleaved rounds; medians kept (default 3)")
     parser.add_argument(
@@ -97,13 +98,13 @@ def config(args: argparse.Namespace) -> Config:
             ranks=[1, 2],
             dtypes=["float32"],
             peers=False,
-            options=False,
+            reducers=False,
             rounds=1,
             budget=0.1,
             repeats=3,
             seed_budget=0.2,
         )
-    for name in ("sizes", "batches", "ranks", "dtypes", "peers", "options", "rounds", "budget"):
+    for name in ("sizes", "batches", "ranks", "dtypes", "peers", "reducers", "rounds", "budget"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
     if min(cfg.ranks) < 1 or cfg.rounds < 1 or cfg.budget <= 0:

@@ -16,11 +16,11 @@ per-size median of 3 rounds that interleave the three paths.
 
 Projection (a MODEL, not a measurement): N nodes, one rank each, 128 samples
 per node per step, the step's measured compute time T_c on this machine; the
-gradient (float32) allreduced by a ring at 10 or 100 Gb/s after backprop (no
-overlap: see the communication options in results.md),
-with alpha = the TCP alpha measured here and beta = 8 / link_rate + the
-shared-memory beta measured here (the wire, plus the copy-and-sum work per byte
-that every rank does anyway). Efficiency E(N) = T_c / (T_c + T(N, n)).
+gradient (float32) allreduced by a ring at 10 or 100 Gb/s once backprop is
+done, as the trainer does, with alpha = the TCP alpha measured here and
+beta = 8 / link_rate + the shared-memory beta measured here (the wire, plus the
+copy-and-sum work per byte that every rank does anyway).
+Efficiency E(N) = T_c / (T_c + T(N, n)).
 
 Run: python -m distnn.bench.alphabeta [--out bench-results]
 (or python -m distnn.bench --alphabeta)
@@ -185,7 +185,8 @@ def markdown(data: dict[str, Any]) -> str:
         f"{data['paths']['tcp']['alpha'] * 1e6:.1f} us (TCP, measured here); beta = 8/link + "
         f"{data['paths']['shm']['beta'] * 1e9:.3f} ns/B "
         "(shared-memory copy-and-sum, measured here); "
-        f"{BATCH_PER_NODE} samples per node per step, one rank per node, float32, no overlap; "
+        f"{BATCH_PER_NODE} samples per node per step, one rank per node, float32, "
+        "summed after backprop; "
         "E = T_c / (T_c + T).",
         "",
     ]

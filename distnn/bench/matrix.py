@@ -1,8 +1,8 @@
 """Run the benchmark matrix: launch P ranks per cell group, repeat in rounds, keep medians.
 
 For each round, for each P: one ``mpirun -n P`` of ``distnn.bench.worker`` timing
-every cell (sizes x batches x dtypes, plus the communication options when
-asked), then, with peers, one ``mpirun -n P`` of ``distnn.bench.peers_torch``
+every cell (sizes x batches x dtypes, plus, when asked, the target cell with
+each reducer), then, with peers, one ``mpirun -n P`` of ``distnn.bench.peers_torch``
 on the same cells; at P = 1 also the seed's per-sample loop. Rounds interleave
 all of it, so a burst of load from another job hits one round of everything
 rather than every round of one thing; each figure reported is the median over
@@ -29,14 +29,9 @@ from distnn.bench.peak import gemm_peak
 
 TARGET = {"sizes": [784, 100, 10], "batch": 128, "dtype": "float32"}  # the issue's target cell
 SEED_RECIPE = {"sizes": [784, 30, 10], "batch": 10}
-OPTIONS = [  # communication options, measured on the target cell at every P > 1
-    {"reducer": "allreduce"},
-    {"reducer": "overlap", "bucket_bytes": 0},
-    {"reducer": "overlap", "bucket_bytes": 0, "compression": "fp16"},
-    {"reducer": "overlap", "bucket_bytes": 0, "compression": "bf16"},
-    {"sync_every": 4},
-]
-ASYNC_PROGRESS = {"MPIR_CVAR_ASYNC_PROGRESS": "1"}  # MPICH's progress thread
+# Beside the matrix's cells (--reduce auto: shm on one node), the target cell with
+# the reducer any placement of ranks can use, at every P > 1.
+REDUCERS = ["allreduce"]
 
 
 @dataclass
@@ -49,7 +44,7 @@ class Config:
     dtypes: list[str] = field(default_factory=lambda: ["float32", "float64"])
     out: str = "bench-results"
     peers: bool = True
-    options: bool = True  # the communication options (overlap, compression, sync-every)
+    reducers: bool = True  # the target cell with each of REDUCERS too
     rounds: int = 3
     budget: float = 0.6  # seconds of timed steps per cell per round
     repeats: int = 5  # timed repeats per cell per round; the median is kept
@@ -118,10 +113,10 @@ def main_cells(cfg: Config) -> list[dict[str, Any]]:
     ]
 
 
-def option_cells(cfg: Config, P: int) -> list[dict[str, Any]]:
-    if not cfg.options or P == 1:
+def reducer_cells(cfg: Config, P: int) -> list[dict[str, Any]]:
+    if not cfg.reducers or P == 1:  # one rank sums nothing: every reducer is the same
         return []
-    return [{**TARGET, **option} for option in OPTIONS]
+    return [{**TARGET, "reducer": reducer} for reducer in REDUCERS]
 
 
 def run_seed_loop(cfg: Config, workdir: Path) -> dict[str, Any]:
@@ -152,9 +147,6 @@ def key(row: dict[str, Any]) -> tuple:
         row.get("dtype"),
         row["P"],
         row.get("reducer", "auto"),
-        row.get("compression"),
-        row.get("sync_every", 1),
-        bool(row.get("async_progress")),
     )
 
 
@@ -203,23 +195,9 @@ def run(cfg: Config) -> dict[str, Any]:
                 if dtype in cfg.dtypes:
                     peaks[dtype].append(gemm_peak(dtype))
             for P in cfg.ranks:
-                cells = main_cells(cfg) + option_cells(cfg, P)
+                cells = main_cells(cfg) + reducer_cells(cfg, P)
                 log(f"round {r + 1}/{cfg.rounds}: distnn, P={P}, {len(cells)} cells")
                 rows += launch("distnn.bench.worker", P, {**spec_base, "cells": cells}, workdir)
-                if cfg.options and P == 2 and TARGET["sizes"] in cfg.sizes:
-                    cells = [
-                        {**TARGET, "reducer": "allreduce", "async_progress": True},
-                        {**TARGET, "reducer": "overlap", "bucket_bytes": 0,
-                         "async_progress": True},
-                    ]
-                    log(f"round {r + 1}/{cfg.rounds}: distnn, P={P}, MPICH async progress thread")
-                    rows += launch(
-                        "distnn.bench.worker",
-                        P,
-                        {**spec_base, "cells": cells},
-                        workdir,
-                        env=ASYNC_PROGRESS,
-                    )
                 if has_torch:
                     log(f"round {r + 1}/{cfg.rounds}: torch{' DDP' if P > 1 else ''}, P={P}")
                     rows += launch(

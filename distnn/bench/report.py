@@ -24,13 +24,7 @@ EPOCH = 50_000  # samples in the seed's MNIST training split
 
 
 def find(results: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
-    defaults = {
-        "peer": "distnn",
-        "reducer": "auto",
-        "compression": None,
-        "sync_every": 1,
-        "async_progress": False,
-    }
+    defaults = {"peer": "distnn", "reducer": "auto"}
     for row in results:
         if all(row.get(k, defaults.get(k)) == v for k, v in {**defaults, **match}.items()):
             return row
@@ -39,7 +33,7 @@ def find(results: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
 
 def pct_peak(row: dict[str, Any], data: dict[str, Any]) -> float:
     cores = min(row["P"], data["machine"]["cores"])
-    flops = step_flops(row["sizes"], row["batch"] * row.get("sync_every", 1))
+    flops = step_flops(row["sizes"], row["batch"])
     return 100 * flops / row["compute_s"] / (data["peak_gflops"][row["dtype"]] * 1e9 * cores)
 
 
@@ -53,22 +47,16 @@ def _net(sizes: list[int]) -> str:
     return "[" + ", ".join(map(str, sizes)) + "]"
 
 
-def _option(row: dict[str, Any]) -> str:
-    if row.get("sync_every", 1) > 1:
-        k = row["sync_every"]
-        return f"allreduce, sync-every {k} (batch {row['batch'] * k}/update)"
+REDUCER_NAMES = {
+    "auto": "auto (the trainer's default: shm on one node)",
+    "allreduce": "allreduce (one fused Allreduce, every rank updates all)",
+    "shm": "shm (sum through the node's shared memory, each rank updates a part)",
+}
+
+
+def _reducer(row: dict[str, Any]) -> str:
     name = row.get("reducer", "auto")
-    if name == "auto":
-        name = "auto (the trainer's default: shm on one node)"
-    elif name == "allreduce":
-        name = "allreduce (one fused Allreduce, every rank updates all)"
-    if name == "overlap":
-        name += f" (bucket {row.get('bucket_bytes', 0)} B)"
-    if row.get("compression"):
-        name += f" + {row['compression']}"
-    if row.get("async_progress"):
-        name += " + MPICH async progress thread"
-    return name
+    return REDUCER_NAMES.get(name, name)
 
 
 def _target_values(res: list[dict[str, Any]], data: dict[str, Any]) -> list[tuple]:
@@ -188,17 +176,12 @@ def markdown(data: dict[str, Any]) -> str:
     options = [
         r
         for r in res
-        if r.get("peer", "distnn") == "distnn"
-        and (
-            r.get("reducer", "auto") != "auto"
-            or r.get("sync_every", 1) > 1
-            or r.get("async_progress")
-        )
+        if r.get("peer", "distnn") == "distnn" and r.get("reducer", "auto") != "auto"
     ]
     if options:
         lines += [
             "",
-            f"## Communication options ({_net(TARGET['sizes'])}, batch "
+            f"## Reducers ({_net(TARGET['sizes'])}, batch "
             f"{TARGET['batch']}, {TARGET['dtype']})",
             "",
             "| P | reducer | samples/s | vs auto | compute ms | comm ms |",
@@ -209,20 +192,12 @@ def markdown(data: dict[str, Any]) -> str:
             group = [r for r in options if r["P"] == P]
             if not base or not group:
                 continue
-            for row in [base, *sorted(group, key=_option)]:
+            for row in [base, *sorted(group, key=_reducer)]:
                 lines.append(
-                    f"| {P} | {_option(row)} | {row['samples_per_s']:,.0f} "
+                    f"| {P} | {_reducer(row)} | {row['samples_per_s']:,.0f} "
                     f"| {row['samples_per_s'] / base['samples_per_s']:.2f}x "
                     f"| {row['compute_s'] * 1e3:.3f} | {row['comm_s'] * 1e3:.3f} |"
                 )
-        big = find(
-            res, sizes=TARGET["sizes"], batch=TARGET["batch"] * 4, dtype=TARGET["dtype"], P=2
-        )
-        if big:
-            lines.append(
-                f"\nFor comparison, plain batch {big['batch']} at P=2: "
-                f"{big['samples_per_s']:,.0f} samples/s (sync-every 4 is the same update)."
-            )
 
     profile = [r for r in (find(res, **TARGET, P=P) for P in cfg["ranks"]) if r]
     if profile:

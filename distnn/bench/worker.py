@@ -5,9 +5,8 @@ Launched by ``python -m distnn.bench`` as
     mpirun -n P python -m distnn.bench.worker --spec cells.json --out result.json
 
 (one process without mpirun works too: P = 1). A cell is a JSON object with
-``sizes``, ``batch`` (global), ``dtype``, and the communication options
-``reducer`` ("auto" | "allreduce" | "shm", as ``distnn.train --reduce``, or the
-experiment "overlap"), ``bucket_bytes``, ``compression``, ``sync_every``. Rank 0
+``sizes``, ``batch`` (global), ``dtype`` and optionally ``reducer`` ("auto" |
+"allreduce" | "shm", as ``distnn.train --reduce``; default "auto"). Rank 0
 writes one result per cell to ``--out``.
 
 The timed step is the trainer's (``distnn.train``): gather this rank's m/P rows
@@ -35,8 +34,6 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from distnn.bench.accumulate import AccumulatedAllreduce
-from distnn.bench.overlap import OverlapAllreduce
 from distnn.comm import Comm, world
 from distnn.network import MLP
 from distnn.optim import SGD
@@ -51,28 +48,11 @@ def local_rows(n: int, rank: int, size: int) -> int:
     return base + (rank < extra)
 
 
-def cell_reducer(comm: Comm, net: MLP, optimizer: SGD, cell: dict[str, Any]):
-    k = int(cell.get("sync_every", 1))
-    if k > 1:
-        return AccumulatedAllreduce(comm, net, k, optimizer)
-    kind = cell.get("reducer", "auto")
-    if kind == "overlap":
-        return OverlapAllreduce(
-            comm,
-            net,
-            optimizer,
-            bucket_bytes=int(cell.get("bucket_bytes", 0)),
-            compression=cell.get("compression"),
-        )
-    return make_reducer(comm, net, optimizer, kind)
-
-
 class Step:
     """The trainer's step on synthetic data, with its phases timed."""
 
     def __init__(self, comm: Comm, cell: dict[str, Any]) -> None:
-        self.k = int(cell.get("sync_every", 1))
-        self.global_batch = int(cell["batch"]) * self.k  # samples per update
+        self.global_batch = int(cell["batch"])
         self.m = local_rows(self.global_batch, comm.rank, comm.size)
         net = MLP(
             cell["sizes"],
@@ -88,7 +68,7 @@ class Step:
         self.order = rng.permutation(n_rows)
         self.pos = 0
         self.net = net
-        self.reducer = cell_reducer(comm, net, SGD(net.params), cell)
+        self.reducer = make_reducer(comm, net, SGD(net.params), cell.get("reducer", "auto"))
         self.gather_seconds = 0.0
         self.update_seconds = 0.0
 
