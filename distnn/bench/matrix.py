@@ -241,16 +241,17 @@ def _cpu_model() -> str:
 
 
 def _versions(has_torch: bool) -> dict[str, str]:
-    import mpi4py
+    from importlib.metadata import version
+
     import numpy
 
-    mpi4py.rc.initialize = False  # the library's name only: no MPI job in this process
-    from mpi4py import MPI
+    # The launcher is no MPI job: it asks comm.py for the library's name only.
+    from distnn.comm import mpi_library_version
 
     versions = {
         "numpy": numpy.__version__,
-        "mpi4py": mpi4py.__version__,
-        "mpi": MPI.Get_library_version().splitlines()[0].strip(),
+        "mpi4py": version("mpi4py"),
+        "mpi": mpi_library_version(),
     }
     if has_torch:
         import torch
