@@ -113,35 +113,51 @@ def targets(data: dict[str, Any]) -> list[tuple[str, str, str, bool, str]]:
 
 
 def markdown(data: dict[str, Any]) -> str:
-    res, m = data["results"], data["machine"]
-    cfg = data["config"]
-    cores = m["cores"]
+    """results.md: the run's facts, then each table the results hold."""
+    sections = (_header, _matrix, _reducers, _where_the_step_goes, _seed_loop, _targets)
+    return "\n".join(line for section in sections for line in section(data)) + "\n"
+
+
+def _oversubscribed(data: dict[str, Any]) -> bool:
+    return max(data["config"]["ranks"]) > data["machine"]["cores"]
+
+
+def _header(data: dict[str, Any]) -> list[str]:
+    """Machine, versions, load, peak, and what the columns mean."""
+    m, cfg = data["machine"], data["config"]
+    peaks = ", ".join(
+        f"{'sgemm' if d == 'float32' else 'dgemm'} {g:.1f} GFLOP/s"
+        for d, g in data["peak_gflops"].items()
+    )
     lines = [
         "# distnn benchmark",
         "",
-        f"Machine: {m['cpu']}, {cores} cores; "
+        f"Machine: {m['cpu']}, {m['cores']} cores; "
         + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
         + ".",
         f"Load average at start {m['load_start'][0]:.2f}, at end {m['load_end'][0]:.2f}; "
         f"{cfg['rounds']} rounds, median round reported; run took {m['seconds']:.0f} s.",
-        "Single-core peak (1 BLAS thread): "
-        + ", ".join(
-            f"{'sgemm' if d == 'float32' else 'dgemm'} {g:.1f} GFLOP/s"
-            for d, g in data["peak_gflops"].items()
-        )
-        + ".",
+        f"Single-core peak (1 BLAS thread): {peaks}.",
         "",
-        "Step = gather the rank's m/P rows, backprop, allreduce [grad, cost, stop], mean, SGD;",
-        "sigmoid, quadratic cost, synthetic MNIST-shaped data. One BLAS thread per rank.",
+        "Step = gather the rank's m/P rows, backprop, sum [grad, cost, stop] over ranks,",
+        "SGD step of the mean; sigmoid, quadratic cost, synthetic MNIST-shaped data;",
+        "one BLAS thread per rank. The sum is --reduce auto's (shm on one node), except",
+        "in the reducers table.",
         "compute = time outside MPI (mean over ranks); comm = time inside MPI, waiting included;",
         "% peak = GEMM FLOPs / compute s / (single-core peak x P), for P <= cores.",
     ]
-    if any(p > cores for p in cfg["ranks"]):
+    if _oversubscribed(data):
         lines.append(
-            f"**P > {cores} oversubscribes this {cores}-core machine** "
+            f"**P > {m['cores']} oversubscribes this {m['cores']}-core machine** "
             "(ranks share cores; MPICH busy-polls while waiting)."
         )
-    lines += [
+    return lines
+
+
+def _matrix(data: dict[str, Any]) -> list[str]:
+    """One row per cell of the matrix, with the PyTorch peer's figure where measured."""
+    res, cfg, cores = data["results"], data["config"], data["machine"]["cores"]
+    lines = [
         "",
         "## Matrix",
         "",
@@ -153,99 +169,115 @@ def markdown(data: dict[str, Any]) -> str:
         for batch in cfg["batches"]:
             for dtype in cfg["dtypes"]:
                 for P in cfg["ranks"]:
-                    row = find(res, sizes=sizes, batch=batch, dtype=dtype, P=P)
-                    if not row:
-                        continue
-                    torch = find(res, sizes=sizes, batch=batch, dtype=dtype, P=P, peer="torch")
-                    comm_pct = 100 * row["comm_s"] / (row["comm_s"] + row["compute_s"])
-                    lines.append(
-                        f"| {_net(sizes)} | {batch} | {dtype} | {P}{'*' if cores < P else ''} "
-                        f"| {row['samples_per_s']:,.0f} | {row['step_s'] * 1e3:.3f} "
-                        f"| {row['compute_s'] * 1e3:.3f} | {row['comm_s'] * 1e3:.3f} "
-                        f"| {comm_pct:.0f} | {_pct_peak_cell(row, data)} "
-                        + (
-                            f"| {torch['samples_per_s']:,.0f} "
-                            f"| {row['samples_per_s'] / torch['samples_per_s']:.1f} |"
-                            if torch
-                            else "| | |"
-                        )
-                    )
-    if any(p > cores for p in cfg["ranks"]):
+                    cell = {"sizes": sizes, "batch": batch, "dtype": dtype, "P": P}
+                    row = find(res, **cell)
+                    if row:
+                        lines.append(_matrix_row(row, find(res, **cell, peer="torch"), data))
+    if _oversubscribed(data):
         lines.append(f"\n\\* oversubscribed: {max(cfg['ranks'])} ranks on {cores} cores.")
+    return lines
 
-    options = [
-        r
-        for r in res
-        if r.get("peer", "distnn") == "distnn" and r.get("reducer", "auto") != "auto"
+
+def _matrix_row(row: dict[str, Any], torch: dict[str, Any] | None, data: dict[str, Any]) -> str:
+    star = "*" if row["P"] > data["machine"]["cores"] else ""
+    comm_pct = 100 * row["comm_s"] / (row["comm_s"] + row["compute_s"])
+    vs_torch = (
+        f"| {torch['samples_per_s']:,.0f} | {row['samples_per_s'] / torch['samples_per_s']:.1f} |"
+        if torch
+        else "| | |"
+    )
+    return (
+        f"| {_net(row['sizes'])} | {row['batch']} | {row['dtype']} | {row['P']}{star} "
+        f"| {row['samples_per_s']:,.0f} | {row['step_s'] * 1e3:.3f} "
+        f"| {row['compute_s'] * 1e3:.3f} | {row['comm_s'] * 1e3:.3f} "
+        f"| {comm_pct:.0f} | {_pct_peak_cell(row, data)} {vs_torch}"
+    )
+
+
+def _reducers(data: dict[str, Any]) -> list[str]:
+    """The target cell with each reducer timed, against the trainer's default, per P."""
+    res = data["results"]
+    others = [r for r in res if r.get("peer", "distnn") == "distnn"
+              and r.get("reducer", "auto") != "auto"]
+    if not others:
+        return []
+    lines = [
+        "",
+        f"## Reducers ({_net(TARGET['sizes'])}, batch {TARGET['batch']}, {TARGET['dtype']})",
+        "",
+        "| P | reducer | samples/s | vs auto | compute ms | comm ms |",
+        "|---:|---|---:|---:|---:|---:|",
     ]
-    if options:
-        lines += [
-            "",
-            f"## Reducers ({_net(TARGET['sizes'])}, batch "
-            f"{TARGET['batch']}, {TARGET['dtype']})",
-            "",
-            "| P | reducer | samples/s | vs auto | compute ms | comm ms |",
-            "|---:|---|---:|---:|---:|---:|",
-        ]
-        for P in cfg["ranks"]:
-            base = find(res, **TARGET, P=P)
-            group = [r for r in options if r["P"] == P]
-            if not base or not group:
-                continue
-            for row in [base, *sorted(group, key=_reducer)]:
-                lines.append(
-                    f"| {P} | {_reducer(row)} | {row['samples_per_s']:,.0f} "
-                    f"| {row['samples_per_s'] / base['samples_per_s']:.2f}x "
-                    f"| {row['compute_s'] * 1e3:.3f} | {row['comm_s'] * 1e3:.3f} |"
-                )
-
-    profile = [r for r in (find(res, **TARGET, P=P) for P in cfg["ranks"]) if r]
-    if profile:
-        lines += [
-            "",
-            f"## Where the step goes ({_net(TARGET['sizes'])}, batch {TARGET['batch']}, "
-            f"{TARGET['dtype']}; per rank, mean over ranks)",
-            "",
-            "| P | gather ms | backprop ms | update ms | comm ms | backprop % peak |",
-            "|---:|---:|---:|---:|---:|---:|",
-        ]
-        for row in profile:
-            bp_peak = (
-                "—"
-                if row["P"] > cores
-                else "{:.0f}".format(
-                    100
-                    * step_flops(row["sizes"], row["batch"])
-                    / row["backprop_s"]
-                    / (data["peak_gflops"][row["dtype"]] * 1e9 * row["P"])
-                )
-            )
+    for P in data["config"]["ranks"]:
+        base = find(res, **TARGET, P=P)
+        group = [r for r in others if r["P"] == P]
+        if not base or not group:
+            continue
+        for row in [base, *sorted(group, key=_reducer)]:
             lines.append(
-                f"| {row['P']} | {row['gather_s'] * 1e3:.3f} | {row['backprop_s'] * 1e3:.3f} "
-                f"| {row['update_s'] * 1e3:.3f} | {row['comm_s'] * 1e3:.3f} | {bp_peak} |"
+                f"| {P} | {_reducer(row)} | {row['samples_per_s']:,.0f} "
+                f"| {row['samples_per_s'] / base['samples_per_s']:.2f}x "
+                f"| {row['compute_s'] * 1e3:.3f} | {row['comm_s'] * 1e3:.3f} |"
             )
+    return lines
 
-    seed = next((r for r in res if r.get("peer") == "seed"), None)
-    if seed:
-        lines += [
-            "",
-            f"Seed's per-sample loop ({_net(SEED_RECIPE['sizes'])}, batch "
-            f"{SEED_RECIPE['batch']}, float64, one process): {seed['samples_per_s']:,.0f} "
-            f"samples/s, an epoch of {EPOCH} in {EPOCH / seed['samples_per_s']:.2f} s.",
-        ]
 
+def _where_the_step_goes(data: dict[str, Any]) -> list[str]:
+    """The target cell's step split into its phases, per P."""
+    res = data["results"]
+    profile = [r for r in (find(res, **TARGET, P=P) for P in data["config"]["ranks"]) if r]
+    if not profile:
+        return []
+    lines = [
+        "",
+        f"## Where the step goes ({_net(TARGET['sizes'])}, batch {TARGET['batch']}, "
+        f"{TARGET['dtype']}; per rank, mean over ranks)",
+        "",
+        "| P | gather ms | backprop ms | update ms | comm ms | backprop % peak |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in profile:
+        lines.append(
+            f"| {row['P']} | {row['gather_s'] * 1e3:.3f} | {row['backprop_s'] * 1e3:.3f} "
+            f"| {row['update_s'] * 1e3:.3f} | {row['comm_s'] * 1e3:.3f} "
+            f"| {_backprop_peak_cell(row, data)} |"
+        )
+    return lines
+
+
+def _backprop_peak_cell(row: dict[str, Any], data: dict[str, Any]) -> str:
+    """Backprop's share of the peak: the step's GEMM FLOPs over backprop seconds alone."""
+    if row["P"] > data["machine"]["cores"]:
+        return "—"
+    peak = data["peak_gflops"][row["dtype"]] * 1e9 * row["P"]
+    return f"{100 * step_flops(row['sizes'], row['batch']) / row['backprop_s'] / peak:.0f}"
+
+
+def _seed_loop(data: dict[str, Any]) -> list[str]:
+    seed = next((r for r in data["results"] if r.get("peer") == "seed"), None)
+    if not seed:
+        return []
+    return [
+        "",
+        f"Seed's per-sample loop ({_net(SEED_RECIPE['sizes'])}, batch "
+        f"{SEED_RECIPE['batch']}, float64, one process): {seed['samples_per_s']:,.0f} "
+        f"samples/s, an epoch of {EPOCH} in {EPOCH / seed['samples_per_s']:.2f} s.",
+    ]
+
+
+def _targets(data: dict[str, Any]) -> list[str]:
     goals = targets(data)
-    if goals:
-        lines += [
-            "",
-            "## Targets (measured side by side in this run)",
-            "",
-            "| target | measured (median rounds) | goal | met | rounds that met it |",
-            "|---|---:|---:|---|---:|",
-        ]
-        lines += [f"| {t} | {v} | {g} | {'yes' if ok else '**no**'} | {k} |"
-                  for t, v, g, ok, k in goals]
-    return "\n".join(lines) + "\n"
+    if not goals:
+        return []
+    return [
+        "",
+        "## Targets (measured side by side in this run)",
+        "",
+        "| target | measured (median rounds) | goal | met | rounds that met it |",
+        "|---|---:|---:|---|---:|",
+        *(f"| {t} | {v} | {g} | {'yes' if ok else '**no**'} | {k} |"
+          for t, v, g, ok, k in goals),
+    ]
 
 
 def plot(data: dict[str, Any], path: str) -> bool:
