@@ -174,44 +174,17 @@ def log(msg: str) -> None:
 
 def run(cfg: Config) -> dict[str, Any]:
     """Every round of every launch; returns the raw rows, the medians and the machine facts."""
-    has_torch = False
-    if cfg.peers:
-        try:
-            import torch  # noqa: F401
-
-            has_torch = True
-        except ImportError:
-            log("peers: torch not installed (pip install -e '.[bench]'), skipping the PyTorch peer")
+    has_torch = cfg.peers and _torch_installed()
     started = time.time()
     load_start = os.getloadavg()
     rows: list[dict[str, Any]] = []
     peaks: dict[str, list[float]] = {"float32": [], "float64": []}
-    spec_base = {"budget": cfg.budget, "repeats": cfg.repeats}
     with tempfile.TemporaryDirectory(prefix="distnn-bench-") as tmp:
-        workdir = Path(tmp)
         for r in range(cfg.rounds):
-            first_row = len(rows)
             for dtype in peaks:
                 if dtype in cfg.dtypes:
                     peaks[dtype].append(gemm_peak(dtype))
-            for P in cfg.ranks:
-                cells = main_cells(cfg) + reducer_cells(cfg, P)
-                log(f"round {r + 1}/{cfg.rounds}: distnn, P={P}, {len(cells)} cells")
-                rows += launch("distnn.bench.worker", P, {**spec_base, "cells": cells}, workdir)
-                if has_torch:
-                    log(f"round {r + 1}/{cfg.rounds}: torch{' DDP' if P > 1 else ''}, P={P}")
-                    rows += launch(
-                        "distnn.bench.peers_torch",
-                        P,
-                        {**spec_base, "cells": main_cells(cfg)},
-                        workdir,
-                        extra_args=["--port", str(_free_port())],
-                    )
-                if cfg.peers and P == 1 and SEED_RECIPE["sizes"] in cfg.sizes:
-                    log(f"round {r + 1}/{cfg.rounds}: the seed's per-sample loop")
-                    rows.append(run_seed_loop(cfg, workdir))
-            for row in rows[first_row:]:
-                row["round"] = r
+            rows += [{**row, "round": r} for row in run_round(cfg, r, Path(tmp), has_torch)]
     return {
         "config": asdict(cfg),
         "machine": {
@@ -228,6 +201,38 @@ def run(cfg: Config) -> dict[str, Any]:
         "rows": rows,
         "results": median_rows(rows),
     }
+
+
+def run_round(cfg: Config, r: int, workdir: Path, has_torch: bool) -> list[dict[str, Any]]:
+    """One round: for each P, distnn's cells, then the peers on the same cells."""
+    rows: list[dict[str, Any]] = []
+    spec_base = {"budget": cfg.budget, "repeats": cfg.repeats}
+    for P in cfg.ranks:
+        cells = main_cells(cfg) + reducer_cells(cfg, P)
+        log(f"round {r + 1}/{cfg.rounds}: distnn, P={P}, {len(cells)} cells")
+        rows += launch("distnn.bench.worker", P, {**spec_base, "cells": cells}, workdir)
+        if has_torch:
+            log(f"round {r + 1}/{cfg.rounds}: torch{' DDP' if P > 1 else ''}, P={P}")
+            rows += launch(
+                "distnn.bench.peers_torch",
+                P,
+                {**spec_base, "cells": main_cells(cfg)},
+                workdir,
+                extra_args=["--port", str(_free_port())],
+            )
+        if cfg.peers and P == 1 and SEED_RECIPE["sizes"] in cfg.sizes:
+            log(f"round {r + 1}/{cfg.rounds}: the seed's per-sample loop")
+            rows.append(run_seed_loop(cfg, workdir))
+    return rows
+
+
+def _torch_installed() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        log("peers: torch not installed (pip install -e '.[bench]'), skipping the PyTorch peer")
+        return False
+    return True
 
 
 def _cpu_model() -> str:

@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -38,8 +39,17 @@ def rank_and_size() -> tuple[int, int]:
 
 
 def time_cell(torch, dist, cell: dict[str, Any], budget: float, repeats: int) -> dict[str, Any]:
-    rank, size = (dist.get_rank(), dist.get_world_size()) if dist else (0, 1)
-    dtype = {"float32": torch.float32, "float64": torch.float64}[cell["dtype"]]
+    wall = median_step_seconds(torch, dist, make_step(torch, dist, cell), budget, repeats)
+    return {
+        **cell,
+        "P": dist.get_world_size() if dist else 1,
+        "peer": "torch",
+        "step_s": wall,
+        "samples_per_s": cell["batch"] / wall,
+    }
+
+
+def _model(torch, cell: dict[str, Any], dtype):
     sizes = cell["sizes"]
     torch.manual_seed(0)
     layers = []
@@ -48,7 +58,15 @@ def time_cell(torch, dist, cell: dict[str, Any], budget: float, repeats: int) ->
             torch.nn.Linear(n_in, n_out),
             getattr(torch.nn, ACTIVATIONS[cell.get("activation", "sigmoid")])(),
         ]
-    model = torch.nn.Sequential(*layers).to(dtype)
+    return torch.nn.Sequential(*layers).to(dtype)
+
+
+def make_step(torch, dist, cell: dict[str, Any]) -> Callable[[], None]:
+    """The worker's step in torch: this rank's m/P rows of its shuffled shard, backprop, SGD."""
+    rank, size = (dist.get_rank(), dist.get_world_size()) if dist else (0, 1)
+    dtype = {"float32": torch.float32, "float64": torch.float64}[cell["dtype"]]
+    sizes = cell["sizes"]
+    model = _model(torch, cell, dtype)
     if dist:
         model = torch.nn.parallel.DistributedDataParallel(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
@@ -74,6 +92,12 @@ def time_cell(torch, dist, cell: dict[str, Any], budget: float, repeats: int) ->
         loss.backward()
         optimizer.step()
 
+    return step
+
+
+def median_step_seconds(torch, dist, step, budget: float, repeats: int) -> float:
+    """As the worker times: warm-up, n steps per repeat (rank 0's n), slowest rank's wall."""
+
     def barrier() -> None:
         if dist:
             dist.barrier()
@@ -98,14 +122,7 @@ def time_cell(torch, dist, cell: dict[str, Any], budget: float, repeats: int) ->
         if dist:
             dist.all_reduce(wall, op=dist.ReduceOp.MAX)
         walls.append(float(wall.item()))
-    wall = sorted(walls)[len(walls) // 2]
-    return {
-        **cell,
-        "P": size,
-        "peer": "torch",
-        "step_s": wall,
-        "samples_per_s": cell["batch"] / wall,
-    }
+    return sorted(walls)[len(walls) // 2]
 
 
 def main(argv: list[str] | None = None) -> None:
