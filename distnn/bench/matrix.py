@@ -27,7 +27,7 @@ from typing import Any
 
 from distnn.bench.peak import gemm_peak
 
-TARGET = {"sizes": [784, 100, 10], "batch": 128, "dtype": "float32"}  # the issue's target cell
+TARGET = {"sizes": [784, 100, 10], "batch": 128, "dtype": "float32"}  # the targets' cell
 SEED_RECIPE = {"sizes": [784, 30, 10], "batch": 10}
 # Beside the matrix's cells (--reduce auto: shm on one node), the target cell with
 # the reducer any placement of ranks can use, at every P > 1.

@@ -90,7 +90,7 @@ def _target_values(res: list[dict[str, Any]], data: dict[str, Any]) -> list[tupl
 
 
 def targets(data: dict[str, Any]) -> list[tuple[str, str, str, bool, str]]:
-    """(target, measured, goal, met, rounds met) for each of the issue's targets measured.
+    """(target, measured, goal, met, rounds met) for each performance target measured.
 
     "measured" is from the median rounds; "rounds met" counts the rounds in which
     the same ratio, taken within that round alone, reaches the goal: on a noisy

@@ -111,8 +111,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"sizes {args.sizes}, batch {args.batch}, float32, BLAS pinned to 1 thread, "
         f"median of {args.repeats} interleaved repeats x {args.inner} calls"
     )
-    print(f"  train step (gradient + SGD): {result['step'] * 1e6:8.1f} us  {share(result['step'])}")
-    print(f"  its matrix products alone:   {result['gemms'] * 1e6:8.1f} us  {share(result['gemms'])}")
+    step, gemms = result["step"], result["gemms"]
+    print(f"  train step (gradient + SGD): {step * 1e6:8.1f} us  {share(step)}")
+    print(f"  its matrix products alone:   {gemms * 1e6:8.1f} us  {share(gemms)}")
     print(f"  ratio:                       {result['ratio']:8.3f}  (target <= 1.5)")
     print(f"  (sgemm peak on this core: {peak:.1f} GFLOP/s)")
 

@@ -78,8 +78,8 @@ class Step:
             self.pos = 0
         idx = self.order[self.pos : self.pos + self.m]
         self.pos += self.m
-        # As distnn.train: take() beats fancy indexing, and np.take(..., out=) into a
-        # reused buffer, which is twice as slow.
+        # As distnn.train: take() is faster than fancy indexing, and than
+        # np.take(..., out=) into a reused buffer.
         self.xb = self.x_shard.take(idx, axis=0)  # (m/P, n_in)
         self.yb = self.y_shard[idx]
         t1 = time.perf_counter()
