@@ -3,11 +3,8 @@
 One HDF5 file, replaced atomically (see ``distnn.atomic``), so a crash while
 saving leaves the previous checkpoint intact:
 
-    /params                  the flat parameter vector (net.params)
+    /params                  the flat parameter vector (net.params, each w column by column)
     /optimizer/<name>        the optimizer's flat state (e.g. velocity); scalars as attrs
-
-Version 2 lays each weight matrix out column by column, as ``MLP.params`` does
-since then; version 1 (row by row) is still read, and converted.
     attrs: format, version, model (JSON: MLP constructor arguments),
            config (JSON: the run's Config), position (JSON: epoch, step,
            cost so far in that epoch, world size), rng
@@ -31,8 +28,7 @@ from distnn.atomic import atomic_path
 from distnn.network import MLP
 
 FORMAT = "distnn-checkpoint"
-VERSION = 2
-READS = (1, 2)
+VERSION = 2  # version 1 stored each w row by row; it is no longer read
 
 
 class CheckpointError(Exception):
@@ -68,11 +64,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             if f.attrs.get("format") != FORMAT:
                 raise CheckpointError(f"{path} is not a distnn checkpoint")
             version = int(f.attrs["version"])
-            if version not in READS:
-                raise CheckpointError(
-                    f"{path} has checkpoint version {version}, this distnn reads "
-                    f"{' and '.join(map(str, READS))}"
-                )
+            if version != VERSION:
+                raise CheckpointError(f"{path} has checkpoint version {version}, this distnn "
+                                      f"reads version {VERSION}")
             model = json.loads(f.attrs["model"])
             params = f["params"][()]
             optimizer: dict[str, Any] = {k: v[()] for k, v in f["optimizer"].items()}
@@ -80,25 +74,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             config, position = json.loads(f.attrs["config"]), json.loads(f.attrs["position"])
     except (OSError, KeyError) as err:
         raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
-    if version == 1:  # the velocity is laid out like the parameters
-        params = _columns_from_rows(params, model["sizes"])
-        optimizer = {k: _columns_from_rows(v, model["sizes"])
-                     if isinstance(v, np.ndarray) and v.shape == params.shape else v
-                     for k, v in optimizer.items()}
     return {"model": model, "config": config, "position": position, "params": params,
             "optimizer": optimizer}
-
-
-def _columns_from_rows(flat: np.ndarray, sizes: list[int]) -> np.ndarray:
-    """A version-1 flat vector (each w row by row) laid out as now (column by column)."""
-    if flat.size != sum(n_out * (n_in + 1) for n_in, n_out in zip(sizes[:-1], sizes[1:])):
-        raise CheckpointError("the parameter vector does not fit the checkpoint's own model")
-    out, start = flat.copy(), 0
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        w = slice(start, start + n_out * n_in)
-        out[w] = flat[w].reshape(n_out, n_in).T.ravel()
-        start = w.stop + n_out  # the biases are unchanged
-    return out
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> MLP:

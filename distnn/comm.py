@@ -7,8 +7,7 @@ the same methods, so the loop has no ``if distributed`` branches, and a single
 process never touches MPI while you debug it with pdb or a profiler.
 
 Naming follows Horovod: a trailing underscore means "in place" (the buffer
-passed in holds the result), and ``i``-prefixed calls return a handle to
-``wait()`` on.
+passed in holds the result).
 
 Only upper-case mpi4py calls are used for arrays (``Allreduce``, ``Bcast``):
 they move the numpy buffer directly instead of pickling it.
@@ -26,20 +25,9 @@ import stat
 import struct
 import sys
 import time
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
-
-
-class Request(Protocol):
-    def wait(self) -> None: ...
-
-
-class _Done:
-    """The handle of an operation that completed when it was started."""
-
-    def wait(self) -> None:
-        pass
 
 
 class SerialComm:
@@ -50,9 +38,6 @@ class SerialComm:
 
     def allreduce_(self, buf: np.ndarray) -> np.ndarray:
         return buf
-
-    def iallreduce_(self, buf: np.ndarray) -> Request:
-        return _Done()
 
     def max_(self, buf: np.ndarray) -> np.ndarray:
         return buf
@@ -161,10 +146,6 @@ class MPIComm:
         self._comm.Allreduce(self._MPI.IN_PLACE, buf, op=self._MPI.SUM)
         return buf
 
-    def iallreduce_(self, buf: np.ndarray) -> Request:
-        """Start summing ``buf`` in place; the sum is there after ``wait()``."""
-        return self._comm.Iallreduce(self._MPI.IN_PLACE, buf, op=self._MPI.SUM)
-
     def max_(self, buf: np.ndarray) -> np.ndarray:
         self._comm.Allreduce(self._MPI.IN_PLACE, buf, op=self._MPI.MAX)
         return buf
@@ -226,3 +207,17 @@ def world() -> Comm:
     if MPI.COMM_WORLD.Get_size() == 1:
         return SerialComm()
     return MPIComm(MPI.COMM_WORLD)
+
+
+def mpi_library_version() -> str:
+    """The MPI library's name and version (its first line), without starting an MPI job.
+
+    For launchers, such as the benchmark's, that start MPI jobs but are none: if
+    mpi4py.MPI was not imported yet, this process can no longer initialize MPI.
+    """
+    import mpi4py
+
+    mpi4py.rc.initialize = False  # only a question about the library: no MPI_Init
+    from mpi4py import MPI
+
+    return MPI.Get_library_version().splitlines()[0].strip()

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from distnn.activations import ACTIVATIONS
 from distnn.costs import COSTS
 from distnn.initializers import INITIALIZERS
-from distnn.reduce import REDUCERS
+from distnn.schedules import SCHEDULES
 
 DEFAULT_DATA = "data/mnist.h5"
-SCHEDULES = ("constant", "step", "cosine")  # distnn.schedules.make_schedule
+# How ranks sum gradients (distnn.reduce.make_reducer); "auto" picks one of the others.
+REDUCERS = ("auto", "allreduce", "shm")
 
 # Settings that may differ when a run is resumed: where things are, and how long
 # to train. Everything else must match the checkpoint, or the resumed run would
@@ -85,6 +86,8 @@ class Config:
             raise ConfigError(f"--warmup-epochs must be >= 0, got {self.warmup_epochs}")
         if self.step_epochs < 1:
             raise ConfigError(f"--step-epochs must be at least 1, got {self.step_epochs}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown --schedule {self.schedule!r}")
         if self.reduce not in REDUCERS:
             raise ConfigError(f"unknown --reduce {self.reduce!r}")
         if not self.checkpoint:
@@ -147,20 +150,30 @@ examples:
 
 exit status: 0 trained; 2 bad arguments or data; 75 interrupted by SIGTERM/SIGINT
 after writing the checkpoint (rerun with --resume); 1 any other failure.
+
+BLAS threads: each rank uses cores/ranks-on-node threads; set DISTNN_THREADS=n,
+or OMP_NUM_THREADS / OPENBLAS_NUM_THREADS, to choose yourself.
 """
 
 
 def build_parser(quiet: bool = False) -> argparse.ArgumentParser:
-    d = Config()
     p = _Parser(
         prog="python -m distnn.train",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         quiet=quiet,
-        argument_default=argparse.SUPPRESS,  # absent flags stay absent: see explicit()
+        argument_default=argparse.SUPPRESS,  # absent flags stay absent: see parse_args
     )
-    io = p.add_argument_group("data and files")
+    d = Config()
+    _files_arguments(p.add_argument_group("data and files"), d)
+    _model_arguments(p.add_argument_group("model"), d)
+    _optimizer_arguments(p.add_argument_group("optimizer"), d)
+    _system_arguments(p.add_argument_group("system"), d)
+    return p
+
+
+def _files_arguments(io, d: Config) -> None:
     io.add_argument("--data", metavar="PATH",
                     help=f"HDF5 data file (default {d.data}; if that default is missing, "
                          "rank 0 prepares MNIST there first)")
@@ -173,7 +186,8 @@ def build_parser(quiet: bool = False) -> argparse.ArgumentParser:
     io.add_argument("--metrics", metavar="PATH",
                     help="append one JSON line per epoch here (plot: python -m distnn.plot PATH)")
 
-    model = p.add_argument_group("model")
+
+def _model_arguments(model, d: Config) -> None:
     model.add_argument("--layers", type=parse_layers, metavar="N,N,...",
                        help=f"layer sizes from input to classes (default "
                             f"{','.join(map(str, d.layers))})")
@@ -189,7 +203,8 @@ def build_parser(quiet: bool = False) -> argparse.ArgumentParser:
                        help=f"floating-point type of parameters and arithmetic "
                             f"(default {d.dtype})")
 
-    opt = p.add_argument_group("optimizer")
+
+def _optimizer_arguments(opt, d: Config) -> None:
     opt.add_argument("--epochs", type=int,
                      help=f"passes over the training set (default {d.epochs})")
     opt.add_argument("--batch-size", type=int, dest="batch_size", metavar="M",
@@ -212,7 +227,8 @@ def build_parser(quiet: bool = False) -> argparse.ArgumentParser:
                           f"(default {d.step_epochs})")
     opt.add_argument("--gamma", type=float, help=f"step schedule factor (default {d.gamma})")
 
-    system = p.add_argument_group("system")
+
+def _system_arguments(system, d: Config) -> None:
     system.add_argument("--seed", type=int,
                         help=f"seeds the initial weights and every epoch's shuffle "
                              f"(default {d.seed})")
@@ -226,11 +242,6 @@ def build_parser(quiet: bool = False) -> argparse.ArgumentParser:
                              f"(default {d.reduce})")
     system.add_argument("--no-progress", action="store_false", dest="progress",
                         help="no progress bar (it shows only when stderr is a terminal anyway)")
-    p.epilog = EPILOG + (
-        "\nBLAS threads: each rank uses cores/ranks-on-node threads; set DISTNN_THREADS=n,\n"
-        "or OMP_NUM_THREADS / OPENBLAS_NUM_THREADS, to choose yourself.\n"
-    )
-    return p
 
 
 def parse_args(argv: list[str] | None = None, quiet: bool = False) -> tuple[Config, dict]:

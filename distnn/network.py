@@ -14,7 +14,7 @@ data-parallel trainer can reduce all gradients with one in-place allreduce and
 an optimizer can update them with a handful of vector operations.
 
 Non-goals: convolutions, dropout, autograd, anything distributed (this module
-imports numpy only; communication is the trainer's business, see ``on_layer``).
+imports numpy only; communication is the trainer's business).
 
 Batches are rows. The seed stacks a sample as a column, z = w a + b; we stack m
 samples as the rows of a (m, n_in) matrix, so the same equation transposed reads
@@ -28,7 +28,7 @@ first layer with weights; layer 1 is the input), and ``weights[-1]`` is w^L.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -49,8 +49,8 @@ class _Workspace:
         self.activations = [np.empty((m, n), dtype) for n in outs]  # a^l, (m, n_l)
         self.deltas = [np.empty((m, n), dtype) for n in outs]  # delta^l, (m, n_l)
         self.primes = [np.empty((m, n), dtype) for n in outs]  # sigma'(z^l), (m, n_l)
-        # (BP3) sums delta over the batch as a product, ones @ delta (a BLAS gemv):
-        # 3-4x faster than np.sum(delta, axis=0) at m = 64..128.
+        # (BP3) sums delta over the batch as a product, ones @ delta: a BLAS gemv,
+        # faster than np.sum(delta, axis=0) at these sizes.
         self.ones = np.ones(m, dtype)  # (m,)
 
 
@@ -62,8 +62,7 @@ class MLP:
     into ``params``: writing either changes the other. Each w, of shape (n_out, n_in)
     as in the seed, is stored column by column (Fortran order), which is w^T row by
     row: then the forward product a w^T is of two row-major matrices, the case
-    OpenBLAS does fastest (measured: 11% faster at m = 128, 20% at m = 64, for
-    [784, 100]; ``python -m distnn.bench.step``).
+    OpenBLAS does fastest.
 
     Inputs x must be float arrays of shape (m, sizes[0]); anything else is
     converted to the net's dtype (a copy, so pass the right dtype for speed).
@@ -184,14 +183,6 @@ class MLP:
         """Class indices argmax_j a^L_j, shape (m,)."""
         return np.argmax(self.forward(x), axis=1)
 
-    def total_cost(self, x: np.ndarray, y: np.ndarray) -> float:
-        """sum_x C_x over the batch (the seed's C times n), without the gradient."""
-        a = self._as_input(x)
-        for w, b in zip(self.weights[:-1], self.biases[:-1]):
-            a = self.activation.fn(a @ w.T + b)
-        z = a @ self.weights[-1].T + self.biases[-1]
-        return self.cost.fn(z, self.cost.output(z, self.activation), np.asarray(y))
-
     # -- backprop -------------------------------------------------------------
 
     def _workspace(self, m: int) -> _Workspace:
@@ -208,15 +199,13 @@ class MLP:
         x: np.ndarray,
         y: np.ndarray,
         out: np.ndarray | None = None,
-        on_layer: Callable[[int], None] | None = None,
     ) -> tuple[float, np.ndarray]:
         """Backpropagation (BP1)-(BP4) on a mini-batch: ``(sum_x C_x, sum_x grad C_x)``.
 
         Sums, not means: a data-parallel trainer adds them across ranks and divides
         by the global batch size once. ``grad`` is a flat vector laid out like
-        ``params`` (written into ``out`` if given). ``on_layer(l)`` is called as soon
-        as layer l's slice ``grad[layer_slices[l]]`` is final, top layer first, so
-        its communication can overlap with backprop through the layers below.
+        ``params``, written into ``out`` if given (a trainer passes the same buffer
+        every step, and the layer views of it are built once).
         """
         x = self._as_input(x)
         y = np.asarray(y)
@@ -248,8 +237,6 @@ class MLP:
             # (BP3), (BP4) summed over the batch: the product sums over the m rows.
             np.matmul(ws.ones, delta, out=nabla_b[l])  # sum over the rows, (n_out,)
             np.matmul(delta.T, a_prev, out=nabla_w[l])  # (n_out, n_in)
-            if on_layer is not None:
-                on_layer(l)
             if l > 0:
                 # (BP2): delta^{l-1} = (delta^l w^l) (.) sigma'(z^{l-1}); nothing to
                 # propagate below the first layer, so that product is skipped.

@@ -1,4 +1,4 @@
-"""Summing the mini-batch gradient over ranks, and applying the update.
+"""Summing the mini-batch gradient over ranks: the trainer's one step across ranks.
 
 Each rank backpropagates its part of the global mini-batch; the seed's update
 needs the sum over all m samples, sum_x dC_x/dw, so the ranks add their partial
@@ -9,11 +9,16 @@ Two scalars ride in the same message for free: the batch cost (summed, for the
 epoch's training cost) and a stop flag (a rank that caught SIGTERM sets it to
 1, so after the sum every rank knows, in the same step, that the job must stop).
 
-Two ways to do it, one interface: ``cost, stop = reduce(x, y, stop)`` sums,
-then ``reduce.apply(lr, scale)`` takes the optimizer's step.
+Two reducers, one interface, used once per step like this::
 
-- ``FusedAllreduce``: one Allreduce; every rank updates every parameter. Works
-  for any placement of ranks, and is the one to read first.
+    cost, _ = net.gradient(x, y, out=reducer.local_grad())   # this rank's samples
+    cost, stop = reducer.sum(cost, stop)                     # over all ranks
+    optimizer.step(net.params, reducer.grad, eta, scale=1 / m, part=reducer.part)
+    reducer.publish()                                        # the update is everyone's
+
+- ``FusedAllreduce``: one Allreduce; every rank updates every parameter
+  (``part`` is all of them). Works for any placement of ranks, and is the one
+  to read first.
 - ``SharedMemoryReduce``: the ranks of a node share one copy of the parameters
   and sum through shared memory; each updates its part. Faster on a node
   (``python -m distnn.bench`` measures by how much).
@@ -29,8 +34,7 @@ import time
 import numpy as np
 
 from distnn.comm import Comm, MPIComm
-
-REDUCERS = ("auto", "allreduce", "shm")
+from distnn.config import REDUCERS
 
 
 class _Reducer:
@@ -48,36 +52,36 @@ class _Reducer:
         if exc_type is None:
             self.close()
 
+    def publish(self) -> None:
+        """After the update: make it every rank's before the next forward pass."""
+
     def close(self) -> None:
         pass
 
 
 class FusedAllreduce(_Reducer):
-    """Backprop the local batch, then one Allreduce of [grad, cost, stop]."""
+    """One Allreduce of [gradient, cost, stop]; every rank updates every parameter."""
 
     name = "allreduce"
 
-    def __init__(self, comm: Comm, net, optimizer=None) -> None:
+    def __init__(self, comm: Comm, net) -> None:
         self.comm = comm
-        self.net = net
-        self.optimizer = optimizer  # needed by apply() only
         n = net.params.size
         self._buf = np.zeros(n + 2, dtype=net.params.dtype)
-        self.grad = self._buf[:n]  # view: the summed gradient lands here
+        self.grad = self._buf[:n]  # this rank's gradient, and after sum() everyone's
         self._extras = self._buf[n:]
+        self.part = slice(0, n)  # every rank updates all of the parameters
         self.comm_seconds = 0.0  # time inside the collective, waiting included
 
-    def __call__(self, x: np.ndarray, y: np.ndarray, stop: bool) -> tuple[float, bool]:
-        """Sum over ranks of the gradient and cost of (x, y), and whether any rank stops.
+    def local_grad(self) -> np.ndarray:
+        """Where this rank's gradient goes: the buffer that is summed in place."""
+        return self.grad
 
-        Returns (cost summed over the global batch, stop requested anywhere);
-        the summed gradient is in ``self.grad``.
+    def sum(self, cost: float, stop: bool) -> tuple[float, bool]:
+        """Sum ``local_grad()``, ``cost`` and ``stop`` over ranks; the gradient lands in ``grad``.
+
+        Returns (cost summed over the global batch, stop requested anywhere).
         """
-        cost, _ = self.net.gradient(x, y, out=self.grad)
-        return self._sum_over_ranks(cost, stop)
-
-    def _sum_over_ranks(self, cost: float, stop: bool) -> tuple[float, bool]:
-        """One Allreduce of this rank's [grad, cost, stop], already in the buffer's parts."""
         self._extras[0] = cost
         self._extras[1] = 1.0 if stop else 0.0
         t0 = time.perf_counter()
@@ -85,38 +89,36 @@ class FusedAllreduce(_Reducer):
         self.comm_seconds += time.perf_counter() - t0
         return float(self._extras[0]), bool(self._extras[1] > 0)
 
-    def apply(self, lr: float, scale: float) -> None:
-        """The optimizer's step with the summed gradient, on every parameter."""
-        self.optimizer.step(self.net.params, self.grad, lr, scale)
-
 
 class SharedMemoryReduce(_Reducer):
     """Sum through each node's shared memory; each rank then updates its part of the parameters.
 
     Within a node, MPI ranks can read each other's memory, so instead of
-    Allreduce (which copies every gradient through MPI's own buffers) the L
-    ranks of a node keep ONE copy of the parameters and of the optimizer's
-    velocity, in memory they all map, and each backpropagates straight into
-    its own row of a shared table:
+    Allreduce (which copies every gradient through MPI's own buffers) the
+    ``per_node`` ranks of a node keep ONE copy of the parameters and of the
+    optimizer's velocity, in memory they all map, and each backpropagates
+    straight into its own row of a shared table:
 
         rows[k] = [cost_k, stop_k, sum_x dC_x/dw over rank k's samples]
 
-    After a barrier, rank l adds up its 1/L of the columns over the node's
-    rows; across nodes, the ranks with the same l sum their parts with one
-    Allreduce (none on one node); then rank l applies the SGD step to its
-    1/L of the parameters, and a second barrier makes the whole update
-    visible before the next forward pass. Per step each rank reads its 1/L
-    of every row and updates 1/L of the parameters, where Allreduce copies
-    the whole vector through MPI's buffers and every rank updates everything.
+    After a barrier, the node's k-th rank adds up its 1/per_node of the
+    columns over the node's rows; across nodes, the ranks with the same k sum
+    their parts with one Allreduce (none on one node). The optimizer then
+    updates that part of the parameters (``part``), and ``publish()``, a
+    second barrier, makes the whole update visible before the next forward
+    pass. Per step each rank reads its share of every row and updates its
+    share of the parameters, where Allreduce copies the whole vector through
+    MPI's buffers and every rank updates everything.
 
     The second barrier also tells every rank that the others have finished
-    reading the rows. A caller that sums again without ``apply()`` in between
-    gets a barrier first instead, so that no rank rewrites its row while
-    another still adds it up: the sums are right whatever comes between calls.
+    reading the rows. A caller that asks for its row again without
+    ``publish()`` in between gets a barrier first instead, so that no rank
+    rewrites its row while another still adds it up: the sums are right
+    whatever comes between calls.
 
     Needs the same number of ranks on every node. The cost and stop flag are
-    summed by every rank (L numbers each), so all of them know both before
-    anyone updates, as with ``FusedAllreduce``.
+    summed by every rank (per_node numbers each), so all of them know both
+    before anyone updates, as with ``FusedAllreduce``.
 
     ``node`` defaults to the ranks sharing this node's memory; tests pass part of
     it to stand in for several nodes.
@@ -125,34 +127,34 @@ class SharedMemoryReduce(_Reducer):
     name = "shm"
 
     def __init__(self, comm: MPIComm, net, optimizer, node: MPIComm | None = None) -> None:
-        self.comm, self.net, self.optimizer = comm, net, optimizer
+        self.net, self.optimizer = net, optimizer
         self.node = node or comm.node()
-        L = self.node.size
-        # Rank l of every node: one rank on a single node, so no Allreduce at all.
-        self.across = comm.split(self.node.rank)
+        per_node, k = self.node.size, self.node.rank
+        # The k-th rank of every node: one rank on a single node, so no Allreduce at all.
+        self.across = comm.split(k)
         n, dtype = net.params.size, net.params.dtype
         width = self._width(n)
-        self._shared = self.node.shared_array(self.table_size(n, L), dtype)
+        self._shared = self.node.shared_array(self.table_size(n, per_node), dtype)
         table = self._shared.array
         params, velocity = table[:n], table[width:width + n]
-        self._rows = table[2 * width:].reshape(L, width)
-        if self.node.rank == 0:
+        rows = table[2 * width:].reshape(per_node, width)
+        if k == 0:
             params[...] = net.params
             velocity[...] = optimizer.velocity
         self._shared.sync()
         net.bind(params)
         optimizer.bind(velocity)
-        edges = [min(n, _round_up(n * l // L, _LINE)) for l in range(L + 1)]
-        self.part = slice(edges[self.node.rank], edges[self.node.rank + 1])
-        self._mine = self._rows[self.node.rank]  # [cost, stop, gradient ...]
+        edges = [min(n, _round_up(n * i // per_node, _LINE)) for i in range(per_node + 1)]
+        self.part = slice(edges[k], edges[k + 1])  # the parameters this rank updates
+        self._mine = rows[k]  # [cost, stop, gradient ...]
         self._my_grad = self._mine[2:2 + n]  # one view for every step: gradient() caches it
         # What this rank adds up: every row's [cost, stop] and its columns of the gradient.
         columns = slice(2 + self.part.start, 2 + self.part.stop)
-        self._terms = [(row[:2], row[columns]) for row in self._rows]
+        self._terms = [(row[:2], row[columns]) for row in rows]
         # This rank's sums, [cost, stop, its part of the gradient]: private, and
         # contiguous for the Allreduce across nodes.
         self._sum = np.empty(2 + self.part.stop - self.part.start, dtype)
-        self.grad = self._sum[2:]  # view: the summed gradient of params[self.part]
+        self.grad = self._sum[2:]  # after sum(): the summed gradient of params[part]
         # True from a sum until the next sync: another rank may still be adding up
         # the rows, so this rank must not write its row again before a sync.
         self._rows_in_use = False
@@ -163,19 +165,23 @@ class SharedMemoryReduce(_Reducer):
         return _round_up(2 + n, _LINE)  # rows start on cache lines: no false sharing
 
     @classmethod
-    def table_size(cls, n: int, L: int) -> int:
-        """Elements of the shared table for n parameters and L ranks on a node:
-        the parameters, the velocity, and L rows [cost, stop, gradient]."""
-        return (2 + L) * cls._width(n)
+    def table_size(cls, n: int, per_node: int) -> int:
+        """Elements of the shared table for n parameters and per_node ranks on a node:
+        the parameters, the velocity, and per_node rows [cost, stop, gradient]."""
+        return (2 + per_node) * cls._width(n)
 
-    def __call__(self, x: np.ndarray, y: np.ndarray, stop: bool) -> tuple[float, bool]:
-        """Sum over ranks of the cost of (x, y), and whether any rank stops.
+    def local_grad(self) -> np.ndarray:
+        """Where this rank's gradient goes: its row of the shared table."""
+        if self._rows_in_use:  # no publish() since the last sum: others may still read my row
+            self._sync()  # MPI
+        return self._my_grad
 
-        ``self.grad`` then holds the summed gradient of this rank's part.
+    def sum(self, cost: float, stop: bool) -> tuple[float, bool]:
+        """Sum the rows' gradients (this rank's part), costs and stop flags over ranks.
+
+        Returns (cost summed over the global batch, stop requested anywhere);
+        ``grad`` then holds the summed gradient of ``params[part]``.
         """
-        if self._rows_in_use:  # no apply() since the last sum: others may still read my row
-            self._shared.sync()  # MPI
-        cost, _ = self.net.gradient(x, y, out=self._my_grad)
         self._mine[0] = cost
         self._mine[1] = 1.0 if stop else 0.0
         t0 = time.perf_counter()
@@ -183,7 +189,7 @@ class SharedMemoryReduce(_Reducer):
         extras, grad = self._sum[:2], self.grad
         np.copyto(extras, self._terms[0][0])
         np.copyto(grad, self._terms[0][1])
-        for row_extras, row_grad in self._terms[1:]:  # row by row: 2x np.sum(axis=0)'s speed
+        for row_extras, row_grad in self._terms[1:]:  # row by row: faster than np.sum(axis=0)
             extras += row_extras
             grad += row_grad
         if self.across.size > 1:
@@ -192,13 +198,15 @@ class SharedMemoryReduce(_Reducer):
         self.comm_seconds += time.perf_counter() - t0
         return float(self._sum[0]), bool(self._sum[1] > 0)
 
-    def apply(self, lr: float, scale: float) -> None:
-        """The optimizer's step on this rank's part; returns when every part is done."""
-        self.optimizer.step(self.net.params, self.grad, lr, scale, part=self.part)
+    def publish(self) -> None:
+        """After the update of ``part``: returns when every rank's part is done and seen."""
         t0 = time.perf_counter()
-        self._shared.sync()  # MPI: the next forward pass reads every part
-        self._rows_in_use = False  # ... and every rank has finished reading the rows
+        self._sync()  # MPI: the next forward pass reads every part
         self.comm_seconds += time.perf_counter() - t0
+
+    def _sync(self) -> None:
+        self._shared.sync()
+        self._rows_in_use = False  # ... and every rank has finished reading the rows
 
     def close(self) -> None:
         """Give the network and optimizer private copies again, and free the shared memory.
@@ -246,7 +254,7 @@ def make_reducer(comm: Comm, net, optimizer, kind: str = "auto"):
     if kind not in REDUCERS:
         raise ValueError(f"unknown reducer {kind!r}; choose one of {', '.join(REDUCERS)}")
     if kind == "allreduce" or comm.size == 1:
-        return FusedAllreduce(comm, net, optimizer)
+        return FusedAllreduce(comm, net)
     node = comm.node()
     need = SharedMemoryReduce.table_size(net.params.size, node.size) * net.params.itemsize
     room = shm_room()
@@ -262,13 +270,13 @@ def make_reducer(comm: Comm, net, optimizer, kind: str = "auto"):
         raise ValueError(f"--reduce shm needs the same number of ranks on every node; "
                          f"these nodes hold {fewest} to {most}")
     if not wanted:
-        return FusedAllreduce(comm, net, optimizer)
+        return FusedAllreduce(comm, net)
     mib = 1 << 20
     why = (f"the shared table needs {-(-need // mib)} MiB of {SHM_DIR} on each node, and a "
            f"node is {-(-short // mib)} MiB short (a container's default is often 64 MiB: "
            f"docker run --shm-size, or a larger tmpfs)")
     if kind == "shm":
         raise ValueError(f"--reduce shm: {why}; --reduce allreduce needs none")
-    reducer = FusedAllreduce(comm, net, optimizer)
+    reducer = FusedAllreduce(comm, net)
     reducer.note = f"summing by allreduce, not shm: {why}"
     return reducer

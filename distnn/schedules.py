@@ -15,9 +15,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-__all__ = ["Schedule", "constant", "cosine", "make_schedule", "step_decay", "warmup"]
+__all__ = ["SCHEDULES", "Schedule", "constant", "cosine", "make_schedule", "step_decay", "warmup"]
 
 Schedule = Callable[[int], float]
+SCHEDULES = ("constant", "step", "cosine")  # the names make_schedule knows
 
 
 def constant(lr: float) -> Schedule:
@@ -85,5 +86,5 @@ def make_schedule(
             raise ValueError("the 'cosine' schedule needs total_steps")
         base = cosine(lr, max(total_steps - warmup_steps, 1), min_lr)
     else:
-        raise ValueError(f"unknown schedule {name!r}; choose constant, step or cosine")
+        raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
     return warmup(base, lr, warmup_steps)

@@ -1,41 +1,42 @@
-"""Checkpoints written by an older distnn still load, with the same weights."""
+"""Checkpoints: what is saved is read back; a version this distnn does not read is refused."""
 
 from __future__ import annotations
 
-import json
-
 import h5py
 import numpy as np
+import pytest
 
-from distnn.checkpoint import load_checkpoint, read_checkpoint
+from distnn.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from distnn.network import MLP
 
 
-def _row_by_row(net: MLP) -> np.ndarray:
-    """The flat vector as version 1 laid it out: per layer, w row by row, then b."""
-    return np.concatenate([part for w, b in zip(net.weights, net.biases)
-                           for part in (w.ravel(order="C"), b)])
-
-
-def test_version_1_checkpoint_loads_with_the_same_matrices(tmp_path):
+def _saved(tmp_path) -> tuple[MLP, np.ndarray, object]:
     net = MLP([5, 4, 3], activation="tanh", dtype="float64", seed=1)
-    velocity_net = MLP([5, 4, 3], dtype="float64", seed=2)  # any other vector of that layout
-    path = tmp_path / "v1.h5"
-    with h5py.File(path, "w") as f:  # what distnn wrote before version 2
-        f.attrs["format"] = "distnn-checkpoint"
-        f.attrs["version"] = 1
-        f.attrs["model"] = json.dumps(net.config())
-        f.attrs["config"] = json.dumps({})
-        f.attrs["position"] = json.dumps({"epoch": 3, "step": 0})
-        f.create_dataset("params", data=_row_by_row(net))
-        f.create_group("optimizer").create_dataset("velocity", data=_row_by_row(velocity_net))
-        f["optimizer"].attrs["momentum"] = 0.9
-    assert not np.array_equal(_row_by_row(net), net.params)  # the layouts do differ
+    velocity = np.random.default_rng(2).random(net.params.size)
+    path = tmp_path / "c.h5"
+    save_checkpoint(path, net, {"velocity": velocity, "momentum": 0.9}, {"lr": 0.5},
+                    {"epoch": 3, "step": 1, "steps": 7, "epoch_cost": 2.5, "ranks": 2})
+    return net, velocity, path
+
+
+def test_a_checkpoint_reads_back_what_was_saved(tmp_path):
+    net, velocity, path = _saved(tmp_path)
     loaded = load_checkpoint(path)
     for w, w_loaded in zip(net.weights, loaded.weights):
         np.testing.assert_array_equal(w_loaded, w)
     for b, b_loaded in zip(net.biases, loaded.biases):
         np.testing.assert_array_equal(b_loaded, b)
-    state = read_checkpoint(path)["optimizer"]
-    np.testing.assert_array_equal(state["velocity"], velocity_net.params)
-    assert state["momentum"] == 0.9
+    ckpt = read_checkpoint(path)
+    np.testing.assert_array_equal(ckpt["optimizer"]["velocity"], velocity)
+    assert ckpt["optimizer"]["momentum"] == 0.9
+    assert ckpt["config"] == {"lr": 0.5}
+    assert ckpt["position"] == {"epoch": 3, "step": 1, "steps": 7, "epoch_cost": 2.5, "ranks": 2}
+    assert ckpt["model"] == net.config()
+
+
+def test_a_version_1_checkpoint_is_refused_with_its_version(tmp_path):
+    _, _, path = _saved(tmp_path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["version"] = 1  # stored each w row by row: loading it as now would scramble w
+    with pytest.raises(CheckpointError, match="checkpoint version 1, this distnn reads version 2"):
+        read_checkpoint(path)

@@ -14,7 +14,7 @@ from distnn import MLP
 from distnn.comm import SerialComm
 from distnn.config import parse_args
 from distnn.evaluate import accuracy, ascii_digit, confusion
-from distnn.train import train
+from distnn.train import run
 from tests.synthetic import make_dataset
 
 
@@ -43,7 +43,7 @@ def trained(tmp_path_factory) -> tuple[Path, Path, Path]:
     cfg, given = parse_args(["--data", str(data), "--checkpoint", str(ckpt), "--metrics",
                              str(metrics), "--layers", "16,12,4", "--epochs", "3",
                              "--batch-size", "16", "--lr", "0.5", "--no-progress"])
-    assert train(cfg, given, SerialComm()) == 0
+    assert run(cfg, given, SerialComm()) == 0
     return data, ckpt, metrics
 
 

@@ -54,11 +54,13 @@ def test_sum_equals_one_process_gradient(comm, layout):
     net, optimizer = _net()
     with SharedMemoryReduce(comm, net, optimizer, node=_node(comm, layout)) as reduce:
         x, y = batches[comm.rank]
-        cost, stop = reduce(x, y, stop=comm.rank == comm.size - 1)  # one rank asks
+        cost, _ = net.gradient(x, y, out=reduce.local_grad())
+        cost, stop = reduce.sum(cost, stop=comm.rank == comm.size - 1)  # one rank asks
         np.testing.assert_allclose(reduce.grad, grad_1[reduce.part], rtol=1e-12, atol=1e-14)
         assert cost == pytest.approx(cost_1, rel=1e-12)
         assert stop is True
-        assert reduce(x, y, stop=False)[1] is False
+        cost, _ = net.gradient(x, y, out=reduce.local_grad())
+        assert reduce.sum(cost, stop=False)[1] is False
         # The parts of one node's ranks tile the whole vector.
         spans = reduce.node._comm.allgather((reduce.part.start, reduce.part.stop))
     assert spans[0][0] == 0 and spans[-1][1] == net.params.size
@@ -68,8 +70,9 @@ def test_sum_equals_one_process_gradient(comm, layout):
 @pytest.mark.parametrize("layout", ["one node", "two nodes"])
 @pytest.mark.parametrize("kind", ["shm", "allreduce"])
 def test_back_to_back_sums_are_all_right(comm, layout, kind):
-    """Thousands of sums with nothing in between (no update): a rank that runs
-    ahead must not write its next gradient over one another rank still adds up.
+    """Thousands of sums with nothing in between (no update, no publish()): a rank
+    that runs ahead must not write its next gradient over one another rank still
+    adds up.
 
     Each rank's "gradient" is a known integer pattern of (rank, call), so every
     sum, cost and stop flag has an exact expected value. Nothing is asserted
@@ -84,25 +87,17 @@ def test_back_to_back_sums_are_all_right(comm, layout, kind):
     def pattern(rank: int, call: int) -> np.ndarray:
         return (columns * (rank + 1) + call * 7) % 4096
 
-    def gradient(x, y, out):
-        call = int(x[0, 0])
-        out[...] = pattern(comm.rank, call)
-        return float(comm.rank + call), out
-
-    net.gradient = gradient
     if kind == "shm":
         reducer = SharedMemoryReduce(comm, net, optimizer, node=_node(comm, layout))
     else:
-        reducer = FusedAllreduce(comm, net, optimizer)
+        reducer = FusedAllreduce(comm, net)
     wrong = {"sum": 0, "cost": 0, "stop": 0}
-    x = np.zeros((1, n - 1))
     with reducer as reduce:
-        part = getattr(reduce, "part", slice(None))
         for call in range(calls):
-            x[0, 0] = call
+            reduce.local_grad()[...] = pattern(comm.rank, call)  # where backprop would write
             asking = call % (P + 1)  # one rank asks to stop, or (== P) none
-            cost, stop = reduce(x, None, stop=comm.rank == asking)
-            expected = sum(pattern(r, call)[part] for r in range(P))
+            cost, stop = reduce.sum(float(comm.rank + call), stop=comm.rank == asking)
+            expected = sum(pattern(r, call)[reduce.part] for r in range(P))
             wrong["sum"] += not np.array_equal(reduce.grad, expected)
             wrong["cost"] += cost != sum(r + call for r in range(P))
             wrong["stop"] += stop != (asking < P)
@@ -115,14 +110,17 @@ def test_back_to_back_sums_are_all_right(comm, layout, kind):
 def test_updates_equal_allreduce_updates(comm, layout):
     net_a, opt_a = _net()
     net_s, opt_s = _net()
-    fused = FusedAllreduce(comm, net_a, opt_a)
+    fused = FusedAllreduce(comm, net_a)
     with SharedMemoryReduce(comm, net_s, opt_s, node=_node(comm, layout)) as shared:
         assert np.shares_memory(net_s.params, shared._shared.array)
         for step in range(5):
             x, y = _batch(comm.rank, step)
-            for reduce in (fused, shared):
-                cost, _ = reduce(x, y, stop=False)
-                reduce.apply(lr=0.5, scale=1 / (6 * comm.size))
+            for reduce, net, optimizer in ((fused, net_a, opt_a), (shared, net_s, opt_s)):
+                cost, _ = net.gradient(x, y, out=reduce.local_grad())
+                reduce.sum(cost, stop=False)
+                optimizer.step(net.params, reduce.grad, 0.5, scale=1 / (6 * comm.size),
+                               part=reduce.part)
+                reduce.publish()
     # close() gave the net and optimizer private copies of the final values.
     assert net_s.params.flags.owndata and opt_s.velocity.flags.owndata
     np.testing.assert_allclose(net_s.params, net_a.params, rtol=1e-12, atol=1e-14)
@@ -166,8 +164,8 @@ def test_one_node_short_of_dev_shm_turns_every_rank_to_allreduce(comm, monkeypat
     import distnn.reduce
 
     net, optimizer = _net()
-    L = comm.ranks_on_this_node()
-    need = SharedMemoryReduce.table_size(net.params.size, L) * net.params.itemsize
+    per_node = comm.ranks_on_this_node()
+    need = SharedMemoryReduce.table_size(net.params.size, per_node) * net.params.itemsize
     full = comm.rank == comm.size - 1
     monkeypatch.setattr(distnn.reduce, "shm_room", lambda: need // 2 if full else 1 << 40)
     reduce = make_reducer(comm, net, optimizer, "auto")

@@ -17,7 +17,8 @@ from distnn.checkpoint import read_checkpoint
 from distnn.comm import SerialComm
 from distnn.config import Config, parse_args
 from distnn.data import shard_range
-from distnn.train import EXIT_INTERRUPTED, epoch_order, steps_per_epoch, train
+from distnn.start import steps_per_epoch
+from distnn.train import EXIT_INTERRUPTED, epoch_order, run
 from tests.synthetic import make_dataset
 
 SMALL = ["--layers", "16,12,4", "--batch-size", "16", "--lr", "0.5", "--warmup-epochs", "0",
@@ -36,7 +37,7 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 def run_inprocess(argv: list[str]) -> int:
     cfg, given = parse_args(argv)
-    return train(cfg, given, SerialComm())
+    return run(cfg, given, SerialComm())
 
 
 # -- pure pieces -----------------------------------------------------------------
@@ -99,7 +100,7 @@ def test_resume_after_interrupt_equals_uninterrupted_bitwise(data, tmp_path):
             return self.calls == 40  # epoch 2, step 10
 
     cfg, given = parse_args([*args, "--checkpoint", str(tmp_path / "cut.h5")])
-    assert train(cfg, given, SerialComm(), stop=StopAtStep()) == EXIT_INTERRUPTED
+    assert run(cfg, given, SerialComm(), stop=StopAtStep()) == EXIT_INTERRUPTED
     assert read_checkpoint(tmp_path / "cut.h5")["position"]["step"] == 10
     assert run_inprocess([*args, "--checkpoint", str(tmp_path / "cut.h5"), "--resume"]) == 0
     full = load_checkpoint(tmp_path / "full.h5").params

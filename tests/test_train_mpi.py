@@ -18,7 +18,7 @@ from distnn.comm import MPIComm, SerialComm
 from distnn.config import parse_args
 from distnn.data import shard_range
 from distnn.reduce import FusedAllreduce, SharedMemoryReduce
-from distnn.train import EXIT_INTERRUPTED, train
+from distnn.train import EXIT_INTERRUPTED, run
 from tests.synthetic import make_dataset
 
 pytestmark = pytest.mark.mpi(min_size=2)
@@ -63,7 +63,8 @@ def test_allreduced_gradient_equals_one_process_gradient(world):
             continue
         start, stop = shard_range(m, comm.rank, comm.size)
         reduce = FusedAllreduce(comm, net)
-        cost_p, stopping = reduce(x[start:stop], y[start:stop], stop=False)
+        cost, _ = net.gradient(x[start:stop], y[start:stop], out=reduce.local_grad())
+        cost_p, stopping = reduce.sum(cost, stop=False)
         assert not stopping
         np.testing.assert_allclose(reduce.grad, grad_1, rtol=1e-12, atol=1e-14)
         assert cost_p == pytest.approx(cost_1, rel=1e-12)
@@ -72,9 +73,8 @@ def test_allreduced_gradient_equals_one_process_gradient(world):
 def test_stop_flag_of_one_rank_reaches_all(world):
     net = MLP([4, 3], dtype="float64")
     reduce = FusedAllreduce(MPIComm(world), net)
-    x, y = np.ones((1, 4)), np.zeros(1, int)
-    assert reduce(x, y, stop=world.rank == world.size - 1)[1] is True
-    assert reduce(x, y, stop=False)[1] is False
+    assert reduce.sum(0.0, stop=world.rank == world.size - 1)[1] is True
+    assert reduce.sum(0.0, stop=False)[1] is False
 
 
 @pytest.mark.parametrize("reduce", ["allreduce", "shm"])
@@ -87,7 +87,7 @@ def test_full_batch_training_matches_across_rank_counts(world, data, mpi_tmp_pat
         comm = first_ranks(world, p)
         if comm is not None:
             cfg, given = parse_args([*args, "--checkpoint", str(mpi_tmp_path / f"p{p}.h5")])
-            assert train(cfg, given, comm) == 0
+            assert run(cfg, given, comm) == 0
         world.Barrier()
     one = load_checkpoint(mpi_tmp_path / "p1.h5").params
     for p in counts[1:]:
@@ -112,7 +112,7 @@ def test_replicas_stay_identical_and_evaluation_counts_each_image_once(world, da
     import distnn.train
     original, distnn.train.make_reducer = distnn.train.make_reducer, two_nodes
     try:
-        assert train(cfg, given, MPIComm(world)) == 0
+        assert run(cfg, given, MPIComm(world)) == 0
     finally:
         distnn.train.make_reducer = original
     params = seen[0].params
@@ -148,12 +148,12 @@ def test_resume_equals_uninterrupted_for_same_ranks(world, data, mpi_tmp_path):
             "--momentum", "0.9", "--schedule", "cosine", *SMALL]
     full, cut = str(mpi_tmp_path / "full.h5"), str(mpi_tmp_path / "cut.h5")
     cfg, given = parse_args([*args, "--checkpoint", full])
-    assert train(cfg, given, MPIComm(world)) == 0
+    assert run(cfg, given, MPIComm(world)) == 0
     cfg, given = parse_args([*args, "--checkpoint", cut])
-    assert train(cfg, given, MPIComm(world), stop=StopOnRank0At(world, 27)) == EXIT_INTERRUPTED
+    assert run(cfg, given, MPIComm(world), stop=StopOnRank0At(world, 27)) == EXIT_INTERRUPTED
     assert read_checkpoint(cut)["position"]["step"] == 7  # 20 steps/epoch: epoch 2, step 7
     cfg, given = parse_args([*args, "--checkpoint", cut, "--resume"])
-    assert train(cfg, given, MPIComm(world)) == 0
+    assert run(cfg, given, MPIComm(world)) == 0
     assert np.array_equal(load_checkpoint(cut).params, load_checkpoint(full).params)
 
 
@@ -163,11 +163,11 @@ def test_resume_on_another_rank_count_keeps_learning(world, data, mpi_tmp_path):
     comm = first_ranks(world, 1)
     if comm is not None:
         cfg, given = parse_args([*args, "--checkpoint", path, "--epochs", "1"])
-        assert train(cfg, given, comm) == 0
+        assert run(cfg, given, comm) == 0
     world.Barrier()
     before = read_checkpoint(path)
     cfg, given = parse_args([*args, "--checkpoint", path, "--epochs", "4", "--resume"])
-    assert train(cfg, given, MPIComm(world)) == 0
+    assert run(cfg, given, MPIComm(world)) == 0
     after = read_checkpoint(path)
     assert after["position"]["epoch"] == 4 and after["position"]["ranks"] == world.size
     assert not np.array_equal(after["params"], before["params"])
@@ -187,7 +187,7 @@ def test_oversubscribed_node_gets_a_note(world, data, mpi_tmp_path, capsys):
     args = ["--data", str(data), "--checkpoint", str(mpi_tmp_path / "o.h5"), "--epochs", "1",
             "--batch-size", "12", *SMALL]
     cfg, given = parse_args(args)
-    assert train(cfg, given, MPIComm(world)) == 0
+    assert run(cfg, given, MPIComm(world)) == 0
     import os
     noted = "ranks share" in capsys.readouterr().err
     assert noted == (world.rank == 0 and world.size > (os.cpu_count() or 1))

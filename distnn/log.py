@@ -1,0 +1,81 @@
+"""What a run tells its user: lines on the terminal, the metrics file, a progress bar.
+
+Only rank 0 speaks; the other ranks' ``RunLog`` says nothing, so the trainer
+calls it the same way on every rank. Lines go out flushed, and the metrics
+file (``--metrics``) is opened, appended to and closed for every record, so a
+crash loses nothing that was reported before it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import numpy as np
+
+from distnn.config import Config
+from distnn.evaluate import accuracy
+
+
+class _NoBar:
+    """Stands in for a progress bar where there is none."""
+
+    def update(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class RunLog:
+    def __init__(self, cfg: Config, rank: int) -> None:
+        self.cfg = cfg
+        self.root = rank == 0
+
+    def say(self, text: str) -> None:
+        if self.root:
+            print(text, flush=True)
+
+    def note(self, text: str) -> None:
+        """A line on stderr about how the run goes, not about its results."""
+        if self.root and text:
+            print(f"distnn: note: {text}", file=sys.stderr, flush=True)
+
+    def record(self, record: dict[str, Any]) -> None:
+        """One JSON line in the metrics file, if the run keeps one."""
+        if self.root and self.cfg.metrics:
+            with open(self.cfg.metrics, "a") as metrics:
+                metrics.write(json.dumps(record) + "\n")
+
+    def progress(self, total: int, initial: int, epoch: int):
+        """A progress bar over the epoch's steps, when asked for and stderr is a terminal."""
+        if not (self.root and self.cfg.progress and sys.stderr.isatty()):
+            return _NoBar()
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return _NoBar()
+        return tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}", leave=False,
+                    unit="step", file=sys.stderr)
+
+    def epoch(self, record: dict[str, Any]) -> None:
+        """The line and the record of a finished epoch."""
+        self.say(f"epoch {record['epoch']}/{self.cfg.epochs}  cost {record['cost']:.4f}  "
+                 f"test accuracy {record['test_accuracy']:.2%}  time {record['seconds']:.1f}s  "
+                 f"{record['samples_per_s']:.0f} samples/s  comm {record['comm_share']:.0%}")
+        self.record(record)
+
+    def final(self, counts: np.ndarray) -> None:
+        self.say(f"final test accuracy: {accuracy(counts):.2%} "
+                 f"({np.trace(counts)}/{counts.sum()})")
+
+
+def banner(cfg: Config, info: dict[str, Any], ranks: int, summing: str,
+           threads: int | None, m_here: int, steps: int) -> str:
+    """The run's first line: who sums how, the data, the network, the batch."""
+    summing = f", summing by {summing}" if ranks > 1 else ""
+    return (f"distnn: {ranks} rank(s){summing}, {threads or 'user-set'} BLAS thread(s) each; "
+            f"{cfg.data}: {info['train_size']} train / {info['test_size']} test; "
+            f"net {','.join(map(str, cfg.layers))} {cfg.activation}/{cfg.cost} {cfg.dtype}; "
+            f"m={cfg.batch_size} ({m_here} on rank 0), {steps} steps/epoch")

@@ -1,0 +1,181 @@
+"""How a run starts: every rank agrees on the settings, the data and where to begin.
+
+Rank 0 alone touches the file system: it reads the checkpoint of a resumed
+run (whose settings then win over the command line's, see
+``config.merge_resumed``), prepares MNIST when the default data file is
+missing, and checks that the data fits the network and the number of ranks.
+Every rank then receives its verdict, so all of them go on, or all stop with
+the same message. The result, a ``Start``, is final: training changes none of it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from distnn.checkpoint import CheckpointError, read_checkpoint
+from distnn.comm import Comm
+from distnn.config import DEFAULT_DATA, Config, ConfigError, merge_resumed
+from distnn.data import DataError, describe, prepare, shard_range
+from distnn.network import MLP
+from distnn.optim import SGD
+from distnn.threads import limit_blas_threads
+
+USER_ERRORS = (ConfigError, DataError, CheckpointError)
+
+
+class UsageError(Exception):
+    """Raised identically on every rank before training: bad settings or data."""
+
+
+def steps_per_epoch(n_train: int, m: int, ranks: int) -> int:
+    """Steps every rank runs per epoch: the fewest any rank's shard allows.
+
+    Rank r holds n_r of the n_train samples and takes m_r of each global batch
+    of m (both split by shard_range). All ranks must run the same number of
+    steps, or the one with a step more waits forever in the Allreduce.
+    """
+    def size(n: int, r: int) -> int:
+        start, stop = shard_range(n, r, ranks)
+        return stop - start
+
+    return min(size(n_train, r) // size(m, r) for r in range(ranks))
+
+
+@dataclass
+class Position:
+    """Where in the run training is: the next step of an epoch, and that epoch's cost so far."""
+    epoch: int = 0
+    step: int = 0
+    epoch_cost: float = 0.0
+
+    @classmethod
+    def resumed(cls, saved: dict[str, Any], steps: int) -> Position:
+        """The position a checkpoint saved, for a run of ``steps`` steps per epoch.
+
+        Mid-epoch on another number of ranks (another ``steps``), the run goes on
+        at the same fraction of the epoch.
+        """
+        step = saved["step"] if saved["steps"] == steps else saved["step"] * steps // saved["steps"]
+        return cls(saved["epoch"], step, saved["epoch_cost"])
+
+
+@dataclass
+class Start:
+    """Everything a run starts from: the same on every rank, but for the last three."""
+    cfg: Config  # final: a resumed run's settings come from its checkpoint
+    info: dict[str, Any]  # the data file's shape (distnn.data.describe)
+    steps: int  # per epoch, for every rank
+    position: Position
+    resumed: bool
+    # This rank's own: ranks on its node, and the BLAS threads it took (None: the
+    # user's setting), and the checkpoint's arrays (rank 0's only: the others
+    # receive them by broadcast, see ``replicas``).
+    ranks_here: int = 1
+    threads: int | None = None
+    arrays: dict[str, Any] | None = None
+
+
+def agree_on_start(comm: Comm, cfg: Config, given: dict[str, Any]) -> Start:
+    """Rank 0 checks settings, data and checkpoint; every rank gets the same verdict.
+
+    ``given`` holds the settings named on the command line: they decide what a
+    resumed run may change. Raises UsageError on every rank if anything is wrong.
+    """
+    ranks_here = comm.ranks_on_this_node()
+    try:
+        threads = limit_blas_threads(ranks_here)
+    except ValueError as err:  # the same environment on every rank: all stop
+        raise UsageError(str(err)) from None
+    outcome: Any = None
+    arrays = None
+    if comm.rank == 0:
+        try:
+            outcome, arrays = _start_on_root(cfg, given, comm.size)
+        except USER_ERRORS as err:
+            outcome = str(err)
+    outcome = comm.bcast(outcome)  # MPI: the others wait here while rank 0 prepares data
+    if isinstance(outcome, str):
+        raise UsageError(outcome)
+    outcome.ranks_here, outcome.threads, outcome.arrays = ranks_here, threads, arrays
+    return outcome
+
+
+def _start_on_root(cfg: Config, given: dict[str, Any],
+                   ranks: int) -> tuple[Start, dict[str, Any] | None]:
+    """The checks that need the file system; rank 0 only."""
+    ckpt = _checkpoint_to_resume(cfg)
+    if ckpt is not None:
+        cfg = merge_resumed(ckpt["config"], given)
+    if not Path(cfg.data).exists() and cfg.data == DEFAULT_DATA:
+        print(f"distnn: {cfg.data} is missing: preparing MNIST there first", file=sys.stderr)
+        prepare(cfg.data)
+    info = describe(cfg.data)
+    _check_fit(cfg, info, ranks)
+    steps = steps_per_epoch(info["train_size"], cfg.batch_size, ranks)
+    if ckpt is None:
+        return Start(cfg, info, steps, Position(), resumed=False), None
+    arrays = {"params": ckpt["params"], "optimizer": ckpt["optimizer"]}
+    position = Position.resumed(ckpt["position"], steps)
+    return Start(cfg, info, steps, position, resumed=True), arrays
+
+
+def _checkpoint_to_resume(cfg: Config) -> dict[str, Any] | None:
+    """The checkpoint ``--resume`` continues, if there is one; notes what happens otherwise."""
+    exists = Path(cfg.checkpoint).exists()
+    if cfg.resume and exists:
+        return read_checkpoint(cfg.checkpoint)
+    if cfg.resume:
+        print(f"distnn: no checkpoint at {cfg.checkpoint} yet: starting a new run",
+              file=sys.stderr)
+    elif exists:
+        print(f"distnn: starting a new run; its first checkpoint will replace "
+              f"{cfg.checkpoint} (--resume continues that run instead)", file=sys.stderr)
+    return None
+
+
+def _check_fit(cfg: Config, info: dict[str, Any], ranks: int) -> None:
+    """The data fits the network, and the batch and the training set fit the ranks."""
+    if info["n_features"] != cfg.layers[0] or info["n_classes"] != cfg.layers[-1]:
+        raise DataError(
+            f"{cfg.data} has {info['n_features']} features and {info['n_classes']} classes, "
+            f"but --layers {','.join(map(str, cfg.layers))} expects {cfg.layers[0]} and "
+            f"{cfg.layers[-1]}"
+        )
+    if cfg.batch_size < ranks:
+        raise ConfigError(f"--batch-size {cfg.batch_size} is smaller than the {ranks} ranks: "
+                          "every rank needs at least one sample per step")
+    if info["train_size"] < ranks:
+        raise ConfigError(f"{ranks} ranks but only {info['train_size']} training samples")
+    if steps_per_epoch(info["train_size"], cfg.batch_size, ranks) < 1:
+        raise ConfigError(f"--batch-size {cfg.batch_size} is larger than the "
+                          f"{info['train_size']} training samples allow")
+
+
+def replicas(start: Start, comm: Comm) -> tuple[MLP, SGD]:
+    """This rank's network and optimizer, the same on every rank: rank 0's."""
+    cfg = start.cfg
+    net = MLP(cfg.layers, activation=cfg.activation, cost=cfg.cost, init=cfg.init,
+              dtype=cfg.dtype, seed=cfg.seed)
+    optimizer = SGD(net.params, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                    weight_decay=cfg.weight_decay, decay_mask=net.weight_mask)
+    if start.arrays is not None:
+        net.params[...] = start.arrays["params"]
+        optimizer.load_state_dict(start.arrays["optimizer"])
+    comm.bcast_(net.params)  # MPI: every replica starts from rank 0's parameters
+    comm.bcast_(optimizer.velocity)  # MPI: ... and its optimizer state
+    return net, optimizer
+
+
+def crowded_note(ranks_here: int) -> str:
+    """A note when ranks outnumber this node's cores ("" when they do not)."""
+    cores = os.cpu_count() or 1
+    if ranks_here <= cores:
+        return ""
+    # MPI ranks wait by spinning: they take cores from the working ones.
+    return (f"{ranks_here} ranks share {cores} cores on this node; a rank that waits keeps "
+            f"its core busy, so -n {cores} is likely faster")
+
