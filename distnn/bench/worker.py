@@ -9,18 +9,21 @@ Launched by ``python -m distnn.bench`` as
 "allreduce" | "shm", as ``distnn.train --reduce``; default "auto"). Rank 0
 writes one result per cell to ``--out``.
 
-The timed step is the trainer's (``distnn.train``): gather this rank's m/P rows
-of a shuffled batch by fancy indexing, reducer (backprop + allreduce of
-[grad, cost, stop]), ``SGD.step`` of the summed gradient with ``scale=1/m``
-(``reducer.apply``: with "shm", each rank's part of it).
-Data are synthetic, of MNIST's shape: uniform pixels in [0, 1), random labels.
+The timed step is the trainer's (``distnn.train``), line by line: gather this
+rank's m/P rows of its shuffled shard (``take``); ``net.gradient`` into the
+reducer's ``local_grad()`` (backprop, BP1-BP4); ``reducer.sum`` of gradient,
+cost and stop flag over ranks; ``SGD.step`` of the summed gradient with
+``scale=1/m`` on ``reducer.part`` (with "shm", this rank's part of the
+parameters); ``reducer.publish()`` (with "shm", a barrier after which every
+part is visible). Data are synthetic, of MNIST's shape: uniform pixels in
+[0, 1), random labels.
 
 Timing: per cell, a few warm-up steps, then repeats of n steps each (n chosen on
 rank 0 so that a repeat lasts about budget/repeats, then broadcast), a barrier
 before each repeat. For each repeat every rank measures wall time, time inside
-MPI (``reducer.comm_seconds``: starting, waiting, load imbalance included), and
-the gather and update times; the ranks' figures are averaged and the median
-repeat (by wall time) is reported.
+MPI (``reducer.comm_seconds``, in ``sum`` and ``publish``: starting, waiting,
+load imbalance included), and the gather, backprop and update lines' times; the
+ranks' figures are averaged and the median repeat (by wall time) is reported.
 """
 
 from __future__ import annotations
@@ -68,30 +71,42 @@ class Step:
         self.order = rng.permutation(n_rows)
         self.pos = 0
         self.net = net
-        self.reducer = make_reducer(comm, net, SGD(net.params), cell.get("reducer", "auto"))
-        self.gather_seconds = 0.0
-        self.update_seconds = 0.0
+        self.optimizer = SGD(net.params)
+        self.reducer = make_reducer(comm, net, self.optimizer, cell.get("reducer", "auto"))
+        self.gather_seconds = self.backprop_seconds = self.update_seconds = 0.0
 
-    def __call__(self) -> None:
-        t0 = time.perf_counter()
+    def batch(self) -> tuple[np.ndarray, np.ndarray]:
+        """This rank's next m/P rows of its shuffled shard, as distnn.train takes them."""
         if self.pos + self.m > len(self.order):  # next epoch of the shard
             self.pos = 0
         idx = self.order[self.pos : self.pos + self.m]
         self.pos += self.m
-        # As distnn.train: take() is faster than fancy indexing, and than
-        # np.take(..., out=) into a reused buffer.
-        self.xb = self.x_shard.take(idx, axis=0)  # (m/P, n_in)
-        self.yb = self.y_shard[idx]
+        # take() is faster than fancy indexing, and than np.take(..., out=) into a
+        # reused buffer.
+        return self.x_shard.take(idx, axis=0), self.y_shard[idx]  # (m/P, n_in), (m/P,)
+
+    def __call__(self) -> None:
+        net, reducer = self.net, self.reducer
+        t0 = time.perf_counter()
+        self.xb, self.yb = self.batch()
         t1 = time.perf_counter()
-        self.reducer(self.xb, self.yb, False)
+        cost, _ = net.gradient(self.xb, self.yb, out=reducer.local_grad())  # BP1-BP4
         t2 = time.perf_counter()
-        comm_before = self.reducer.comm_seconds
-        # sum -> mean folded into the step, as distnn.train does
-        self.reducer.apply(LEARNING_RATE, scale=1.0 / self.global_batch)
+        reducer.sum(cost, False)  # MPI: gradient, cost and stop flag over ranks
         t3 = time.perf_counter()
+        # The sum's 1/m folded into the step, as distnn.train does.
+        self.optimizer.step(net.params, reducer.grad, LEARNING_RATE,
+                            scale=1.0 / self.global_batch, part=reducer.part)
+        t4 = time.perf_counter()
+        reducer.publish()  # MPI: with shm, every rank's part is visible after it
         self.gather_seconds += t1 - t0
-        # apply's barrier (shm) is communication, and counted there
-        self.update_seconds += t3 - t2 - (self.reducer.comm_seconds - comm_before)
+        self.backprop_seconds += t2 - t1
+        self.update_seconds += t4 - t3
+
+    def phase_seconds(self) -> np.ndarray:
+        """Seconds so far in [comm, gather, backprop, update]."""
+        return np.array([self.reducer.comm_seconds, self.gather_seconds,
+                         self.backprop_seconds, self.update_seconds])
 
 
 def time_cell(comm: Comm, cell: dict[str, Any], budget: float, repeats: int) -> dict[str, Any]:
@@ -105,21 +120,22 @@ def time_cell(comm: Comm, cell: dict[str, Any], budget: float, repeats: int) -> 
     n_steps = comm.bcast(max(1, int(budget / repeats / max(one, 1e-6))) if comm.rank == 0 else None)
     rows = []
     for _ in range(repeats):
-        r = step.reducer
-        before = np.array([r.comm_seconds, step.gather_seconds, step.update_seconds])
+        before = step.phase_seconds()
         comm.barrier()
         t0 = time.perf_counter()
         for _ in range(n_steps):
             step()
         wall = time.perf_counter() - t0
-        after = np.array([r.comm_seconds, step.gather_seconds, step.update_seconds])
-        # Mean over ranks of [wall, comm, gather, update] per step; max wall too.
-        figures = np.concatenate([[wall], after - before]) / n_steps
+        # Mean over ranks of [wall, comm, gather, backprop, update] per step; max wall too.
+        figures = np.concatenate([[wall], step.phase_seconds() - before]) / n_steps
         total = comm.allreduce_(figures.copy()) / comm.size
         slowest = comm.max_(np.array([wall / n_steps]))[0]
         rows.append((slowest, total))
+    # Collective: frees this cell's shared table (shm) before the next cell maps its own,
+    # so a long matrix cannot fill /dev/shm and send "auto" to allreduce.
+    step.reducer.close()
     rows.sort(key=lambda row: row[0])
-    wall, (mean_wall, comm_s, gather_s, update_s) = rows[len(rows) // 2]
+    wall, (mean_wall, comm_s, gather_s, backprop_s, update_s) = rows[len(rows) // 2]
     return {
         **cell,
         "P": comm.size,
@@ -131,7 +147,7 @@ def time_cell(comm: Comm, cell: dict[str, Any], budget: float, repeats: int) -> 
         "compute_s": mean_wall - comm_s,
         "gather_s": gather_s,
         "update_s": update_s,
-        "backprop_s": mean_wall - comm_s - gather_s - update_s,
+        "backprop_s": backprop_s,
     }
 
 
