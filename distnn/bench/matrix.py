@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from distnn.bench.peak import gemm_peak
+from distnn.comm import mpi_library_version
 
 TARGET = {"sizes": [784, 100, 10], "batch": 128, "dtype": "float32"}  # the targets' cell
 SEED_RECIPE = {"sizes": [784, 30, 10], "batch": 10}
@@ -250,13 +251,10 @@ def _versions(has_torch: bool) -> dict[str, str]:
 
     import numpy
 
-    # The launcher is no MPI job: it asks comm.py for the library's name only.
-    from distnn.comm import mpi_library_version
-
     versions = {
         "numpy": numpy.__version__,
         "mpi4py": version("mpi4py"),
-        "mpi": mpi_library_version(),
+        "mpi": mpi_library_version(),  # the launcher is no MPI job: the name only
     }
     if has_torch:
         import torch
