@@ -121,14 +121,16 @@ def fit(net: MLP, optimizer: SGD, reducer, train_set: Shard, test_set: Shard, pl
         bar = log.progress(steps, start.step, epoch)
         t0 = time.perf_counter()
         for step in range(start.step, steps):
-            rows = order[step * plan.m_here:(step + 1) * plan.m_here]
-            x, y = train_set.x.take(rows, axis=0), train_set.y[rows]  # take(): faster than [rows]
-            cost, _ = net.gradient(x, y, out=reducer.local_grad())  # BP1-BP4, this rank's samples
-            cost, stopping = reducer.sum(cost, stop.requested)  # MPI: ... summed over all ranks
+            rows = order[step * plan.m_here:(step + 1) * plan.m_here]  # this rank's part
+            x, y = train_set.x.take(rows, axis=0), train_set.y[rows]  # take(): a faster x[rows]
+            # sum_x dC_x/dw over this rank's samples (BP1-BP4), then over every rank's
+            cost, _ = net.gradient(x, y, out=reducer.local_grad())
+            cost, stopping = reducer.sum(cost, stop.requested)  # MPI
             _check_finite(cost, epoch, step, cfg.checkpoint)
-            optimizer.step(net.params, reducer.grad, plan.eta(epoch * steps + step), scale=1 / m,
-                           part=reducer.part)  # w -> w - (eta/m) sum_x dC_x/dw, on this part
-            reducer.publish()  # MPI (shm: a barrier): every rank's part before the next forward
+            # w -> w - (eta/m) sum_x dC_x/dw, on the part of w that this rank updates
+            eta = plan.eta(epoch * steps + step)
+            optimizer.step(net.params, reducer.grad, eta, scale=1 / m, part=reducer.part)
+            reducer.publish()  # MPI (shm: a barrier, so the next forward pass sees every part)
             epoch_cost += cost
             bar.update()
             if stopping:
