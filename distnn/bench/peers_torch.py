@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from distnn.bench.worker import LEARNING_RATE, local_rows
+from distnn.bench.worker import LEARNING_RATE, local_rows, write_results
 
 ACTIVATIONS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "ReLU"}
 
@@ -149,10 +149,7 @@ def main(argv: list[str] | None = None) -> None:
         time_cell(torch, dist, c, spec["budget"], spec.get("repeats", 5)) for c in spec["cells"]
     ]
     if rank == 0:
-        tmp = f"{args.out}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump({"P": size, "results": results}, f)
-        os.replace(tmp, args.out)
+        write_results(args.out, size, results)
     if dist:
         dist.destroy_process_group()
 

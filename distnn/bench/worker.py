@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from distnn.atomic import atomic_path
 from distnn.comm import Comm, world
 from distnn.network import MLP
 from distnn.optim import SGD
@@ -164,10 +164,13 @@ def main(argv: list[str] | None = None) -> None:
         for cell in spec["cells"]:
             results.append(time_cell(comm, cell, spec["budget"], spec.get("repeats", 5)))
     if comm.rank == 0:
-        tmp = f"{args.out}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump({"P": comm.size, "results": results}, f)
-        os.replace(tmp, args.out)
+        write_results(args.out, comm.size, results)
+
+
+def write_results(path: str, P: int, results: list[dict[str, Any]]) -> None:
+    """What a launch hands back to ``distnn.bench.matrix``: whole, or not at all."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"P": P, "results": results}))
 
 
 if __name__ == "__main__":
