@@ -99,10 +99,10 @@ class SharedMemoryReduce(_Reducer):
     optimizer's velocity, in memory they all map, and each backpropagates
     straight into its own row of a shared table:
 
-        rows[k] = [cost_k, stop_k, sum_x dC_x/dw over rank k's samples]
+        rows[i] = [cost_i, stop_i, sum_x dC_x/dw over the i-th rank's samples]
 
-    After a barrier, the node's k-th rank adds up its 1/per_node of the
-    columns over the node's rows; across nodes, the ranks with the same k sum
+    After a barrier, the node's i-th rank adds up its 1/per_node of the
+    columns over the node's rows; across nodes, the ranks with the same i sum
     their parts with one Allreduce (none on one node). The optimizer then
     updates that part of the parameters (``part``), and ``publish()``, a
     second barrier, makes the whole update visible before the next forward
@@ -129,24 +129,24 @@ class SharedMemoryReduce(_Reducer):
     def __init__(self, comm: MPIComm, net, optimizer, node: MPIComm | None = None) -> None:
         self.net, self.optimizer = net, optimizer
         self.node = node or comm.node()
-        per_node, k = self.node.size, self.node.rank
-        # The k-th rank of every node: one rank on a single node, so no Allreduce at all.
-        self.across = comm.split(k)
+        per_node, i = self.node.size, self.node.rank
+        # The i-th rank of every node: one rank on a single node, so no Allreduce at all.
+        self.across = comm.split(i)
         n, dtype = net.params.size, net.params.dtype
         width = self._width(n)
         self._shared = self.node.shared_array(self.table_size(n, per_node), dtype)
         table = self._shared.array
         params, velocity = table[:n], table[width:width + n]
         rows = table[2 * width:].reshape(per_node, width)
-        if k == 0:
+        if i == 0:
             params[...] = net.params
             velocity[...] = optimizer.velocity
         self._shared.sync()
         net.bind(params)
         optimizer.bind(velocity)
-        edges = [min(n, _round_up(n * i // per_node, _LINE)) for i in range(per_node + 1)]
-        self.part = slice(edges[k], edges[k + 1])  # the parameters this rank updates
-        self._mine = rows[k]  # [cost, stop, gradient ...]
+        edges = [min(n, _round_up(n * j // per_node, _LINE)) for j in range(per_node + 1)]
+        self.part = slice(edges[i], edges[i + 1])  # the parameters this rank updates
+        self._mine = rows[i]  # [cost, stop, gradient ...]
         self._my_grad = self._mine[2:2 + n]  # one view for every step: gradient() caches it
         # What this rank adds up: every row's [cost, stop] and its columns of the gradient.
         columns = slice(2 + self.part.start, 2 + self.part.stop)
