@@ -55,6 +55,10 @@ class _Reducer:
     def publish(self) -> None:
         """After the update: make it every rank's before the next forward pass."""
 
+    def describe(self) -> str:
+        """How this reducer sums, in a few words (the trainer's first line says it)."""
+        return self.name
+
     def close(self) -> None:
         pass
 
@@ -197,6 +201,12 @@ class SharedMemoryReduce(_Reducer):
         self._rows_in_use = True
         self.comm_seconds += time.perf_counter() - t0
         return float(self._sum[0]), bool(self._sum[1] > 0)
+
+    def describe(self) -> str:
+        if self.across.size == 1:
+            return f"shm ({self.node.size} ranks on one node)"
+        return (f"shm within each node ({self.node.size} ranks), allreduce across "
+                f"{self.across.size} nodes")
 
     def publish(self) -> None:
         """After the update of ``part``: returns when every rank's part is done and seen."""

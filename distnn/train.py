@@ -200,7 +200,8 @@ def train(start: Start, comm: Comm, stop: StopRequest | None = None) -> int:
     except ValueError as err:  # every rank saw the same node sizes and room
         raise UsageError(str(err)) from None
     log.note(reducer.note)
-    log.say(banner(cfg, start.info, comm.size, reducer.name, start.threads, plan.m_here, steps))
+    log.say(banner(cfg, start.info, comm.size, reducer.describe(), start.threads, plan.m_here,
+                   steps))
     log.record({"event": "start", "ranks": comm.size, "config": cfg.to_dict(),
                 "epoch": plan.first.epoch, "step": plan.first.step})
     # Leaving the block normally (or on a stop) frees shared memory; a crash just exits.

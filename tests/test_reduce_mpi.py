@@ -59,6 +59,7 @@ def test_sum_equals_one_process_gradient(comm, layout):
         np.testing.assert_allclose(reduce.grad, grad_1[reduce.part], rtol=1e-12, atol=1e-14)
         assert cost == pytest.approx(cost_1, rel=1e-12)
         assert stop is True
+        assert ("allreduce across" in reduce.describe()) == (layout == "two nodes")
         cost, _ = net.gradient(x, y, out=reduce.local_grad())
         assert reduce.sum(cost, stop=False)[1] is False
         # The parts of one node's ranks tile the whole vector.

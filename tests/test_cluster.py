@@ -1,0 +1,241 @@
+"""Training across stand-in cluster hosts: network namespaces on this machine (tests/cluster/).
+
+    python -m pytest tests/test_cluster.py -v
+
+The module brings up two hosts, dnn1 and dnn2 (tests/cluster/up.sh), and runs
+jobs across them with MPICH's mpiexec (tests/cluster/mpiexec), whose data
+crosses a real bridge between real network stacks. Each host has its own
+hostname, its own CPU and its own mount table on the same files, as a
+cluster's nodes share a file system. Needs root (namespaces, a bridge), Linux,
+and MPICH's mpiexec (the mpich extra); skipped, with the reason, otherwise.
+The tests are serial: each launches its own job, so they are skipped inside an
+MPI run.
+
+References are independent of the hosts: a full batch makes training
+independent of the number of ranks and of where they run (only the order of
+the summation differs), so a job across hosts must give the parameters of one
+plain process.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from distnn import load_checkpoint
+from distnn.checkpoint import read_checkpoint
+from tests.synthetic import make_dataset
+
+REPO = Path(__file__).resolve().parent.parent
+CLUSTER = REPO / "tests" / "cluster"
+HOSTS = ("dnn1", "dnn2")
+# Full batch (240 samples), float64, a constant learning rate: the same updates
+# whatever the layout, and a resumed run may train for more epochs.
+FULL_BATCH = ["--layers", "16,12,4", "--dtype", "float64", "--batch-size", "240", "--lr", "2.0",
+              "--momentum", "0.5", "--schedule", "constant", "--warmup-epochs", "0",
+              "--no-progress"]
+
+
+def _why_not() -> str | None:
+    if sys.platform != "linux":
+        return "stand-in hosts are Linux network namespaces"
+    if os.geteuid() != 0:
+        return "making network namespaces and a bridge needs root"
+    missing = [t for t in ("ip", "unshare", "nsenter", "taskset", "mpiexec") if not shutil.which(t)]
+    if missing:
+        return f"missing {', '.join(missing)} (iproute2, util-linux; mpiexec: pip install mpich)"
+    version = subprocess.run(["mpiexec", "--version"], capture_output=True, text=True).stdout
+    if "HYDRA" not in version:
+        return "the stand-in hosts are reached with MPICH's mpiexec (hydra); this one is not"
+    if os.environ.get("PMI_SIZE", "1") != "1":
+        return "serial test: launches its own jobs, not run inside an MPI job"
+    return None
+
+
+@pytest.fixture(scope="module")
+def hosts(request):
+    if request.config.getoption("with_mpi", default=False):
+        pytest.skip("serial test: runs in the plain pytest pass, not under --with-mpi")
+    reason = _why_not()
+    if reason:
+        pytest.skip(reason)
+    up = subprocess.run(["bash", str(CLUSTER / "up.sh"), str(len(HOSTS))], capture_output=True,
+                        text=True, timeout=60)
+    assert up.returncode == 0, f"tests/cluster/up.sh failed:\n{up.stdout}{up.stderr}"
+    yield HOSTS
+    subprocess.run(["bash", str(CLUSTER / "down.sh")], timeout=60)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("cluster") / "synthetic.h5", n_train=240,
+                        n_test=60)
+
+
+@pytest.fixture(scope="module")
+def one_process(data, tmp_path_factory):
+    """The parameters of one plain process after ``epochs`` full-batch epochs."""
+    out = tmp_path_factory.mktemp("one")
+
+    def params(epochs: int) -> np.ndarray:
+        ckpt = out / f"e{epochs}.h5"
+        if not ckpt.exists():
+            done = subprocess.run([sys.executable, "-m", "distnn.train", "--data", str(data),
+                                   "--checkpoint", str(ckpt), "--epochs", str(epochs),
+                                   *FULL_BATCH], capture_output=True, text=True, timeout=120,
+                                  env=_env())
+            assert done.returncode == 0, done.stderr
+        return load_checkpoint(ckpt).params
+
+    return params
+
+
+def _env() -> dict[str, str]:
+    """This environment without an enclosing MPI job's, importing distnn from this tree."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "HYDRA_", "MPIR_"))}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _mpiexec(layout: str, *command: str) -> list[str]:
+    """The command line that runs ``command`` on ``layout`` ("dnn1:2,dnn2:2": ranks per host)."""
+    ranks = sum(int(part.split(":")[1]) for part in layout.split(","))
+    return ["bash", str(CLUSTER / "mpiexec"), "-hosts", layout, "-n", str(ranks), *command]
+
+
+def train_across(layout: str, data: Path, ckpt: Path, *args: str,
+                 timeout: float = 120) -> subprocess.CompletedProcess:
+    command = _mpiexec(layout, sys.executable, "-m", "distnn.train", "--data", str(data),
+                       "--checkpoint", str(ckpt), *args)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=_env(),
+                          cwd=ckpt.parent)
+
+
+def _bytes(link: str) -> tuple[int, int]:
+    stats = Path("/sys/class/net") / link / "statistics"
+    return int((stats / "rx_bytes").read_text()), int((stats / "tx_bytes").read_text())
+
+
+def _relative(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+WHERE = '''
+import socket
+import numpy as np
+from mpi4py import MPI
+world = MPI.COMM_WORLD
+node = world.Split_type(MPI.COMM_TYPE_SHARED)
+x = np.ones(1 << 20)  # 8 MiB: it has to cross between the hosts
+world.Allreduce(MPI.IN_PLACE, x)
+seen = world.gather((world.rank, socket.gethostname(), node.Get_size(), int(x[0])))
+if world.rank == 0:  # one line from one rank: the ranks of a host share its output
+    print(repr(seen))
+'''
+
+
+def test_hosts_are_separate_nodes_and_their_traffic_crosses_the_bridge(hosts, tmp_path):
+    script = tmp_path / "where.py"
+    script.write_text(WHERE)
+    before = {host: _bytes(f"dnnv{i}") for i, host in enumerate(hosts, 1)}
+    done = subprocess.run(_mpiexec("dnn1:2,dnn2:2", sys.executable, str(script)),
+                          capture_output=True, text=True, timeout=60, env=_env(), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    seen = {rank: rest for rank, *rest in ast.literal_eval(done.stdout.strip().splitlines()[-1])}
+    # Ranks 0, 1 on the first host and 2, 3 on the second; MPI sees two nodes of two.
+    assert seen == {0: ["dnn1", 2, 4], 1: ["dnn1", 2, 4], 2: ["dnn2", 2, 4], 3: ["dnn2", 2, 4]}
+    for i, host in enumerate(hosts, 1):
+        received, sent = (a - b for a, b in zip(_bytes(f"dnnv{i}"), before[host]))
+        # Each host's half of the sum must reach the other: megabytes each way,
+        # not the few hundred bytes of the launch.
+        assert received > 4 << 20 and sent > 4 << 20, (host, received, sent)
+
+
+@pytest.mark.parametrize("layout", ["dnn1:1,dnn2:1", "dnn1:2,dnn2:2"])
+def test_full_batch_training_across_hosts_equals_one_process(hosts, data, one_process, tmp_path,
+                                                             layout):
+    done = train_across(layout, data, tmp_path / "c.h5", "--epochs", "5", *FULL_BATCH)
+    assert done.returncode == 0, done.stderr
+    assert _relative(load_checkpoint(tmp_path / "c.h5").params, one_process(5)) < 1e-9
+    if layout == "dnn1:2,dnn2:2":  # auto: shared memory on each host, then across the hosts
+        assert "summing by shm within each node (2 ranks), allreduce across 2 nodes" in done.stdout
+    else:  # one rank per host: nothing to share
+        assert "summing by allreduce" in done.stdout
+
+
+def test_a_run_resumes_on_another_layout_and_back(hosts, data, one_process, tmp_path):
+    ckpt = tmp_path / "c.h5"
+    for layout, epochs in (("dnn1:2,dnn2:2", 2), ("dnn1:2", 4), ("dnn1:2,dnn2:2", 6)):
+        done = train_across(layout, data, ckpt, "--epochs", str(epochs), "--resume", *FULL_BATCH)
+        assert done.returncode == 0, done.stderr
+        if epochs > 2:
+            assert f"resuming {ckpt} at epoch {epochs - 1}, step 0" in done.stdout
+        assert read_checkpoint(ckpt)["position"]["ranks"] == (2 if layout == "dnn1:2" else 4)
+    assert _relative(load_checkpoint(ckpt).params, one_process(6)) < 1e-9
+
+
+def _pids(host: str) -> list[int]:
+    listed = subprocess.run(["ip", "netns", "pids", host], capture_output=True, text=True)
+    return [int(p) for p in listed.stdout.split()]
+
+
+def test_a_lost_host_ends_the_job_on_every_host(hosts, data, tmp_path):
+    """Every process of one host killed at once, as when a node dies mid-epoch."""
+    command = _mpiexec("dnn1:2,dnn2:2", sys.executable, "-m", "distnn.train", "--data", str(data),
+                       "--checkpoint", str(tmp_path / "c.h5"), "--epochs", "100000",
+                       "--layers", "16,12,4", "--batch-size", "8", "--no-progress")
+    job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           env=_env(), cwd=tmp_path)
+    try:
+        lines = []
+        for line in job.stdout:  # the job is training: its first epoch is done
+            lines.append(line)
+            if line.startswith("epoch "):
+                break
+        assert any(line.startswith("epoch ") for line in lines), "".join(lines)
+        lost = _pids("dnn2")
+        assert lost, "no process of the job runs on dnn2"
+        for pid in lost:
+            os.kill(pid, 9)
+        t0 = time.monotonic()
+        job.wait(timeout=60)
+        ended = time.monotonic() - t0
+        assert job.returncode != 0
+        assert ended < 10, f"the job took {ended:.1f} s to end after losing dnn2"
+        deadline = time.monotonic() + 10 - ended
+        while _pids("dnn1") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _pids("dnn1"), "processes of the job still run on dnn1"
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+
+
+def test_every_host_reads_the_data_and_only_rank_0_writes(hosts, data, tmp_path):
+    """The run directory is read-only on dnn2: a write by any of its ranks would fail the job."""
+    run = tmp_path / "run"
+    run.mkdir()
+    on_dnn2 = ["bash", str(CLUSTER / "on-host"), "dnn2"]
+    subprocess.run([*on_dnn2, f"mount --bind -o ro {run} {run}"], check=True, timeout=30)
+    try:
+        assert subprocess.run([*on_dnn2, f"touch {run}/probe"], capture_output=True,
+                              timeout=30).returncode != 0  # read-only there, indeed
+        done = train_across("dnn1:2,dnn2:2", data, run / "c.h5", "--epochs", "2",
+                            "--metrics", str(run / "m.jsonl"), "--layers", "16,12,4",
+                            "--batch-size", "24", "--no-progress")
+    finally:
+        subprocess.run([*on_dnn2, f"umount {run}"], check=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in run.iterdir()) == ["c.h5", "m.jsonl"]
+    assert read_checkpoint(run / "c.h5")["position"]["epoch"] == 2
+    assert re.search(r"final test accuracy: [\d.]+% \(\d+/60\)", done.stdout)
