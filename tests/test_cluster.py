@@ -33,6 +33,7 @@ import pytest
 
 from distnn import load_checkpoint
 from distnn.checkpoint import read_checkpoint
+from tests.slurm_jobs import SBATCH_SCRIPT, START, STOP, job_env, wait, why_not
 from tests.synthetic import make_dataset
 
 REPO = Path(__file__).resolve().parent.parent
@@ -188,6 +189,13 @@ def _pids(host: str) -> list[int]:
     return [int(p) for p in listed.stdout.split()]
 
 
+def _running(pid: int, name: str) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == name
+    except OSError:  # it has just ended
+        return False
+
+
 def test_a_lost_host_ends_the_job_on_every_host(hosts, data, tmp_path):
     """Every process of one host killed at once, as when a node dies mid-epoch."""
     command = _mpiexec("dnn1:2,dnn2:2", sys.executable, "-m", "distnn.train", "--data", str(data),
@@ -239,3 +247,99 @@ def test_every_host_reads_the_data_and_only_rank_0_writes(hosts, data, tmp_path)
     assert sorted(p.name for p in run.iterdir()) == ["c.h5", "m.jsonl"]
     assert read_checkpoint(run / "c.h5")["position"]["epoch"] == 2
     assert re.search(r"final test accuracy: [\d.]+% \(\d+/60\)", done.stdout)
+
+
+# -- Slurm across the hosts: one slurmd per host, slurmctld on the head ---------------
+
+@pytest.fixture(scope="module")
+def slurm(hosts, tmp_path_factory):
+    """A two-node Slurm (tests/slurm/start_slurm.sh with DISTNN_SLURM_HOSTS); its environment."""
+    reason = why_not()
+    if reason:
+        pytest.skip(reason)
+    state = Path(tmp_path_factory.mktemp("slurm"))
+    env = dict(_env(), DISTNN_SLURM_HOSTS=" ".join(hosts), DISTNN_SLURM_CPUS="2")
+    started = subprocess.run(["bash", str(START), str(state)], env=env, capture_output=True,
+                             text=True, timeout=180)
+    try:
+        assert started.returncode == 0, f"start_slurm.sh failed:\n{started.stdout}{started.stderr}"
+        env = dict(env, SLURM_CONF=str(state / "etc" / "slurm.conf"),
+                   DISTNN_SLURM_STATE=str(state), UCX_TLS="tcp,self")  # see tests/cluster/mpiexec
+        yield env
+    finally:
+        subprocess.run(["bash", str(STOP), str(state)], timeout=120)
+
+
+def sbatch(env: dict[str, str], cwd: Path, name: str, options: list[str],
+           train_args: list[str]) -> str:
+    """launch/slurm.sbatch on both nodes, one rank each; returns the job id."""
+    out = subprocess.run(["sbatch", "--parsable", "--nodes=2", "--ntasks-per-node=1",
+                          f"--job-name={name}", *options, str(SBATCH_SCRIPT),
+                          "--data", str(cwd / "data.h5"), *train_args],
+                         cwd=cwd, env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, f"sbatch failed: {out.stderr}"
+    return out.stdout.strip().split(";")[0]
+
+
+@pytest.fixture(scope="module")
+def jobs(slurm, data, tmp_path_factory) -> Path:
+    """Where jobs are submitted from, with the data file."""
+    path = tmp_path_factory.mktemp("jobs")
+    shutil.copy(data, path / "data.h5")
+    return path
+
+
+@pytest.mark.parametrize("launcher", ["srun", "mpirun"])
+def test_a_two_node_slurm_job_trains_to_the_end(slurm, jobs, one_process, launcher):
+    env = job_env(slurm, LAUNCHER=launcher, SRUN_MPI="pmi2")
+    job = sbatch(env, jobs, f"two-{launcher}", [], ["--epochs", "5", *FULL_BATCH])
+    state, code, lines = wait(env, [job])[job]
+    text = (jobs / f"distnn-{job}.out").read_text()
+    assert (state, code) == ("COMPLETED", "0:0"), text
+    assert f"=== distnn job {job} (restart 0) on dnn[1-2]" in text, text
+    assert "2 rank(s), summing by allreduce" in text, text
+    assert any(line.startswith(f"{job}.1|") and "COMPLETED" in line for line in lines), lines
+    trained = load_checkpoint(jobs / "runs" / f"two-{launcher}" / "checkpoint.h5").params
+    assert _relative(trained, one_process(5)) < 1e-9
+
+
+def test_a_signalled_two_node_job_requeues_and_resumes_to_the_uninterrupted_result(slurm, jobs):
+    """Slurm's warning before a time limit (--signal=B:TERM) sent at once, by scancel
+    --batch, rather than at a time limit's mercy (tests/test_slurm.py waits for a
+    real one): the ranks checkpoint mid-epoch, the job requeues itself, and its
+    second run resumes. Same layout, same sums: the result is bitwise the
+    uninterrupted job's."""
+    env = job_env(slurm, LAUNCHER="srun", SRUN_MPI="pmi2")
+    train = ["--epochs", "300", "--batch-size", "8", "--layers", "16,12,4", "--dtype", "float64",
+             "--no-progress"]
+    whole = sbatch(env, jobs, "whole", [], train)
+    assert wait(env, [whole])[whole][:2] == ("COMPLETED", "0:0")
+    job = sbatch(env, jobs, "cut", ["--time=5"], train)
+    out = jobs / f"distnn-{job}.out"
+    deadline = time.monotonic() + 60
+    while "\nepoch 2/300" not in (out.read_text() if out.exists() else ""):
+        assert time.monotonic() < deadline, "the job did not train"
+        time.sleep(0.1)
+    subprocess.run(["scancel", "--batch", "--signal=TERM", job], env=env, check=True, timeout=30)
+    deadline = time.monotonic() + 60
+    while "requeued job" not in out.read_text():  # the batch script did it
+        assert time.monotonic() < deadline, out.read_text()
+        time.sleep(0.2)
+    # Slurm holds a requeued job about two minutes before it may start again. The
+    # test lets it go sooner, but not before the first run's steps are gone from
+    # the nodes: the second run's steps have the same ids.
+    while any(_running(pid, "slurmstepd") for host in HOSTS for pid in _pids(host)):
+        assert time.monotonic() < deadline, "the first run's steps do not end"
+        time.sleep(0.2)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True,
+                   timeout=30)
+    state, code, _ = wait(env, [job])[job]
+    text = out.read_text()
+    assert (state, code) == ("COMPLETED", "0:0"), text
+    cut = re.search(r"distnn: interrupted at epoch (\d+), step (\d+): checkpoint written", text)
+    assert cut and int(cut.group(1)) < 300, text
+    assert "(restart 1) on dnn[1-2]" in text, text
+    assert f"resuming runs/cut/checkpoint.h5 at epoch {cut.group(1)}, step {cut.group(2)}" in text
+    resumed = load_checkpoint(jobs / "runs" / "cut" / "checkpoint.h5").params
+    uninterrupted = load_checkpoint(jobs / "runs" / "whole" / "checkpoint.h5").params
+    assert np.array_equal(resumed, uninterrupted)

@@ -26,40 +26,16 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from distnn.checkpoint import read_checkpoint
+from tests.slurm_jobs import SBATCH_SCRIPT, START, STOP, job_env, wait, why_not
 from tests.synthetic import make_dataset
 
-REPO = Path(__file__).resolve().parent.parent
-SBATCH_SCRIPT = REPO / "launch" / "slurm.sbatch"
-START = REPO / "tests" / "slurm" / "start_slurm.sh"
-STOP = REPO / "tests" / "slurm" / "stop_slurm.sh"
-NEEDED = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "sinfo")
-FINAL_STATES = {"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "NODE_FAIL", "OUT_OF_MEMORY",
-                "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
 LAYERS = "784,30,10"
-
-
-def _why_not() -> str | None:
-    """Why this machine cannot run the test, or None if it can."""
-    if sys.platform != "linux":
-        return "Slurm test runs on Linux only"
-    missing = [cmd for cmd in NEEDED if shutil.which(cmd) is None]
-    if missing:
-        return (f"Slurm not installed ({', '.join(missing)} missing): "
-                "apt-get install -y slurm-wlm slurmdbd munge mariadb-server")
-    if os.geteuid() != 0:
-        return "the throwaway Slurm cluster runs its daemons as root"
-    if any(os.environ.get(v, "1") not in ("", "1") for v in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")):
-        return "serial test: not run inside an MPI job"
-    return None
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +43,7 @@ def slurm(request, tmp_path_factory) -> dict[str, str]:
     """A running single-node cluster; returns the environment that reaches it."""
     if request.config.getoption("with_mpi", default=False):
         pytest.skip("serial test: runs in the plain pytest pass, not under --with-mpi")
-    reason = _why_not()
+    reason = why_not()
     if reason:
         pytest.skip(reason)
     # Short path: munge's socket path must fit in 108 bytes.
@@ -93,12 +69,6 @@ def workdir(slurm, tmp_path_factory) -> Path:
     return path
 
 
-def _job_env(slurm: dict[str, str], **extra: str) -> dict[str, str]:
-    """The job's environment (sbatch exports ours): the repo's distnn, this Python."""
-    path = os.pathsep.join(p for p in (str(REPO), slurm.get("PYTHONPATH", "")) if p)
-    return dict(slurm, PYTHONPATH=path, PYTHON=sys.executable, **extra)
-
-
 def submit(cwd: Path, env: dict[str, str], options: list[str], train_args: list[str]) -> str:
     """sbatch launch/slurm.sbatch with 2 ranks; returns the job id."""
     out = subprocess.run(
@@ -109,58 +79,12 @@ def submit(cwd: Path, env: dict[str, str], options: list[str], train_args: list[
     return out.stdout.strip().split(";")[0]
 
 
-def _state(env: dict[str, str], job: str) -> tuple[str, str, list[str]]:
-    """(state, exit code, lines) of a job: from sacct when there is accounting."""
-    if shutil.which("sacct") and "accounting_storage/slurmdbd" in Path(
-            env["SLURM_CONF"]).read_text():
-        out = subprocess.run(["sacct", "-j", job, "-o", "JobID,JobName,State,ExitCode", "-n", "-P"],
-                             env=env, capture_output=True, text=True, timeout=30).stdout
-        lines = out.split()
-        for line in lines:
-            job_id, _, state, code = line.split("|")
-            if job_id == job:
-                return state.split()[0], code, lines
-        return "", "", lines
-    out = subprocess.run(["scontrol", "show", "job", "-o", job], env=env, capture_output=True,
-                         text=True, timeout=30).stdout
-    state = re.search(r"JobState=(\S+)", out)
-    code = re.search(r"ExitCode=(\S+)", out)
-    return (state.group(1) if state else "", code.group(1) if code else "",
-            [out.strip()])
-
-
-def wait(env: dict[str, str], jobs: list[str], timeout: float = 150) -> dict[str, tuple]:
-    """Poll until every job is in a final state; returns {job: (state, exit code, lines)}."""
-    deadline = time.monotonic() + timeout
-    done: dict[str, tuple] = {}
-    while True:
-        for job in jobs:
-            if job not in done:
-                state, code, lines = _state(env, job)
-                if state in FINAL_STATES:
-                    done[job] = (state, code, lines)
-        if len(done) == len(jobs):
-            for job in jobs:
-                print(f"\n[job {job}]", *done[job][2], sep="\n  ")
-            return done
-        if time.monotonic() > deadline:
-            subprocess.run(["scancel", *jobs], env=env, timeout=30)
-            raise AssertionError(f"jobs {jobs} not finished after {timeout:.0f} s: "
-                                 f"{[_state(env, j)[:2] for j in jobs]}\n{_logs(env)}")
-        time.sleep(1)
-
-
-def _logs(env: dict[str, str]) -> str:
-    log = Path(env["DISTNN_SLURM_STATE"]) / "log" / "slurmctld.log"
-    return "slurmctld.log:\n" + "\n".join(log.read_text().splitlines()[-15:])
-
-
 def output(cwd: Path, job: str) -> str:
     return (cwd / f"distnn-{job}.out").read_text()
 
 
 def test_job_trains_to_completion(slurm, workdir):
-    env = _job_env(slurm, LAUNCHER="srun", SRUN_MPI="pmi2")
+    env = job_env(slurm, LAUNCHER="srun", SRUN_MPI="pmi2")
     job = submit(workdir, env, ["--job-name=complete"], ["--epochs", "3"])
     state, code, _ = wait(env, [job])[job]
     text = output(workdir, job)
@@ -186,7 +110,7 @@ def interrupted(slurm, workdir) -> dict[str, tuple[str, dict, tuple]]:
     """
     done = {}
     for launcher in ("srun", "mpirun"):
-        env = _job_env(slurm, LAUNCHER=launcher, SRUN_MPI="pmi2", DISTNN_REQUEUE="0")
+        env = job_env(slurm, LAUNCHER=launcher, SRUN_MPI="pmi2", DISTNN_REQUEUE="0")
         job = submit(workdir, env, [f"--job-name=limit-{launcher}", "--time=1",
                                     "--signal=B:TERM@15"],
                      ["--epochs", "1000000", "--batch-size", "10"])

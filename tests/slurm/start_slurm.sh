@@ -20,7 +20,12 @@
 #   apt-get install -y slurm-wlm slurmdbd munge mariadb-server
 # Exits 0 once `sinfo` shows the node idle; non-zero with the logs' tails
 # printed otherwise. DISTNN_SLURM_NO_DBD=1 skips the database;
-# DISTNN_SLURM_CPUS=N declares N CPUs on the node (default: nproc).
+# DISTNN_SLURM_CPUS=N declares N CPUs on each node (default: nproc).
+#
+# Several nodes: DISTNN_SLURM_HOSTS="dnn1 dnn2" names stand-in hosts of
+# tests/cluster/up.sh. Then each runs its own slurmd (NodeName = the host's
+# name, at its address), slurmctld listens on the head's bridge address
+# 198.18.0.1, and sbatch, srun and sacct work from the head.
 set -euo pipefail
 
 if [[ $# -ne 1 ]]; then
@@ -60,6 +65,12 @@ print(*(s.getsockname()[1] for s in socks))
 EOF
 )
 HOST=$(hostname -s)
+HOSTS=${DISTNN_SLURM_HOSTS:-}
+CTLD_ADDR=127.0.0.1
+if [[ -n $HOSTS ]]; then
+    [[ -f /run/distnn-cluster/hosts ]] || { echo "error: no stand-in hosts (tests/cluster/up.sh)" >&2; exit 3; }
+    CTLD_ADDR=198.18.0.1
+fi
 # DISTNN_SLURM_CPUS may exceed the real cores (config_overrides below), so
 # that tests can run two small jobs side by side on a 2-core machine.
 CPUS=${DISTNN_SLURM_CPUS:-$(nproc)}
@@ -150,10 +161,24 @@ fi
 # segment left in /dev/shm by a killed step of an earlier cluster's job with
 # the same id breaks MPI_Init of the new one ("Message ... truncated").
 FIRST_JOB_ID=$(( (($(date +%s) / 10) % 500000) * 100 + 1000 ))
+# The NodeName lines, and the partition's node list: this machine, or the hosts.
+nodes() {
+    if [[ -z $HOSTS ]]; then
+        echo "NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS State=UNKNOWN"
+        return
+    fi
+    local name addr
+    for name in $HOSTS; do
+        addr=$(awk -v h="$name" '$1 == h {print $2}' /run/distnn-cluster/hosts)
+        [[ -n $addr ]] || die "no stand-in host $name (tests/cluster/up.sh)"
+        echo "NodeName=$name NodeAddr=$addr CPUs=$CPUS State=UNKNOWN"
+    done
+}
+node_names() { if [[ -z $HOSTS ]]; then echo "$HOST"; else echo "${HOSTS// /,}"; fi; }
 cat >"$DIR/etc/slurm.conf" <<EOF
 ClusterName=distnntest
 FirstJobId=$FIRST_JOB_ID
-SlurmctldHost=$HOST(127.0.0.1)
+SlurmctldHost=$HOST($CTLD_ADDR)
 SlurmctldPort=$PORT_CTLD
 SlurmdPort=$PORT_D
 SlurmUser=root
@@ -161,11 +186,11 @@ SlurmdUser=root
 AuthType=auth/munge
 AuthInfo=socket=$MUNGE_SOCKET
 StateSaveLocation=$DIR/state
-SlurmdSpoolDir=$DIR/spool
+SlurmdSpoolDir=$DIR/spool/%n
 SlurmctldPidFile=$DIR/run/slurmctld.pid
-SlurmdPidFile=$DIR/run/slurmd.pid
+SlurmdPidFile=$DIR/run/slurmd-%n.pid
 SlurmctldLogFile=$DIR/log/slurmctld.log
-SlurmdLogFile=$DIR/log/slurmd.log
+SlurmdLogFile=$DIR/log/slurmd-%n.log
 PlugStackConfig=$DIR/etc/plugstack.conf
 MailProg=/bin/true
 ProctrackType=proctrack/linuxproc
@@ -186,8 +211,8 @@ $ACCOUNTING
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/filetxt
 JobCompLoc=$DIR/jobcomp.txt
-NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS State=UNKNOWN
-PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+$(nodes)
+PartitionName=debug Nodes=$(node_names) Default=YES MaxTime=INFINITE State=UP
 EOF
 : >"$DIR/etc/plugstack.conf"
 cat >"$DIR/env.sh" <<EOF
@@ -197,7 +222,17 @@ export SLURM_CONF=$DIR/etc/slurm.conf
 
 slurmctld || die "slurmctld did not start"
 wait_for 60 slurmctld scontrol ping
-slurmd || die "slurmd did not start"
-node_idle() { [[ $(sinfo -h -N -o %t 2>/dev/null) == idle ]]; }
+if [[ -z $HOSTS ]]; then
+    mkdir -p "$DIR/spool/$HOST"
+    slurmd || die "slurmd did not start"
+else
+    on_host=$(cd "$(dirname "$0")/../cluster" && pwd)/on-host
+    for name in $HOSTS; do
+        mkdir -p "$DIR/spool/$name"
+        bash "$on_host" "$name" "SLURM_CONF=$SLURM_CONF slurmd -N $name" \
+            || die "slurmd did not start on $name"
+    done
+fi
+node_idle() { [[ $(sinfo -h -N -o %t 2>/dev/null | sort -u) == idle ]]; }
 wait_for 60 slurmd node_idle
 echo "slurm is up: source $DIR/env.sh (accounting: $( ((WITH_DBD)) && echo slurmdbd || echo none))"

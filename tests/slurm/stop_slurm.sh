@@ -27,8 +27,7 @@ if [[ -f $DIR/etc/slurm.conf && -f $DIR/run/slurmctld.pid ]]; then
 fi
 
 # Reverse order of start-up.
-for daemon in slurmd slurmctld slurmdbd mariadbd munged; do
-    pidfile=$DIR/run/$daemon.pid
+for pidfile in "$DIR"/run/slurmd-*.pid "$DIR"/run/{slurmctld,slurmdbd,mariadbd,munged}.pid; do
     [[ -f $pidfile ]] || continue
     pid=$(<"$pidfile")
     if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then

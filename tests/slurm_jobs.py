@@ -1,0 +1,88 @@
+"""Helpers for tests that run jobs on a throwaway Slurm cluster (tests/slurm/start_slurm.sh)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SBATCH_SCRIPT = REPO / "launch" / "slurm.sbatch"
+START = REPO / "tests" / "slurm" / "start_slurm.sh"
+STOP = REPO / "tests" / "slurm" / "stop_slurm.sh"
+NEEDED = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "sinfo")
+FINAL_STATES = {"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "NODE_FAIL", "OUT_OF_MEMORY",
+                "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
+
+
+def why_not() -> str | None:
+    """Why this machine cannot run the test, or None if it can."""
+    if sys.platform != "linux":
+        return "Slurm test runs on Linux only"
+    missing = [cmd for cmd in NEEDED if shutil.which(cmd) is None]
+    if missing:
+        return (f"Slurm not installed ({', '.join(missing)} missing): "
+                "apt-get install -y slurm-wlm slurmdbd munge mariadb-server")
+    if os.geteuid() != 0:
+        return "the throwaway Slurm cluster runs its daemons as root"
+    if any(os.environ.get(v, "1") not in ("", "1") for v in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")):
+        return "serial test: not run inside an MPI job"
+    return None
+
+
+def job_env(slurm: dict[str, str], **extra: str) -> dict[str, str]:
+    """The job's environment (sbatch exports ours): the repo's distnn, this Python."""
+    path = os.pathsep.join(p for p in (str(REPO), slurm.get("PYTHONPATH", "")) if p)
+    return dict(slurm, PYTHONPATH=path, PYTHON=sys.executable, **extra)
+
+
+def job_state(env: dict[str, str], job: str) -> tuple[str, str, list[str]]:
+    """(state, exit code, lines) of a job: from sacct when there is accounting."""
+    if shutil.which("sacct") and "accounting_storage/slurmdbd" in Path(
+            env["SLURM_CONF"]).read_text():
+        out = subprocess.run(["sacct", "-j", job, "-o", "JobID,JobName,State,ExitCode", "-n", "-P"],
+                             env=env, capture_output=True, text=True, timeout=30).stdout
+        lines = out.split()
+        for line in lines:
+            job_id, _, state, code = line.split("|")
+            if job_id == job:
+                return state.split()[0], code, lines
+        return "", "", lines
+    out = subprocess.run(["scontrol", "show", "job", "-o", job], env=env, capture_output=True,
+                         text=True, timeout=30).stdout
+    state = re.search(r"JobState=(\S+)", out)
+    code = re.search(r"ExitCode=(\S+)", out)
+    return (state.group(1) if state else "", code.group(1) if code else "",
+            [out.strip()])
+
+
+def wait(env: dict[str, str], jobs: list[str], timeout: float = 150) -> dict[str, tuple]:
+    """Poll until every job is in a final state; returns {job: (state, exit code, lines)}."""
+    deadline = time.monotonic() + timeout
+    done: dict[str, tuple] = {}
+    while True:
+        for job in jobs:
+            if job not in done:
+                state, code, lines = job_state(env, job)
+                if state in FINAL_STATES:
+                    done[job] = (state, code, lines)
+        if len(done) == len(jobs):
+            for job in jobs:
+                print(f"\n[job {job}]", *done[job][2], sep="\n  ")
+            return done
+        if time.monotonic() > deadline:
+            subprocess.run(["scancel", *jobs], env=env, timeout=30)
+            raise AssertionError(f"jobs {jobs} not finished after {timeout:.0f} s: "
+                                 f"{[job_state(env, j)[:2] for j in jobs]}\n{logs(env)}")
+        time.sleep(1)
+
+
+def logs(env: dict[str, str]) -> str:
+    log = Path(env["DISTNN_SLURM_STATE"]) / "log" / "slurmctld.log"
+    return "slurmctld.log:\n" + "\n".join(log.read_text().splitlines()[-15:])
+
+
