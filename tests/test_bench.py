@@ -125,3 +125,18 @@ def test_step_flops_count_the_products_the_step_benchmark_times(sizes, monkeypat
     monkeypatch.setattr(np, "matmul", counting_matmul)
     gemms()
     assert sum(counted) == step_flops(sizes, m)
+
+
+@pytest.mark.parametrize("p,latency,bandwidth", [
+    (2, 2, 1.0),  # reduce-scatter and allgather, one exchange of n/2 each
+    (4, 4, 1.5),  # two halvings, two doublings: 2 log2 p messages, 2 (p-1)/p n bytes
+    (256, 16, 2 * 255 / 256),
+    (3, 2 + 2, 1.0 + 2),  # one rank beyond 2: hands over its n bytes, gets the sum back
+    (6, 4 + 2, 1.5 + 2),
+])
+def test_the_allreduce_model_is_mpichs_rabenseifner(p, latency, bandwidth):
+    from distnn.bench.alphabeta import allreduce_seconds
+
+    alpha, beta, n = 1e-6, 1e-9, 1e6
+    assert allreduce_seconds(p, n, alpha, beta) == pytest.approx(
+        latency * alpha + bandwidth * n * beta, rel=1e-12)

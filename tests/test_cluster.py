@@ -343,3 +343,17 @@ def test_a_signalled_two_node_job_requeues_and_resumes_to_the_uninterrupted_resu
     resumed = load_checkpoint(jobs / "runs" / "cut" / "checkpoint.h5").params
     uninterrupted = load_checkpoint(jobs / "runs" / "whole" / "checkpoint.h5").params
     assert np.array_equal(resumed, uninterrupted)
+
+
+def test_the_benchmark_times_the_step_across_hosts(hosts, tmp_path):
+    """python -m distnn.bench runs its ranks with any launcher; here, one per host."""
+    from distnn.bench.matrix import launch
+
+    before = _bytes("dnnv1")
+    cell = {"sizes": [784, 100, 10], "batch": 256, "dtype": "float32"}
+    rows = launch("distnn.bench.worker", 2, {"budget": 0.2, "repeats": 3, "cells": [cell]},
+                  tmp_path, launcher=_mpiexec("dnn1:1,dnn2:1"))
+    (row,) = rows
+    assert row["P"] == 2 and row["samples_per_s"] > 0 and row["comm_s"] > 0
+    sent = _bytes("dnnv1")[0] - before[0]  # what dnn1 sent: every step's 318 KB gradient
+    assert sent > 10 * 318_000

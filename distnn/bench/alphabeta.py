@@ -9,27 +9,38 @@ Measures ``Allreduce`` (in place, float32 SUM) between 2 ranks for messages of
 - tcp: ``MPIR_CVAR_NOLOCAL=1 UCX_TLS=tcp,self``: through the kernel's TCP stack
   on 127.0.0.1, the software path a message between nodes takes.
 
-Fit: under the ring model, an allreduce over p ranks of n bytes costs
-T(p, n) = 2(p-1) alpha + 2(p-1)/p n beta; at p = 2 that is 2 alpha + n beta,
-fitted by least squares on relative error (every size counts alike), on the
-per-size median of 3 rounds that interleave the three paths.
+The model is what MPICH runs (read in its source and checked by counting
+sends: ``allreduce_seconds``): above 8 B, Rabenseifner's reduce-scatter by
+recursive halving and allgather by recursive doubling, which for p ranks (a
+power of two) and n bytes costs T(p, n) = 2 log2(p) alpha + 2(p-1)/p n beta,
+the summing folded into beta. At p = 2 that is 2 alpha + n beta, fitted by
+least squares on relative error (every size counts alike) on the per-size
+median of 3 rounds that interleave the paths. 8 B is measured but not fitted:
+MPICH sends it as one message (recursive doubling).
 
 Projection (a MODEL, not a measurement): N nodes, one rank each, 128 samples
 per node per step, the step's measured compute time T_c on this machine; the
-gradient (float32) allreduced by a ring at 10 or 100 Gb/s once backprop is
-done, as the trainer does, with alpha = the TCP alpha measured here and
-beta = 8 / link_rate + the shared-memory beta measured here (the wire, plus the
-copy-and-sum work per byte that every rank does anyway).
-Efficiency E(N) = T_c / (T_c + T(N, n)).
+gradient (float32) allreduced at 10 or 100 Gb/s once backprop is done, as the
+trainer does, with alpha = the TCP alpha measured here and beta = 8 / link_rate
++ the shared-memory beta measured here (the wire, plus the copy-and-sum work
+per byte that every rank does anyway). Efficiency E(N) = T_c / (T_c + T(N, n)).
 
-Run: python -m distnn.bench.alphabeta [--out bench-results]
-(or python -m distnn.bench --alphabeta)
+Across real hosts (``--launcher``, e.g. the stand-in hosts of tests/cluster/
+with a link.sh rate): the same allreduce measured between two hosts, and the
+training step timed across them beside the model's prediction for it, with
+the link rate given by ``--link-gbps`` (calibrate it: tests/cluster/stream.py).
+
+Run: python -m distnn.bench.alphabeta [--out bench-results]   (python -m distnn.bench --alphabeta)
+     python -m distnn.bench.alphabeta --launcher "bash tests/cluster/mpiexec -hosts dnn1:1,dnn2:1" \
+         --link-gbps 0.73                                     (tests/cluster/check_model.sh)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import shlex
 import statistics
 import tempfile
 import time
@@ -79,7 +90,11 @@ def measure(budget: float = 0.08, repeats: int = 5) -> list[dict[str, float]]:
 
 
 def fit(rows: list[dict[str, float]]) -> tuple[float, float]:
-    """(alpha s, beta s/B) of T = 2 alpha + n beta, least squares on relative error."""
+    """(alpha s, beta s/B) of T = 2 alpha + n beta, least squares on relative error.
+
+    Messages of 8 B or less are left out: MPICH sends them in one step (alpha + n beta).
+    """
+    rows = [r for r in rows if r["bytes"] > 8]
     n = np.array([r["bytes"] for r in rows], float)
     t = np.array([r["seconds"] for r in rows], float)
     A = np.stack([2 / t, n / t], axis=1)  # divide each equation by t: relative residuals
@@ -87,9 +102,16 @@ def fit(rows: list[dict[str, float]]) -> tuple[float, float]:
     return float(alpha), float(beta)
 
 
-def ring_seconds(p: int, nbytes: float, alpha: float, beta: float) -> float:
-    """T(p, n) = 2(p-1) alpha + 2(p-1)/p n beta."""
-    return 2 * (p - 1) * alpha + 2 * (p - 1) / p * nbytes * beta
+def allreduce_seconds(p: int, nbytes: float, alpha: float, beta: float) -> float:
+    """MPICH's Allreduce of a gradient (> 8 B) over p ranks, one per node: Rabenseifner.
+
+    For p a power of two, 2 log2(p) alpha + 2(p-1)/p n beta. Otherwise the p - q
+    ranks beyond the largest power of two q first hand their data to a partner
+    and get the sum back at the end: two more messages of n bytes.
+    """
+    q = 1 << (p.bit_length() - 1)
+    seconds = 2 * math.log2(q) * alpha + 2 * (q - 1) / q * nbytes * beta
+    return seconds if q == p else seconds + 2 * (alpha + nbytes * beta)
 
 
 def compute_seconds(workdir: Path) -> dict[str, float]:
@@ -101,68 +123,98 @@ def compute_seconds(workdir: Path) -> dict[str, float]:
     return {str(r["sizes"]): r["compute_s"] for r in rows}
 
 
-def run(rounds: int = 3) -> dict[str, Any]:
-    """Every path, ``rounds`` times interleaved; per size, the median over rounds."""
+def steps_across(workdir: Path, launcher: list[str]) -> dict[str, dict[str, float]]:
+    """The training step timed on the launcher's 2 ranks (one per host), 128 samples each."""
     from distnn.bench.matrix import launch
 
-    samples: dict[str, list[list[dict[str, float]]]] = {name: [] for name in PATHS}
+    cells = [{"sizes": s, "batch": 2 * BATCH_PER_NODE, "dtype": "float32"} for s in PROJECTED]
+    rows = launch("distnn.bench.worker", 2, {"budget": 1.0, "repeats": 5, "cells": cells},
+                  workdir, launcher=launcher)
+    return {str(r["sizes"]): {"step_s": r["step_s"], "comm_s": r["comm_s"],
+                              "compute_s": r["compute_s"]} for r in rows}
+
+
+def run(rounds: int = 3, launcher: list[str] | None = None) -> dict[str, Any]:
+    """Every path, ``rounds`` times interleaved; per size, the median over rounds.
+
+    With a ``launcher`` (of two ranks on two hosts), also the path "across"
+    between them, and the training step timed across them.
+    """
+    from distnn.bench.matrix import launch
+
+    paths = {name: (env, ["mpirun"]) for name, env in PATHS.items()}
+    if launcher:
+        paths["across"] = ({}, launcher)
+    samples: dict[str, list[list[dict[str, float]]]] = {name: [] for name in paths}
     with tempfile.TemporaryDirectory(prefix="distnn-ab-") as tmp:
         workdir = Path(tmp)
         for r in range(rounds):
-            for name, env in PATHS.items():
-                print(
-                    f"round {r + 1}/{rounds}: allreduce over {name} "
-                    f"({' '.join(f'{k}={v}' for k, v in env.items()) or 'default'})",
-                    flush=True,
-                )
-                samples[name].append(
-                    launch(
-                        "distnn.bench.alphabeta", 2, {}, workdir, env=env, extra_args=["--worker"]
-                    )
-                )
+            for name, (env, command) in paths.items():
+                print(f"round {r + 1}/{rounds}: allreduce over {name} "
+                      f"({' '.join([*command, *(f'{k}={v}' for k, v in env.items())])})",
+                      flush=True)
+                samples[name].append(launch("distnn.bench.alphabeta", 2, {}, workdir, env=env,
+                                            extra_args=["--worker"], launcher=command))
         print("compute time per step (P=1, batch 128, float32)", flush=True)
         compute = compute_seconds(workdir)
-    data: dict[str, Any] = {"rounds": rounds, "paths": {}, "compute_s": compute}
+        data: dict[str, Any] = {"rounds": rounds, "paths": {}, "compute_s": compute}
+        if launcher:
+            print("the training step across the launcher's two hosts", flush=True)
+            data["across"] = {"launcher": launcher, "steps": steps_across(workdir, launcher)}
     for name, runs in samples.items():
         rows = [
             {"bytes": nbytes, "seconds": statistics.median(run[i]["seconds"] for run in runs)}
             for i, nbytes in enumerate(SIZES)
         ]
         alpha, beta = fit(rows)
-        data["paths"][name] = {"env": PATHS[name], "rows": rows, "alpha": alpha, "beta": beta}
+        data["paths"][name] = {"env": paths[name][0], "rows": rows, "alpha": alpha, "beta": beta}
     return data
 
 
+def gradient_bytes(sizes: list[int]) -> int:
+    """What the trainer's Allreduce sends: the float32 gradient, the cost and the stop flag."""
+    return 4 * (sum(n_out * n_in + n_out for n_in, n_out in zip(sizes[:-1], sizes[1:])) + 2)
+
+
+def model_allreduce(data: dict[str, Any], sizes: list[int], gbps: float, p: int) -> float:
+    """The model's Allreduce of the gradient on p nodes joined at ``gbps``."""
+    beta = 8 / (gbps * 1e9) + data["paths"]["shm"]["beta"]
+    return allreduce_seconds(p, gradient_bytes(sizes), data["paths"]["tcp"]["alpha"], beta)
+
+
 def projection(data: dict[str, Any]) -> list[dict[str, Any]]:
-    alpha = data["paths"]["tcp"]["alpha"]
-    beta_local = data["paths"]["shm"]["beta"]
     rows = []
     for sizes in PROJECTED:
-        n_params = sum(n_out * n_in + n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
-        nbytes = 4 * (n_params + 2)  # float32 gradient + cost + stop
         t_c = data["compute_s"][str(sizes)]
         for gbps in LINKS_GBPS:
-            beta = 8 / (gbps * 1e9) + beta_local
             for p in NODES:
-                t_ar = ring_seconds(p, nbytes, alpha, beta)
-                rows.append(
-                    {
-                        "sizes": sizes,
-                        "gbps": gbps,
-                        "nodes": p,
-                        "bytes": nbytes,
-                        "compute_s": t_c,
-                        "allreduce_s": t_ar,
-                        "efficiency": t_c / (t_c + t_ar),
-                        "samples_per_s": p * BATCH_PER_NODE / (t_c + t_ar),
-                    }
-                )
+                t_ar = model_allreduce(data, sizes, gbps, p)
+                rows.append({"sizes": sizes, "gbps": gbps, "nodes": p,
+                             "bytes": gradient_bytes(sizes), "compute_s": t_c,
+                             "allreduce_s": t_ar, "efficiency": t_c / (t_c + t_ar),
+                             "samples_per_s": p * BATCH_PER_NODE / (t_c + t_ar)})
     return rows
 
 
-def markdown(data: dict[str, Any]) -> str:
+def check(data: dict[str, Any], gbps: float) -> list[dict[str, Any]]:
+    """The step measured across two hosts beside the model's prediction for that link."""
+    rows = []
+    for sizes in PROJECTED:
+        measured = data["across"]["steps"][str(sizes)]
+        t_ar = model_allreduce(data, sizes, gbps, 2)
+        # The step's own compute time, not one rank's alone: where ranks share a
+        # machine's memory and caches (as the stand-in hosts do), two computing
+        # at once each take longer, and that is no part of the link's cost.
+        predicted = measured["compute_s"] + t_ar
+        rows.append({"sizes": sizes, "gbps": gbps, "measured_s": measured["step_s"],
+                     "measured_comm_s": measured["comm_s"], "predicted_s": predicted,
+                     "predicted_comm_s": t_ar, "ratio": measured["step_s"] / predicted})
+    return rows
+
+
+def _paths_table(data: dict[str, Any]) -> list[str]:
     lines = [
-        "# Allreduce cost: alpha + beta x bytes (mpirun -n 2, float32 SUM, in place)",
+        "# Allreduce cost: alpha + beta x bytes (2 ranks, float32 SUM, in place)",
         "",
         "| path | env | alpha (us) | beta (ns/B) | 1/beta (GB/s) | 8 B | 64 KiB | 1 MiB | 64 MiB |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -175,19 +227,21 @@ def markdown(data: dict[str, Any]) -> str:
             f"{1 / p['beta'] / 1e9:.1f} | {t[8] * 1e6:.1f} us | {t[65536] * 1e6:.1f} us | "
             f"{t[2**20] * 1e6:.0f} us | {t[2**26] * 1e3:.1f} ms |"
         )
-    lines += [
-        "",
-        "Fit: T = 2 alpha + n beta (the ring model at p = 2), relative least squares.",
-        "",
+    if "across" in data:
+        lines.append(f"\nacross: {' '.join(data['across']['launcher'])}")
+    return [*lines, "", "Fit: T = 2 alpha + n beta (MPICH's Allreduce at p = 2, above 8 B), "
+            "relative least squares."]
+
+
+def _projection_table(data: dict[str, Any]) -> list[str]:
+    lines = [
         "# Beyond one machine: projection (a model, not a measurement)",
         "",
-        f"Ring allreduce T(p, n) = 2(p-1) alpha + 2(p-1)/p n beta; alpha = "
+        f"MPICH's Allreduce (Rabenseifner) T(p, n) = 2 log2(p) alpha + 2(p-1)/p n beta; alpha = "
         f"{data['paths']['tcp']['alpha'] * 1e6:.1f} us (TCP, measured here); beta = 8/link + "
-        f"{data['paths']['shm']['beta'] * 1e9:.3f} ns/B "
-        "(shared-memory copy-and-sum, measured here); "
-        f"{BATCH_PER_NODE} samples per node per step, one rank per node, float32, "
-        "summed after backprop; "
-        "E = T_c / (T_c + T).",
+        f"{data['paths']['shm']['beta'] * 1e9:.3f} ns/B (shared-memory copy-and-sum, measured "
+        f"here); {BATCH_PER_NODE} samples per node per step, one rank per node, float32, summed "
+        "after backprop; E = T_c / (T_c + T).",
         "",
     ]
     rows = projection(data)
@@ -202,6 +256,28 @@ def markdown(data: dict[str, Any]) -> str:
                 + " | ".join(f"{100 * r['efficiency']:.0f}%" for r in group)
                 + " |"
             )
+    return lines
+
+
+def _check_table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        f"# The model against two hosts at {rows[0]['gbps']:g} Gbit/s (one rank each, "
+        f"{BATCH_PER_NODE} samples per host per step)",
+        "",
+        "| net | measured step ms | predicted step ms | measured / predicted "
+        "| measured comm ms | predicted allreduce ms |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    lines += [f"| {r['sizes']} | {r['measured_s'] * 1e3:.3f} | {r['predicted_s'] * 1e3:.3f} "
+              f"| {r['ratio']:.2f} | {r['measured_comm_s'] * 1e3:.3f} "
+              f"| {r['predicted_comm_s'] * 1e3:.3f} |" for r in rows]
+    return lines
+
+
+def markdown(data: dict[str, Any], gbps: float | None = None) -> str:
+    lines = [*_paths_table(data), "", *_projection_table(data)]
+    if "across" in data and gbps:
+        lines += ["", *_check_table(check(data, gbps))]
     return "\n".join(lines) + "\n"
 
 
@@ -232,6 +308,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench-results")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median kept)")
+    parser.add_argument("--launcher", metavar="CMD",
+                        help="also measure across two hosts with this launcher, which must "
+                             "take -n 2 and the program, e.g. \"mpiexec -hosts a:1,b:1\"")
+    parser.add_argument("--link-gbps", type=float, metavar="G",
+                        help="with --launcher: the link's rate (as a TCP stream measures it), "
+                             "to time the step across the hosts beside the model's prediction")
+    parser.add_argument("--report", action="store_true",
+                        help="measure nothing: report again on OUT/alphabeta.json (say, with "
+                             "the --link-gbps of a calibration made after the run)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -244,10 +329,15 @@ def main(argv: list[str] | None = None) -> None:
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = run(args.rounds)
+    if args.report:
+        data = json.loads((out / "alphabeta.json").read_text())
+    else:
+        data = run(args.rounds, shlex.split(args.launcher) if args.launcher else None)
     data["projection"] = projection(data)
+    if "across" in data and args.link_gbps:
+        data["check"] = check(data, args.link_gbps)
     (out / "alphabeta.json").write_text(json.dumps(data, indent=1))
-    text = markdown(data)
+    text = markdown(data, args.link_gbps)
     (out / "alphabeta.md").write_text(text)
     plot(data, out / "alphabeta.png")
     print(text)

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,14 +80,19 @@ def launch(
     workdir: Path,
     env: dict[str, str] | None = None,
     extra_args: list[str] | None = None,
+    launcher: Sequence[str] = ("mpirun",),
 ) -> list[dict[str, Any]]:
-    """``mpirun -n P python -m module --spec ... --out ...``; returns rank 0's results."""
+    """``mpirun -n P python -m module --spec ... --out ...``; returns rank 0's results.
+
+    ``launcher`` replaces ``mpirun``: any command that takes ``-n P`` and the program
+    (``mpiexec -f hosts``, ``srun``, ``bash tests/cluster/mpiexec -hosts dnn1:1,dnn2:1``).
+    """
     spec_path = workdir / f"spec-{module.rsplit('.', 1)[-1]}-{P}.json"
     out_path = workdir / f"out-{module.rsplit('.', 1)[-1]}-{P}.json"
     spec_path.write_text(json.dumps(spec))
     out_path.unlink(missing_ok=True)
     cmd = [
-        "mpirun",
+        *launcher,
         "-n",
         str(P),
         sys.executable,
