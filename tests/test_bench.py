@@ -11,6 +11,7 @@ gradient of every rank's samples together (no communication at all).
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -140,3 +141,57 @@ def test_the_allreduce_model_is_mpichs_rabenseifner(p, latency, bandwidth):
     alpha, beta, n = 1e-6, 1e-9, 1e6
     assert allreduce_seconds(p, n, alpha, beta) == pytest.approx(
         latency * alpha + bandwidth * n * beta, rel=1e-12)
+
+
+TEN_SUMS = '''
+import os
+import numpy as np
+from mpi4py import MPI
+world = MPI.COMM_WORLD
+buf = np.ones(1024, np.float32)  # 4 KiB
+for _ in range(5):  # connections made, warm
+    world.Allreduce(MPI.IN_PLACE, buf)
+world.Barrier()
+marks = os.open(os.devnull, os.O_WRONLY)
+os.write(marks, b"BEGIN")
+for _ in range(10):
+    world.Allreduce(MPI.IN_PLACE, buf)
+os.write(marks, b"END")
+world.Barrier()
+'''
+
+
+@pytest.mark.skipif(shutil.which("mpirun") is None or shutil.which("strace") is None,
+                    reason="needs mpirun (pip install mpich) and strace (apt-get install strace)")
+@pytest.mark.skipif(_under_mpi(), reason="launches its own mpirun; run it without mpirun")
+def test_mpich_sums_a_gradient_the_way_the_projection_models_it(tmp_path):
+    """The projection's T(p, n) = 2 log2(p) alpha + 2(p-1)/p n beta is Rabenseifner's
+    Allreduce. Checked by counting what 4 ranks, one per "node" (every message through
+    TCP), hand the kernel: per call, each rank sends 2 log2 4 = 4 messages of n/2,
+    n/4, n/4, n/2, 1.5 n bytes in all. A ring would send 2(p-1) = 6 of n/4, recursive
+    doubling log2 4 = 2 of n."""
+    if "MPICH" not in subprocess.run([sys.executable, "-c", "from mpi4py import MPI; "
+                                      "print(MPI.Get_library_version())"],
+                                     capture_output=True, text=True).stdout:
+        pytest.skip("the model is MPICH's algorithm")
+    script = tmp_path / "sums.py"
+    script.write_text(TEN_SUMS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "HYDRA_", "MPIR_"))}
+    env.update(MPIR_CVAR_NOLOCAL="1", UCX_TLS="tcp,self")  # no shared memory: all over TCP
+    subprocess.run(["mpirun", "-n", "4", "strace", "-ff", "-qq", "-o", str(tmp_path / "trace"),
+                    "-e", "trace=sendmsg,sendto,writev,write", sys.executable, str(script)],
+                   env=env, check=True, capture_output=True, timeout=120)
+    sends = []
+    for trace in tmp_path.glob("trace.*"):
+        lines = trace.read_text().splitlines()
+        begin = [i for i, line in enumerate(lines) if '"BEGIN"' in line]
+        end = [i for i, line in enumerate(lines) if '"END"' in line]
+        if begin:
+            for line in lines[begin[0] + 1:end[0]]:
+                sent = re.match(r"(sendmsg|sendto|writev)\(.*= (\d+)$", line)
+                if sent:
+                    sends.append(int(sent.group(2)))
+    n, calls, ranks = 4096, 10, 4
+    assert len(sends) == ranks * calls * 4, sorted(sends)
+    payload = ranks * calls * 1.5 * n
+    assert payload <= sum(sends) <= payload + len(sends) * 64  # each message's small header
