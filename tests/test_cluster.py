@@ -357,3 +357,22 @@ def test_the_benchmark_times_the_step_across_hosts(hosts, tmp_path):
     assert row["P"] == 2 and row["samples_per_s"] > 0 and row["comm_s"] > 0
     sent = _bytes("dnnv1")[0] - before[0]  # what dnn1 sent: every step's 318 KB gradient
     assert sent > 10 * 318_000
+
+
+def test_a_link_rate_holds_between_the_hosts_and_goes_again(hosts):
+    """tests/cluster/link.sh: a token bucket on both ends of each host's interface.
+    Only the bound is asserted: a busy machine can make a stream slower, never faster."""
+    link, stream = ["bash", str(CLUSTER / "link.sh")], [sys.executable, str(CLUSTER / "stream.py")]
+    subprocess.run([*link, "100mbit"], check=True, capture_output=True, timeout=30)
+    try:
+        for a, b in (("dnn1", "dnn2"), ("dnn2", "dnn1")):
+            out = subprocess.run([*stream, a, b, "16"], check=True, capture_output=True,
+                                 text=True, timeout=60).stdout
+            assert float(out.split()[3]) < 0.11, out  # Gbit/s, one TCP stream
+    finally:
+        subprocess.run([*link, "off"], check=True, capture_output=True, timeout=30)
+    for i, host in enumerate(hosts, 1):
+        for where in (["dev", f"dnnv{i}"], ["-n", host, "dev", "eth0"]):
+            shown = subprocess.run(["tc", *where[:-2], "qdisc", "show", *where[-2:]],
+                                   capture_output=True, text=True).stdout
+            assert "tbf" not in shown, shown
