@@ -51,7 +51,8 @@ def _why_not() -> str | None:
         return "stand-in hosts are Linux network namespaces"
     if os.geteuid() != 0:
         return "making network namespaces and a bridge needs root"
-    missing = [t for t in ("ip", "unshare", "nsenter", "taskset", "mpiexec") if not shutil.which(t)]
+    missing = [t for t in ("ip", "tc", "unshare", "nsenter", "taskset", "mpiexec")
+               if not shutil.which(t)]
     if missing:
         return f"missing {', '.join(missing)} (iproute2, util-linux; mpiexec: pip install mpich)"
     version = subprocess.run(["mpiexec", "--version"], capture_output=True, text=True).stdout
