@@ -123,6 +123,7 @@ def train_across(layout: str, data: Path, ckpt: Path, *args: str,
 
 
 def _bytes(link: str) -> tuple[int, int]:
+    """(received, sent) by the head's end of a host's link: received is what the host sent."""
     stats = Path("/sys/class/net") / link / "statistics"
     return int((stats / "rx_bytes").read_text()), int((stats / "tx_bytes").read_text())
 

@@ -6,6 +6,8 @@ One command runs the whole matrix; it launches the P ranks itself:
     python -m distnn.bench --smoke         # one tiny cell at P = 1, 2 (CI, < 30 s)
     python -m distnn.bench --sizes 784,100,10 --batches 128 --ranks 1 2 --dtypes float32
     python -m distnn.bench --alphabeta     # allreduce alpha/beta fit + multi-node projection
+    python -m distnn.bench --alphabeta --launcher "mpiexec -hosts a:1,b:1" --link-gbps 10
+                                           # ... also across two hosts, beside the model
 
 Writes ``results.md`` (the table), ``results.json`` (every round) and
 ``scaling.png`` (needs matplotlib) to ``--out`` (default bench-results/).
@@ -83,6 +85,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--rounds", type=int, help="interleaved rounds; medians kept (default 3)")
     parser.add_argument(
+        "--launcher",
+        metavar="CMD",
+        help="with --alphabeta: also measure across two hosts, launched by CMD -n 2 ...",
+    )
+    parser.add_argument(
+        "--link-gbps",
+        type=float,
+        metavar="G",
+        help="with --alphabeta --launcher: the link's calibrated rate, for the model's check",
+    )
+    parser.add_argument(
         "--budget", type=float, help="timed seconds per cell per round (default 0.6)"
     )
     return parser.parse_args(argv)
@@ -121,7 +134,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.alphabeta:
         from distnn.bench import alphabeta
 
-        alphabeta.main(["--out", str(out)])
+        extra = ["--launcher", args.launcher] if args.launcher else []
+        extra += ["--link-gbps", str(args.link_gbps)] if args.link_gbps else []
+        extra += ["--rounds", str(args.rounds)] if args.rounds else []
+        alphabeta.main(["--out", str(out), *extra])
         return
     cfg = config(args)
     t0 = time.perf_counter()
