@@ -15,6 +15,10 @@ they move the numpy buffer directly instead of pickling it.
 Ranks on one node can also share memory: ``node()`` is the communicator of the
 ranks that can, and its ``shared_array`` is one numpy array they all map (an
 MPI-3 shared-memory window), so what one rank writes the others read in place.
+
+Every collective tells ``watch`` (``distnn.stall``) when it starts and ends, so
+that a rank that waits too long can find out for whom; the watchdog talks over
+a communicator of its own (``dup``) with ``post`` and ``collect``.
 """
 
 from __future__ import annotations
@@ -97,6 +101,25 @@ def drain_output(timeout: float = 5.0, fds: tuple[int, ...] = (1, 2)) -> None:
         time.sleep(0.005)
 
 
+class Unwatched:
+    """No stall watch (one process, or ``--stall-timeout 0``): the same calls, doing nothing."""
+
+    def enter(self, op: str) -> None:
+        pass
+
+    def leave(self) -> None:
+        pass
+
+    def at(self, epoch: int, step: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+UNWATCHED = Unwatched()
+
+
 class SharedArray:
     """A flat numpy array in one node's memory, mapped by every rank of a node communicator.
 
@@ -104,11 +127,12 @@ class SharedArray:
     any rank wrote before its ``sync()`` is what every rank reads after its own.
     """
 
-    def __init__(self, comm: Any, size: int, dtype: np.dtype) -> None:
+    def __init__(self, owner: MPIComm, size: int, dtype: np.dtype) -> None:
         from mpi4py import MPI
 
         dtype = np.dtype(dtype)
-        self._comm = comm
+        self._owner = owner
+        comm = self._comm = owner._comm
         # One allocation, made by the node's first rank, so the array is contiguous.
         nbytes = size * dtype.itemsize if comm.Get_rank() == 0 else 0
         self._win = MPI.Win.Allocate_shared(nbytes, dtype.itemsize, comm=comm)
@@ -120,8 +144,11 @@ class SharedArray:
 
     def sync(self) -> None:
         """A barrier that also makes every rank's writes visible to every rank."""
+        watch = self._owner.watch
         self._win.Sync()  # my stores reach the shared memory ...
+        watch.enter("Barrier (shared memory)")
         self._comm.Barrier()  # ... everyone's have ...
+        watch.leave()
         self._win.Sync()  # ... and my loads see them
 
     def free(self) -> None:
@@ -140,26 +167,66 @@ class MPIComm:
         self._comm = comm
         self.rank: int = comm.Get_rank()
         self.size: int = comm.Get_size()
+        self.watch: Any = UNWATCHED  # told of every collective (distnn.stall.Watch)
+        self._posted: list[Any] = []  # post()'s requests, until their sends are done
 
     def allreduce_(self, buf: np.ndarray) -> np.ndarray:
         """Sum ``buf`` over all ranks, in place: one message, no second buffer."""
+        self.watch.enter("Allreduce")
         self._comm.Allreduce(self._MPI.IN_PLACE, buf, op=self._MPI.SUM)
+        self.watch.leave()
         return buf
 
     def max_(self, buf: np.ndarray) -> np.ndarray:
+        self.watch.enter("Allreduce (max)")
         self._comm.Allreduce(self._MPI.IN_PLACE, buf, op=self._MPI.MAX)
+        self.watch.leave()
         return buf
 
     def bcast_(self, buf: np.ndarray, root: int = 0) -> np.ndarray:
+        self.watch.enter("Bcast")
         self._comm.Bcast(buf, root=root)
+        self.watch.leave()
         return buf
 
     def bcast(self, obj: Any, root: int = 0) -> Any:
         """Broadcast a small picklable object (a config, a path, an error)."""
-        return self._comm.bcast(obj, root=root)
+        self.watch.enter("bcast")
+        obj = self._comm.bcast(obj, root=root)
+        self.watch.leave()
+        return obj
+
+    def allgather(self, obj: Any) -> list[Any]:
+        """Every rank's small picklable object, in rank order."""
+        self.watch.enter("allgather")
+        objs = self._comm.allgather(obj)
+        self.watch.leave()
+        return objs
 
     def barrier(self) -> None:
+        self.watch.enter("Barrier")
         self._comm.Barrier()
+        self.watch.leave()
+
+    def hostname(self) -> str:
+        return self._MPI.Get_processor_name()
+
+    def dup(self) -> MPIComm:
+        """A communicator of the same ranks whose messages never meet this one's (collective)."""
+        return MPIComm(self._comm.Dup())
+
+    def post(self, obj: Any, dest: int, tag: int) -> None:
+        """Send a small picklable object without waiting for it to arrive (or to be sent)."""
+        # A request holds its pickled message: keep it until the send is done.
+        self._posted = [r for r in self._posted if not r.Test()]
+        self._posted.append(self._comm.isend(obj, dest=dest, tag=tag))
+
+    def collect(self, tag: int) -> tuple[int, Any] | None:
+        """(source, object) of a message with ``tag`` that has arrived, or None: never waits."""
+        status = self._MPI.Status()
+        if not self._comm.Iprobe(source=self._MPI.ANY_SOURCE, tag=tag, status=status):
+            return None
+        return status.Get_source(), self._comm.recv(source=status.Get_source(), tag=tag)
 
     def ranks_on_this_node(self) -> int:
         """How many ranks share this node's memory (and so its cores)."""
@@ -171,18 +238,23 @@ class MPIComm:
 
     def split(self, color: int) -> MPIComm:
         """The communicator of the ranks that pass the same ``color``, in rank order."""
-        return MPIComm(self._comm.Split(color, self.rank))
+        return self._child(self._comm.Split(color, self.rank))
 
     def node(self) -> MPIComm:
         """The communicator of the ranks that share this node's memory."""
-        return MPIComm(self._comm.Split_type(self._MPI.COMM_TYPE_SHARED, key=self.rank))
+        return self._child(self._comm.Split_type(self._MPI.COMM_TYPE_SHARED, key=self.rank))
+
+    def _child(self, comm: Any) -> MPIComm:
+        child = MPIComm(comm)
+        child.watch = self.watch  # a wait on a part of the job is a wait of the job
+        return child
 
     def shared_array(self, size: int, dtype: np.dtype) -> SharedArray:
         """A ``size``-element array every rank of this communicator maps (collective).
 
         Every rank must share memory: call it on ``node()`` or a part of it.
         """
-        return SharedArray(self._comm, size, dtype)
+        return SharedArray(self, size, dtype)
 
     def free(self) -> None:
         """Release a communicator made by ``split`` or ``node`` (collective)."""

@@ -26,7 +26,8 @@ REDUCERS = ("auto", "allreduce", "shm")
 # Settings that may differ when a run is resumed: where things are, and how long
 # to train. Everything else must match the checkpoint, or the resumed run would
 # not be the run that was interrupted.
-RESUMABLE_CHANGES = ("data", "checkpoint", "resume", "metrics", "epochs", "progress", "reduce")
+RESUMABLE_CHANGES = ("data", "checkpoint", "resume", "metrics", "epochs", "progress", "reduce",
+                     "stall_timeout")
 
 
 class ConfigError(ValueError):
@@ -60,6 +61,9 @@ class Config:
     # System
     seed: int = 0
     reduce: str = "auto"  # distnn.reduce.make_reducer
+    # A rank waiting this long in a collective ends the job, naming whom it waits
+    # for (distnn.stall); long enough for rank 0 to prepare MNIST, 0 turns it off.
+    stall_timeout: float = 300.0
     progress: bool = True  # a progress bar, only when stderr is a terminal
 
     def validate(self) -> None:
@@ -92,6 +96,8 @@ class Config:
             raise ConfigError(f"unknown --reduce {self.reduce!r}")
         if not self.checkpoint:
             raise ConfigError("--checkpoint must name a file")
+        if not (math.isfinite(self.stall_timeout) and self.stall_timeout >= 0):
+            raise ConfigError(f"--stall-timeout must be >= 0 seconds, got {self.stall_timeout}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -240,6 +246,10 @@ def _system_arguments(system, d: Config) -> None:
                              "node, and room in /dev/shm); auto = shm where it applies, "
                              "else allreduce "
                              f"(default {d.reduce})")
+    system.add_argument("--stall-timeout", type=float, dest="stall_timeout", metavar="SECONDS",
+                        help="a rank that waits this long in a collective (for a rank that is "
+                             "stopped, cut off or stuck) ends the job, naming that rank; 0 = "
+                             f"never (default {d.stall_timeout:g})")
     system.add_argument("--no-progress", action="store_false", dest="progress",
                         help="no progress bar (it shows only when stderr is a terminal anyway)")
 

@@ -42,6 +42,7 @@ from distnn.network import MLP
 from distnn.optim import SGD
 from distnn.reduce import make_reducer
 from distnn.schedules import Schedule, make_schedule
+from distnn.stall import Watch, watch
 from distnn.start import (USER_ERRORS, Position, Start, UsageError, agree_on_start,
                           crowded_note, replicas)
 
@@ -107,7 +108,7 @@ class Plan:
 
 
 def fit(net: MLP, optimizer: SGD, reducer, train_set: Shard, test_set: Shard, plan: Plan,
-        comm: Comm, log: RunLog, stop: StopRequest) -> int:
+        comm: Comm, log: RunLog, stop: StopRequest, stall: Watch) -> int:
     """The seed's mini-batch SGD, epoch by epoch; returns the exit status.
 
     Each step: this rank's part of the batch, its gradient by backprop, the sum
@@ -121,6 +122,7 @@ def fit(net: MLP, optimizer: SGD, reducer, train_set: Shard, test_set: Shard, pl
         bar = log.progress(steps, start.step, epoch)
         t0 = time.perf_counter()
         for step in range(start.step, steps):
+            stall.at(epoch, step)  # where a stall report will say the job was
             rows = order[step * plan.m_here:(step + 1) * plan.m_here]  # this rank's part
             x, y = train_set.x.take(rows, axis=0), train_set.y[rows]  # take(): a faster x[rows]
             # sum_x dC_x/dw over this rank's samples (BP1-BP4), then over every rank's
@@ -183,6 +185,7 @@ def train(start: Start, comm: Comm, stop: StopRequest | None = None) -> int:
     cfg = start.cfg
     log = RunLog(cfg, comm.rank)
     log.note(crowded_note(start.ranks_here))
+    stall = watch(comm, cfg.stall_timeout)  # MPI
     net, optimizer = replicas(start, comm)  # MPI
     train_set = Shard.load(cfg.data, "train", comm, net.dtype)
     test_set = Shard.load(cfg.data, "test", comm, net.dtype)
@@ -207,9 +210,10 @@ def train(start: Start, comm: Comm, stop: StopRequest | None = None) -> int:
     # Leaving the block normally (or on a stop) frees shared memory; a crash just exits.
     with reducer:
         status = fit(net, optimizer, reducer, train_set, test_set, plan, comm, log,
-                     stop or StopRequest())
+                     stop or StopRequest(), stall)
     if status == 0:
         log.final(confusion_over_ranks(comm, net, test_set.x, test_set.y, cfg.layers[-1]))  # MPI
+    stall.close()  # MPI
     return status
 
 

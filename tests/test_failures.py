@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -47,6 +48,43 @@ def test_one_failing_rank_ends_the_job_quickly(mode, data, tmp_path):
     if mode == "raise":
         assert "injected failure on rank 1" in result.stderr
         assert "rank 1 failed; aborting all ranks" in result.stderr
+
+
+STALL = 2  # --stall-timeout in the tests below, seconds
+
+
+@pytest.mark.parametrize("ranks", [2, 4])
+@pytest.mark.parametrize("reduce", ["allreduce", "shm"])
+@pytest.mark.parametrize("mode", ["sleep", "stop"])
+def test_a_stalled_rank_ends_the_job_and_is_named(mode, reduce, ranks, data, tmp_path):
+    """Rank 1 never finishes its 5th step (sleep), or stands still (SIGSTOP): the
+    others, waiting in their collective, end the job within the timeout + 10 s,
+    and say which rank they waited for and why."""
+    job = subprocess.Popen(
+        [MPIRUN, "-n", str(ranks), sys.executable, str(HERE / "faulty_train.py"), mode,
+         "--data", str(data), "--checkpoint", str(tmp_path / "c.h5"), *TRAIN,
+         "--reduce", reduce, "--stall-timeout", str(STALL)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        for line in job.stderr:
+            lines.append(line)
+            if line.startswith("fault:"):
+                break
+        t0 = time.monotonic()
+        lines += job.stderr.readlines()
+        job.wait(timeout=60)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    elapsed, err = time.monotonic() - t0, "".join(lines)
+    assert job.returncode != 0, err
+    assert elapsed < STALL + 10, f"the job took {elapsed:.0f} s to end after the stall\n{err}"
+    others = ", ".join(str(r) for r in range(ranks) if r != 1)
+    why = "does not answer" if mode == "stop" else "is in no collective at epoch 1, step 4"
+    assert re.search(rf"distnn.train: stalled: rank\(s\) {others} waited \d+ s in \S+.* at "
+                     rf"epoch 1, step 4 \(--stall-timeout {STALL}\); rank 1 on \S+ {why}", err), err
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
