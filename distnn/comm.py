@@ -110,7 +110,16 @@ class Unwatched:
     def leave(self) -> None:
         pass
 
-    def at(self, epoch: int, step: int) -> None:
+    def at(self, epoch: int, step: int, epoch_cost: float) -> None:
+        pass
+
+    def updating(self) -> None:
+        pass
+
+    def keep(self, save: Any, path: str) -> None:
+        pass
+
+    def listen(self, signals: int | None) -> None:
         pass
 
     def close(self) -> None:

@@ -18,14 +18,24 @@ watchdog's own, where it is:
 
 The lowest waiting rank prints one line naming them (rank and host), and
 what the waiting ranks wait in, then ends the job; the others follow, should
-it not manage to.
+it not manage to. If that rank is rank 0 and its replica holds the state of
+the last completed step (it does unless it stalled in the middle of an
+update), it first writes that checkpoint: a lost host costs only time.
+
+A signal (a batch system's SIGTERM before its time limit) cannot reach a
+rank that waits in MPI either: Python runs its handler only once the main
+thread is back. The watch reads the signal from StopRequest's wakeup pipe
+instead. If the job has not stopped on its own within a grace of half the
+timeout (at most GRACE_SECONDS), it ends the same way.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from distnn.comm import UNWATCHED, Comm, MPIComm, Unwatched
@@ -46,7 +56,9 @@ class Watch:
 
     ANSWER_SECONDS = 5.0  # a live rank's watchdog answers well within this (or the timeout)
     POLL_SECONDS = 0.2
+    GRACE_SECONDS = 30.0  # after a signal, for the job to stop by itself (or the timeout)
     EXIT_STATUS = 1
+    EXIT_CHECKPOINTED = 75  # distnn.train.EXIT_INTERRUPTED: rerun with --resume
 
     def __init__(self, comm: MPIComm, timeout: float) -> None:
         self.timeout = timeout
@@ -54,7 +66,12 @@ class Watch:
         self.hosts = self.side.allgather(self.side.hostname())
         self.op: str | None = None  # the collective this rank is in, if any
         self.since = time.monotonic()
-        self.where: tuple[int, int] | None = None  # (epoch, step), counting from 1 and 0
+        self.where: tuple[int, int, float] | None = None  # (epoch, step, epoch's cost so far)
+        self.consistent = False  # this replica holds the state at ``where``
+        self.signalled: float | None = None  # when a SIGTERM or SIGINT came
+        self._signals: int | None = None  # StopRequest's wakeup pipe
+        self._save: Callable[[tuple[int, int, float]], None] | None = None
+        self._path = ""
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="distnn-stall-watch", daemon=True)
         self._thread.start()
@@ -65,9 +82,21 @@ class Watch:
     def leave(self) -> None:
         self.op, self.since = None, time.monotonic()
 
-    def at(self, epoch: int, step: int) -> None:
-        """Where the loop is: what a stall report says the job was doing."""
-        self.where = (epoch + 1, step)
+    def at(self, epoch: int, step: int, epoch_cost: float) -> None:
+        """The loop starts a step: the replica holds the state of the steps before it."""
+        self.where, self.consistent = (epoch, step, epoch_cost), True
+
+    def updating(self) -> None:
+        """The loop updates the replica: until the next step, it is no state to save."""
+        self.consistent = False
+
+    def keep(self, save: Callable[[tuple[int, int, float]], None], path: str) -> None:
+        """On rank 0: how to write the checkpoint of ``where`` (to ``path``) after a signal."""
+        self._save, self._path = save, path
+
+    def listen(self, signals: int | None) -> None:
+        """Read signals from this non-blocking pipe (``signal.set_wakeup_fd``'s)."""
+        self._signals = signals
 
     def close(self) -> None:
         """Stop the thread and free its communicator (collective: every rank, or none)."""
@@ -78,13 +107,67 @@ class Watch:
     # -- the thread ------------------------------------------------------------
 
     def _run(self) -> None:
+        grace = min(self.GRACE_SECONDS, self.timeout / 2)
         while not self._done.wait(self.POLL_SECONDS):
             self._answer()
-            if self.op is not None and time.monotonic() - self.since > self.timeout:
+            now = time.monotonic()
+            if self.op is not None and now - self.since > self.timeout:
                 self._census()
+            if self.signalled is None and self._signal_came():
+                self.signalled = now
+            if (self.signalled is not None and now - self.signalled > grace
+                    and self.op is not None and self.since < self.signalled):
+                self._end_on_signal()
+
+    def _signal_came(self) -> bool:
+        if self._signals is None:
+            return False
+        try:
+            return bool(os.read(self._signals, 64))
+        except (BlockingIOError, OSError):
+            return False
+
+    def _end_on_signal(self) -> None:
+        """A signal, and the job still waits in the collective it was in: end it now."""
+        where = self._step(self.where)
+        if self.side.rank != 0:  # rank 0 saves and ends the job; if it cannot, this rank does
+            self._linger(self.ANSWER_SECONDS + 10)
+            print(f"distnn.train: rank {self.side.rank}: a signal came while the job was stalled "
+                  f"at {where}, and rank 0 did not end it: ending it", file=sys.stderr, flush=True)
+            self.side.abort(self.EXIT_STATUS)
+        self._end(f"distnn.train: a signal came while the job was stalled in {self.op} at "
+                  f"{where}")
+
+    def _end(self, why: str) -> None:
+        """Say why the job ends, and end it; on rank 0 write the checkpoint first, if it can."""
+        status, did = self.EXIT_STATUS, "no checkpoint written"
+        if self._save is not None and self.consistent:
+            try:
+                self._save(self.where)
+                status, did = self.EXIT_CHECKPOINTED, (
+                    f"rank 0 wrote the checkpoint of {self._step(self.where)} to {self._path} "
+                    "(continue with --resume)")
+            except Exception as err:  # the job ends anyway: say why there is no checkpoint
+                did = f"rank 0 could not write the checkpoint ({err})"
+        elif self._save is not None:
+            did = "no checkpoint written: rank 0 was in the middle of an update"
+        print(f"{why}; {did}; ending the job", file=sys.stderr, flush=True)
+        self.side.abort(status)
+
+    def _linger(self, seconds: float) -> None:
+        """Answer the others' questions for a while (the job may end meanwhile)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self._answer()
+            time.sleep(0.05)
+
+    @staticmethod
+    def _step(where: tuple[int, int, float] | None) -> str:
+        return "start-up" if where is None else f"epoch {where[0] + 1}, step {where[1]}"
 
     def _state(self) -> dict[str, Any]:
-        return {"op": self.op, "seconds": time.monotonic() - self.since, "where": self.where}
+        where = self.where and self.where[:2]
+        return {"op": self.op, "seconds": time.monotonic() - self.since, "where": where}
 
     def _answer(self) -> None:
         while (query := self.side.collect(QUERY)) is not None:
@@ -108,21 +191,15 @@ class Watch:
                 answers[got[0]] = got[1]
         waiting = [r for r, a in answers.items()
                    if (a["op"], a["where"]) == (mine["op"], mine["where"])]
-        if me == min(waiting):
-            print(self.report(mine, answers, waiting), file=sys.stderr, flush=True)
-        else:  # the reporter ends the job; should it fail to, this rank does
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                self._answer()
-                time.sleep(0.05)
-        self.side.abort(self.EXIT_STATUS)
+        if me != min(waiting):  # the reporter ends the job; should it fail to, this rank does
+            self._linger(10)
+            self.side.abort(self.EXIT_STATUS)
+        self._end(self.report(mine, answers, waiting))
 
     def report(self, mine: dict[str, Any], answers: dict[int, dict[str, Any]],
                waiting: list[int]) -> str:
         """The line that names the stalled ranks."""
-        def step(where: tuple[int, int] | None) -> str:
-            return "start-up" if where is None else f"epoch {where[0]}, step {where[1]}"
-
+        step = self._step
         culprits = []
         for rank in range(self.side.size):
             who = f"rank {rank} on {self.hosts[rank]}"
@@ -135,4 +212,4 @@ class Watch:
         ranks = ", ".join(map(str, sorted(waiting)))
         return (f"distnn.train: stalled: rank(s) {ranks} waited {mine['seconds']:.0f} s in "
                 f"{mine['op']} at {step(mine['where'])} (--stall-timeout {self.timeout:g}); "
-                + "; ".join(culprits or ["no rank answered from elsewhere"]) + "; ending the job")
+                + "; ".join(culprits or ["no rank answered from elsewhere"]))

@@ -23,6 +23,7 @@ command line, which turns every failure into an exit status for the whole job.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sys
 import time
@@ -75,6 +76,12 @@ class StopRequest:
         self._first = 0.0
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handle)
+        # Python runs a handler only once the main thread is back in Python, never
+        # while it waits in MPI; the stall watch reads this pipe instead.
+        self.wakeup, write_end = os.pipe()
+        for fd in (self.wakeup, write_end):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
 
     def _handle(self, signum: int, frame: Any) -> None:
         now = time.monotonic()
@@ -122,7 +129,7 @@ def fit(net: MLP, optimizer: SGD, reducer, train_set: Shard, test_set: Shard, pl
         bar = log.progress(steps, start.step, epoch)
         t0 = time.perf_counter()
         for step in range(start.step, steps):
-            stall.at(epoch, step)  # where a stall report will say the job was
+            stall.at(epoch, step, epoch_cost)  # where a stall report will say the job was
             rows = order[step * plan.m_here:(step + 1) * plan.m_here]  # this rank's part
             x, y = train_set.x.take(rows, axis=0), train_set.y[rows]  # take(): a faster x[rows]
             # sum_x dC_x/dw over this rank's samples (BP1-BP4), then over every rank's
@@ -130,6 +137,7 @@ def fit(net: MLP, optimizer: SGD, reducer, train_set: Shard, test_set: Shard, pl
             cost, stopping = reducer.sum(cost, stop.requested)  # MPI
             _check_finite(cost, epoch, step, cfg.checkpoint)
             # w -> w - (eta/m) sum_x dC_x/dw, on the part of w that this rank updates
+            stall.updating()  # from here until the next step, no checkpoint of this replica
             eta = plan.eta(epoch * steps + step)
             optimizer.step(net.params, reducer.grad, eta, scale=1 / m, part=reducer.part)
             reducer.publish()  # MPI (shm: a barrier, so the next forward pass sees every part)
@@ -171,10 +179,14 @@ def _epoch_record(epoch: int, epoch_cost: float, counts: np.ndarray, seconds: fl
 def _save(comm: Comm, net: MLP, optimizer: SGD, plan: Plan, position: Position) -> None:
     """The checkpoint at ``position``, written by rank 0."""
     if comm.rank == 0:
-        save_checkpoint(plan.cfg.checkpoint, net, optimizer.state_dict(), plan.cfg.to_dict(),
-                        {"epoch": position.epoch, "step": position.step, "steps": plan.steps,
-                         "epoch_cost": position.epoch_cost, "ranks": comm.size})
+        _write(net, optimizer, plan, position, comm.size)
     comm.barrier()  # MPI: nobody exits before the checkpoint is on disk
+
+
+def _write(net: MLP, optimizer: SGD, plan: Plan, position: Position, ranks: int) -> None:
+    save_checkpoint(plan.cfg.checkpoint, net, optimizer.state_dict(), plan.cfg.to_dict(),
+                    {"epoch": position.epoch, "step": position.step, "steps": plan.steps,
+                     "epoch_cost": position.epoch_cost, "ranks": ranks})
 
 
 def train(start: Start, comm: Comm, stop: StopRequest | None = None) -> int:
@@ -207,10 +219,14 @@ def train(start: Start, comm: Comm, stop: StopRequest | None = None) -> int:
                    steps))
     log.record({"event": "start", "ranks": comm.size, "config": cfg.to_dict(),
                 "epoch": plan.first.epoch, "step": plan.first.step})
+    stop = stop or StopRequest()
+    if comm.rank == 0:  # a signal during a stall: what rank 0 writes before the job ends
+        stall.keep(lambda where: _write(net, optimizer, plan, Position(*where), comm.size),
+                   cfg.checkpoint)
+    stall.listen(getattr(stop, "wakeup", None))
     # Leaving the block normally (or on a stop) frees shared memory; a crash just exits.
     with reducer:
-        status = fit(net, optimizer, reducer, train_set, test_set, plan, comm, log,
-                     stop or StopRequest(), stall)
+        status = fit(net, optimizer, reducer, train_set, test_set, plan, comm, log, stop, stall)
     if status == 0:
         log.final(confusion_over_ranks(comm, net, test_set.x, test_set.y, cfg.layers[-1]))  # MPI
     stall.close()  # MPI

@@ -66,11 +66,7 @@ def test_a_stalled_rank_ends_the_job_and_is_named(mode, reduce, ranks, data, tmp
          "--reduce", reduce, "--stall-timeout", str(STALL)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        lines = []
-        for line in job.stderr:
-            lines.append(line)
-            if line.startswith("fault:"):
-                break
+        lines = _until_fault(job)
         t0 = time.monotonic()
         lines += job.stderr.readlines()
         job.wait(timeout=60)
@@ -85,6 +81,52 @@ def test_a_stalled_rank_ends_the_job_and_is_named(mode, reduce, ranks, data, tmp
     why = "does not answer" if mode == "stop" else "is in no collective at epoch 1, step 4"
     assert re.search(rf"distnn.train: stalled: rank\(s\) {others} waited \d+ s in \S+.* at "
                      rf"epoch 1, step 4 \(--stall-timeout {STALL}\); rank 1 on \S+ {why}", err), err
+
+
+def _until_fault(job: subprocess.Popen) -> list[str]:
+    """The job's stderr up to the line faulty_train.py prints as it injects the fault."""
+    lines = []
+    for line in job.stderr:
+        lines.append(line)
+        if line.startswith("fault:"):
+            break
+    return lines
+
+
+@pytest.mark.parametrize("mode", ["sleep", "stop"])
+def test_sigterm_during_a_stall_checkpoints_and_ends_the_job(mode, data, tmp_path):
+    """The batch system's SIGTERM reaches no rank that waits in MPI; the stall
+    watch sees it, and after its grace (half the stall timeout) rank 0 writes the
+    checkpoint of the last completed step and ends the job. The run resumes."""
+    ckpt, timeout = tmp_path / "c.h5", 8
+    job = subprocess.Popen(
+        [MPIRUN, "-n", "2", sys.executable, str(HERE / "faulty_train.py"), mode,
+         "--data", str(data), "--checkpoint", str(ckpt), *TRAIN,
+         "--stall-timeout", str(timeout)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = _until_fault(job)
+        job.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        lines += job.stderr.readlines()
+        job.wait(timeout=60)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    elapsed, err = time.monotonic() - t0, "".join(lines)
+    assert job.returncode != 0, err
+    assert elapsed < timeout / 2 + 5, f"took {elapsed:.0f} s\n{err}"  # the grace, not the timeout
+    assert "a signal came while the job was stalled" in err, err
+    assert f"rank 0 wrote the checkpoint of epoch 1, step 4 to {ckpt}" in err, err
+    position = read_checkpoint(ckpt)["position"]
+    assert (position["epoch"], position["step"], position["ranks"]) == (0, 4, 2)
+    resumed = subprocess.run(  # one epoch in all: --epochs may change on resume
+        [sys.executable, "-m", "distnn.train", "--data", str(data), "--checkpoint", str(ckpt),
+         "--resume", *(a if a != "1000" else "1" for a in TRAIN)],
+        capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming {ckpt} at epoch 1, step 4" in resumed.stdout
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
