@@ -27,7 +27,7 @@ REDUCERS = ("auto", "allreduce", "shm")
 # to train. Everything else must match the checkpoint, or the resumed run would
 # not be the run that was interrupted.
 RESUMABLE_CHANGES = ("data", "checkpoint", "resume", "metrics", "epochs", "progress", "reduce",
-                     "stall_timeout")
+                     "stall_timeout", "check_every")
 
 
 class ConfigError(ValueError):
@@ -64,6 +64,8 @@ class Config:
     # A rank waiting this long in a collective ends the job, naming whom it waits
     # for (distnn.stall); long enough for rank 0 to prepare MNIST, 0 turns it off.
     stall_timeout: float = 300.0
+    # The replicas are compared after every epoch, and every check_every steps if > 0.
+    check_every: int = 0
     progress: bool = True  # a progress bar, only when stderr is a terminal
 
     def validate(self) -> None:
@@ -96,6 +98,8 @@ class Config:
             raise ConfigError(f"unknown --reduce {self.reduce!r}")
         if not self.checkpoint:
             raise ConfigError("--checkpoint must name a file")
+        if self.check_every < 0:
+            raise ConfigError(f"--check-every must be >= 0 steps, got {self.check_every}")
         if not (math.isfinite(self.stall_timeout) and self.stall_timeout >= 0):
             raise ConfigError(f"--stall-timeout must be >= 0 seconds, got {self.stall_timeout}")
 
@@ -250,6 +254,11 @@ def _system_arguments(system, d: Config) -> None:
                         help="a rank that waits this long in a collective (for a rank that is "
                              "stopped, cut off or stuck) ends the job, naming that rank; 0 = "
                              f"never (default {d.stall_timeout:g})")
+    system.add_argument("--check-every", type=int, dest="check_every", metavar="N",
+                        help="compare every rank's parameters and optimizer state (a hash) "
+                             "every N steps too, not only after each epoch; a difference "
+                             f"stops the run, naming the ranks (default {d.check_every}: "
+                             "after each epoch only)")
     system.add_argument("--no-progress", action="store_false", dest="progress",
                         help="no progress bar (it shows only when stderr is a terminal anyway)")
 

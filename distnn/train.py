@@ -42,6 +42,8 @@ from distnn.log import RunLog, banner
 from distnn.network import MLP
 from distnn.optim import SGD
 from distnn.reduce import make_reducer
+from distnn.replicas import ReplicaMismatch
+from distnn.replicas import check as check_replicas
 from distnn.schedules import Schedule, make_schedule
 from distnn.stall import Watch, watch
 from distnn.start import (USER_ERRORS, Position, Start, UsageError, agree_on_start,
@@ -143,6 +145,9 @@ def fit(net: MLP, optimizer: SGD, reducer, train_set: Shard, test_set: Shard, pl
             reducer.publish()  # MPI (shm: a barrier, so the next forward pass sees every part)
             epoch_cost += cost
             bar.update()
+            if cfg.check_every and (step + 1) % cfg.check_every == 0:
+                check_replicas(comm, net.params, optimizer.velocity,
+                               f"at epoch {epoch + 1}, step {step + 1}")  # MPI
             if stopping:
                 bar.close()
                 _save(comm, net, optimizer, plan, Position(epoch, step + 1, epoch_cost))
@@ -151,6 +156,7 @@ def fit(net: MLP, optimizer: SGD, reducer, train_set: Shard, test_set: Shard, pl
                 return EXIT_INTERRUPTED
         bar.close()
         seconds = time.perf_counter() - t0
+        check_replicas(comm, net.params, optimizer.velocity, f"after epoch {epoch + 1}")  # MPI
         counts = confusion_over_ranks(comm, net, test_set.x, test_set.y, cfg.layers[-1])  # MPI
         log.epoch(_epoch_record(epoch, epoch_cost, counts, seconds, steps - start.step, plan,
                                 reducer.comm_seconds))
@@ -248,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         if comm.rank == 0:
             print(f"distnn.train: error: {err}", file=sys.stderr)
         return 2
-    except Diverged as err:  # every rank saw the same summed cost
+    except (Diverged, ReplicaMismatch) as err:  # every rank saw the same sum, or hashes
         if comm.rank == 0:
             print(f"distnn.train: error: {err}", file=sys.stderr)
         return 1

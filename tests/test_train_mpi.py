@@ -9,6 +9,8 @@ Sub-communicators of the first P ranks give P = 1, 2, 3, 4 in one job, so a
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -191,3 +193,59 @@ def test_oversubscribed_node_gets_a_note(world, data, mpi_tmp_path, capsys):
     import os
     noted = "ranks share" in capsys.readouterr().err
     assert noted == (world.rank == 0 and world.size > (os.cpu_count() or 1))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("reduce", ["allreduce", "shm"])
+def test_a_replica_that_drifts_stops_the_run_naming_its_ranks(world, data, mpi_tmp_path,
+                                                              monkeypatch, reduce, dtype):
+    """The last rank's replica gets 1e-3 added to one weight after its 3rd gradient.
+    With shm the ranks stand in for two nodes, whose replicas are separate; every
+    rank of the second node then holds the drifted one."""
+    import distnn.train
+    from distnn.replicas import ReplicaMismatch
+
+    last = world.size - 1
+
+    def drifting(comm, net, optimizer, kind):
+        if kind == "shm":
+            reducer = SharedMemoryReduce(comm, net, optimizer,
+                                         node=comm.split(comm.rank * 2 // comm.size))
+        else:
+            reducer = FusedAllreduce(comm, net)
+        if comm.rank == last:
+            gradient, calls = net.gradient, [0]
+
+            def drifting_gradient(*args, **kwargs):
+                calls[0] += 1
+                if calls[0] == 3:
+                    net.params[0] += 1e-3
+                return gradient(*args, **kwargs)
+
+            net.gradient = drifting_gradient
+        return reducer
+
+    monkeypatch.setattr(distnn.train, "make_reducer", drifting)
+    args = ["--data", str(data), "--checkpoint", str(mpi_tmp_path / "c.h5"), "--epochs", "2",
+            "--batch-size", "12", "--reduce", reduce, *SMALL, "--dtype", dtype]
+    cfg, given = parse_args(args)
+    with pytest.raises(ReplicaMismatch) as raised:  # on every rank alike: nobody is left waiting
+        run(cfg, given, MPIComm(world))
+    message = str(raised.value)
+    drifted = [r for r in range(world.size)
+               if r == last or (reduce == "shm" and r * 2 // world.size == 1)]
+    named = [int(r) for r in re.findall(r"rank (\d+) on \S+ by up to \S+ in the parameters",
+                                        message)]
+    assert message.startswith("the replicas differ after epoch 1, against rank 0's"), message
+    assert named == drifted, message
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("reduce", ["allreduce", "shm"])
+def test_replicas_checked_every_step_raise_no_false_alarm(world, data, mpi_tmp_path, reduce,
+                                                          dtype):
+    args = ["--data", str(data), "--checkpoint", str(mpi_tmp_path / "c.h5"), "--epochs", "2",
+            "--batch-size", "12", "--reduce", reduce, "--check-every", "1", "--momentum", "0.9",
+            *SMALL, "--dtype", dtype]
+    cfg, given = parse_args(args)
+    assert run(cfg, given, MPIComm(world)) == 0
