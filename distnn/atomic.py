@@ -5,11 +5,20 @@ final rename stays on one file system), fsynced, then moved over the target
 with ``os.replace``, which is atomic on POSIX. If anything fails, or the
 process is interrupted, the temporary file is removed and the target is
 untouched. Used for data files and checkpoints alike.
+
+A process killed outright (SIGKILL, a lost node) cannot remove its temporary
+file. Its name says who wrote it, ``<target>.tmp-<host>-<pid>-<random>``, so
+the next write to the same target removes those whose writer is gone: on
+this host, a pid that no longer runs. Another host's are left alone, since
+whether their writer runs cannot be seen from here.
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +30,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".tmp")
+    host = socket.gethostname()
+    remove_orphans(path, host)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent,
+                                    prefix=f"{path.name}.tmp-{host}-{os.getpid()}-")
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -33,6 +45,28 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def remove_orphans(path: Path, host: str) -> list[Path]:
+    """Remove the temporary files of ``path`` whose writer, on ``host``, no longer runs."""
+    pattern = re.compile(rf"{re.escape(path.name)}\.tmp-(.+)-(\d+)-[^-]+")
+    removed = []
+    for tmp in path.parent.glob(f"{glob.escape(path.name)}.tmp-*"):
+        named = pattern.fullmatch(tmp.name)
+        if named and named.group(1) == host and not _running(int(named.group(2))):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _fsync(path: Path) -> None:

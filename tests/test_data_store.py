@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -153,3 +155,30 @@ def test_missing_and_non_hdf5_files(tmp_path):
     (tmp_path / "junk.h5").write_text("hello")
     with pytest.raises(DataError, match="not a readable HDF5 file"):
         describe(tmp_path / "junk.h5")
+
+
+def test_a_write_removes_temporary_files_whose_writer_is_gone(tmp_path):
+    """What a process killed mid-write leaves: removed by the next write to that target,
+    when its writer (named in the file's name) no longer runs on this host."""
+    import socket
+
+    host = socket.gethostname()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    alive = subprocess.Popen(["sleep", "60"])
+    try:
+        target = tmp_path / "c.h5"
+        orphan = tmp_path / f"c.h5.tmp-{host}-{gone}-abc123"
+        writing = tmp_path / f"c.h5.tmp-{host}-{alive.pid}-def456"
+        elsewhere = tmp_path / f"c.h5.tmp-another-host-{gone}-ghi789"
+        other_target = tmp_path / f"d.h5.tmp-{host}-{gone}-jkl012"
+        for f in (orphan, writing, elsewhere, other_target):
+            f.write_bytes(b"half a file")
+        with atomic.atomic_path(target) as tmp:
+            tmp.write_bytes(b"whole")
+        assert target.read_bytes() == b"whole"
+        assert not orphan.exists()  # its writer is gone
+        assert writing.exists() and elsewhere.exists() and other_target.exists()
+    finally:
+        alive.kill()
+        alive.wait()
