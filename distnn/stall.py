@@ -32,6 +32,7 @@ timeout (at most GRACE_SECONDS), it ends the same way.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 import time
@@ -54,11 +55,15 @@ def watch(comm: Comm, timeout: float) -> Watch | Unwatched:
 class Watch:
     """One rank's stall watchdog; ``enter``/``leave`` are the communicator's, ``at`` the loop's."""
 
-    ANSWER_SECONDS = 5.0  # a live rank's watchdog answers well within this (or the timeout)
+    ANSWER_SECONDS = 3.0  # a live rank's watchdog answers well within this (or the timeout)
+    LINGER_SECONDS = 1.0  # for the reporter to end the job, before another rank does
     POLL_SECONDS = 0.2
     GRACE_SECONDS = 30.0  # after a signal, for the job to stop by itself (or the timeout)
     EXIT_STATUS = 1
     EXIT_CHECKPOINTED = 75  # distnn.train.EXIT_INTERRUPTED: rerun with --resume
+    # MPI_Abort must reach the launcher, which a rank cut off from it cannot: after
+    # this long the rank ends by itself.
+    ABORT_SECONDS = 4
 
     def __init__(self, comm: MPIComm, timeout: float) -> None:
         self.timeout = timeout
@@ -131,10 +136,10 @@ class Watch:
         """A signal, and the job still waits in the collective it was in: end it now."""
         where = self._step(self.where)
         if self.side.rank != 0:  # rank 0 saves and ends the job; if it cannot, this rank does
-            self._linger(self.ANSWER_SECONDS + 10)
+            self._linger(self.ANSWER_SECONDS + self.LINGER_SECONDS)
             print(f"distnn.train: rank {self.side.rank}: a signal came while the job was stalled "
                   f"at {where}, and rank 0 did not end it: ending it", file=sys.stderr, flush=True)
-            self.side.abort(self.EXIT_STATUS)
+            self._abort(self.EXIT_STATUS)
         self._end(f"distnn.train: a signal came while the job was stalled in {self.op} at "
                   f"{where}")
 
@@ -152,6 +157,12 @@ class Watch:
         elif self._save is not None:
             did = "no checkpoint written: rank 0 was in the middle of an update"
         print(f"{why}; {did}; ending the job", file=sys.stderr, flush=True)
+        self._abort(status)
+
+    def _abort(self, status: int) -> None:
+        # The kernel's alarm, not a Python timer: a thread blocked in MPI_Abort may
+        # hold the GIL. Nothing in distnn handles SIGALRM, so it ends the process.
+        signal.alarm(self.ABORT_SECONDS)
         self.side.abort(status)
 
     def _linger(self, seconds: float) -> None:
@@ -192,7 +203,8 @@ class Watch:
         waiting = [r for r, a in answers.items()
                    if (a["op"], a["where"]) == (mine["op"], mine["where"])]
         if me != min(waiting):  # the reporter ends the job; should it fail to, this rank does
-            self._linger(10)
+            signal.alarm(int(self.LINGER_SECONDS) + self.ABORT_SECONDS)
+            self._linger(self.LINGER_SECONDS)
             self.side.abort(self.EXIT_STATUS)
         self._end(self.report(mine, answers, waiting))
 

@@ -21,6 +21,19 @@ LIMIT=${DISTNN_MPIRUN_LIMIT:-900}
 limit=()
 if command -v timeout >/dev/null; then limit=(timeout --kill-after=30 "$LIMIT"); fi
 
+# The jobs that tests end on purpose (killed, aborted, stalled) leave MPICH's
+# shared-memory segments in /dev/shm, 2 MB each: remove this run's, once no
+# process maps them (the README's "What a crash leaves").
+started=$(mktemp)
+clean_shm() {
+    local mapped
+    mapped=$(cat /proc/[0-9]*/maps 2>/dev/null | grep -o '/dev/shm/mpich_shm_[^ ]*' | sort -u)
+    find /dev/shm -maxdepth 1 -name 'mpich_shm_*' -newer "$started" 2>/dev/null | sort \
+        | comm -23 - <(echo "$mapped") | xargs -r rm -f
+    rm -f "$started"
+}
+trap clean_shm EXIT
+
 python -m pytest "${markers[@]}" "$@"
 # Only tests marked @pytest.mark.mpi run under mpirun: the rest ran above, once.
 for ranks in 2 4; do

@@ -378,3 +378,41 @@ def test_a_link_rate_holds_between_the_hosts_and_goes_again(hosts):
             shown = subprocess.run(["tc", *where[:-2], "qdisc", "show", *where[-2:]],
                                    capture_output=True, text=True).stdout
             assert "tbf" not in shown, shown
+
+
+def test_a_link_down_mid_epoch_ends_the_job_on_every_host(hosts, data, tmp_path):
+    """dnn2's link goes down mid-epoch: the ranks on each side wait for the other's,
+    and their stall watch ends them all within the timeout + 10 s, rank 0 having
+    written a checkpoint. (mpiexec itself hears of dnn2's end only once the link
+    is back: its connection to the host's proxy cannot close before.)"""
+    ckpt, timeout = tmp_path / "c.h5", 4
+    job = subprocess.Popen(
+        _mpiexec("dnn1:2,dnn2:2", sys.executable, "-m", "distnn.train", "--data", str(data),
+                 "--checkpoint", str(ckpt), "--epochs", "100000", "--layers", "16,12,4",
+                 "--batch-size", "8", "--no-progress", "--stall-timeout", str(timeout)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
+    try:
+        for line in job.stdout:  # training, across the link
+            if line.startswith("epoch 2/"):
+                break
+        subprocess.run(["ip", "link", "set", "dnnv2", "down"], check=True, timeout=10)
+        t0 = time.monotonic()
+        try:
+            while _pids("dnn1") or _pids("dnn2"):
+                assert time.monotonic() - t0 < timeout + 10, \
+                    f"still running: dnn1 {_pids('dnn1')}, dnn2 {_pids('dnn2')}"
+                time.sleep(0.1)
+        finally:
+            subprocess.run(["ip", "link", "set", "dnnv2", "up"], check=True, timeout=10)
+        job.stdout.read()
+        err = job.stderr.read()
+        job.wait(timeout=60)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    assert job.returncode != 0
+    for rank in (2, 3):
+        assert f"rank {rank} on dnn2 does not answer (stopped, or its host or link is down)" in err
+    assert "rank 0 wrote the checkpoint of epoch" in err, err
+    assert read_checkpoint(ckpt)["position"]["ranks"] == 4
