@@ -159,7 +159,9 @@ examples:
   mpirun -n 4 python -m distnn.train --resume       # continue an interrupted run
 
 exit status: 0 trained; 2 bad arguments or data; 75 interrupted by SIGTERM/SIGINT
-after writing the checkpoint (rerun with --resume); 1 any other failure.
+after writing the checkpoint (rerun with --resume), also after a stall (see
+--stall-timeout) when rank 0 could write it; 1 any other failure, a stall
+without a checkpoint, or replicas that differ (see --check-every).
 
 BLAS threads: each rank uses cores/ranks-on-node threads; set DISTNN_THREADS=n,
 or OMP_NUM_THREADS / OPENBLAS_NUM_THREADS, to choose yourself.
