@@ -64,6 +64,7 @@ class Watch:
     # MPI_Abort must reach the launcher, which a rank cut off from it cannot: after
     # this long the rank ends by itself.
     ABORT_SECONDS = 4
+    SAVE_SECONDS = 60  # for rank 0's checkpoint as the job ends
 
     def __init__(self, comm: MPIComm, timeout: float) -> None:
         self.timeout = timeout
@@ -147,6 +148,7 @@ class Watch:
         """Say why the job ends, and end it; on rank 0 write the checkpoint first, if it can."""
         status, did = self.EXIT_STATUS, "no checkpoint written"
         if self._save is not None and self.consistent:
+            signal.alarm(self.SAVE_SECONDS)  # a hung file system must not keep the job
             try:
                 self._save(self.where)
                 status, did = self.EXIT_CHECKPOINTED, (
@@ -186,6 +188,9 @@ class Watch:
 
     def _census(self) -> None:
         """Ask everyone where they are; the lowest waiting rank reports and ends the job."""
+        # From here on this rank ends, whatever MPI does with messages to ranks it
+        # cannot reach: the kernel's alarm (SIGALRM, which nothing handles) sees to it.
+        signal.alarm(int(self.ANSWER_SECONDS + self.LINGER_SECONDS) + self.ABORT_SECONDS)
         me = self.side.rank
         mine = self._state()
         for rank in range(self.side.size):

@@ -53,20 +53,21 @@ def test_one_failing_rank_ends_the_job_quickly(mode, data, tmp_path):
 STALL = 2  # --stall-timeout in the tests below, seconds
 
 
-@pytest.mark.parametrize("ranks", [2, 4])
-@pytest.mark.parametrize("reduce", ["allreduce", "shm"])
-@pytest.mark.parametrize("mode", ["sleep", "stop"])
-def test_a_stalled_rank_ends_the_job_and_is_named(mode, reduce, ranks, data, tmp_path):
-    """Rank 1 never finishes its 5th step (sleep), or stands still (SIGSTOP): the
-    others, waiting in their collective, end the job within the timeout + 10 s,
-    and say which rank they waited for and why."""
-    job = subprocess.Popen(
-        [MPIRUN, "-n", str(ranks), sys.executable, str(HERE / "faulty_train.py"), mode,
-         "--data", str(data), "--checkpoint", str(tmp_path / "c.h5"), *TRAIN,
-         "--reduce", reduce, "--stall-timeout", str(STALL)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def run_fault(mode: str, ranks: int, *args: str,
+              then: signal.Signals | None = None) -> tuple[int, float, str]:
+    """tests/faulty_train.py MODE on ``ranks`` ranks, and once rank 1 says it injects
+    the fault, ``then`` (a signal) to mpirun: (status, seconds after the fault, stderr)."""
+    job = subprocess.Popen([MPIRUN, "-n", str(ranks), sys.executable,
+                            str(HERE / "faulty_train.py"), mode, *args],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        lines = _until_fault(job)
+        lines = []
+        for line in job.stderr:
+            lines.append(line)
+            if line.startswith("fault:"):
+                break
+        if then is not None:
+            job.send_signal(then)
         t0 = time.monotonic()
         lines += job.stderr.readlines()
         job.wait(timeout=60)
@@ -74,23 +75,25 @@ def test_a_stalled_rank_ends_the_job_and_is_named(mode, reduce, ranks, data, tmp
         if job.poll() is None:
             job.kill()
             job.wait()
-    elapsed, err = time.monotonic() - t0, "".join(lines)
-    assert job.returncode != 0, err
+    return job.returncode, time.monotonic() - t0, "".join(lines)
+
+
+@pytest.mark.parametrize("ranks", [2, 4])
+@pytest.mark.parametrize("reduce", ["allreduce", "shm"])
+@pytest.mark.parametrize("mode", ["sleep", "stop"])
+def test_a_stalled_rank_ends_the_job_and_is_named(mode, reduce, ranks, data, tmp_path):
+    """Rank 1 never finishes its 5th step (sleep), or stands still (SIGSTOP): the
+    others, waiting in their collective, end the job within the timeout + 10 s,
+    and say which rank they waited for and why."""
+    status, elapsed, err = run_fault(mode, ranks, "--data", str(data), "--checkpoint",
+                                     str(tmp_path / "c.h5"), *TRAIN, "--reduce", reduce,
+                                     "--stall-timeout", str(STALL))
+    assert status != 0, err
     assert elapsed < STALL + 10, f"the job took {elapsed:.0f} s to end after the stall\n{err}"
     others = ", ".join(str(r) for r in range(ranks) if r != 1)
     why = "does not answer" if mode == "stop" else "is in no collective at epoch 1, step 4"
     assert re.search(rf"distnn.train: stalled: rank\(s\) {others} waited \d+ s in \S+.* at "
                      rf"epoch 1, step 4 \(--stall-timeout {STALL}\); rank 1 on \S+ {why}", err), err
-
-
-def _until_fault(job: subprocess.Popen) -> list[str]:
-    """The job's stderr up to the line faulty_train.py prints as it injects the fault."""
-    lines = []
-    for line in job.stderr:
-        lines.append(line)
-        if line.startswith("fault:"):
-            break
-    return lines
 
 
 @pytest.mark.parametrize("mode", ["sleep", "stop"])
@@ -99,23 +102,10 @@ def test_sigterm_during_a_stall_checkpoints_and_ends_the_job(mode, data, tmp_pat
     watch sees it, and after its grace (half the stall timeout) rank 0 writes the
     checkpoint of the last completed step and ends the job. The run resumes."""
     ckpt, timeout = tmp_path / "c.h5", 8
-    job = subprocess.Popen(
-        [MPIRUN, "-n", "2", sys.executable, str(HERE / "faulty_train.py"), mode,
-         "--data", str(data), "--checkpoint", str(ckpt), *TRAIN,
-         "--stall-timeout", str(timeout)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        lines = _until_fault(job)
-        job.send_signal(signal.SIGTERM)
-        t0 = time.monotonic()
-        lines += job.stderr.readlines()
-        job.wait(timeout=60)
-    finally:
-        if job.poll() is None:
-            job.kill()
-            job.wait()
-    elapsed, err = time.monotonic() - t0, "".join(lines)
-    assert job.returncode != 0, err
+    status, elapsed, err = run_fault(mode, 2, "--data", str(data), "--checkpoint", str(ckpt),
+                                     *TRAIN, "--stall-timeout", str(timeout),
+                                     then=signal.SIGTERM)
+    assert status != 0, err
     assert elapsed < timeout / 2 + 5, f"took {elapsed:.0f} s\n{err}"  # the grace, not the timeout
     assert "a signal came while the job was stalled" in err, err
     assert f"rank 0 wrote the checkpoint of epoch 1, step 4 to {ckpt}" in err, err
