@@ -97,7 +97,8 @@ class Watch:
         self.consistent = False
 
     def keep(self, save: Callable[[tuple[int, int, float]], None], path: str) -> None:
-        """On rank 0: how to write the checkpoint of ``where`` (to ``path``) after a signal."""
+        """On rank 0: how to write the checkpoint of ``where`` (to ``path``) as a stall ends
+        the job."""
         self._save, self._path = save, path
 
     def listen(self, signals: int | None) -> None:

@@ -383,8 +383,9 @@ def test_a_link_rate_holds_between_the_hosts_and_goes_again(hosts):
 def test_a_link_down_mid_epoch_ends_the_job_on_every_host(hosts, data, tmp_path):
     """dnn2's link goes down mid-epoch: the ranks on each side wait for the other's,
     and their stall watch ends them all within the timeout + 10 s, rank 0 having
-    written a checkpoint. The launcher's own processes (mpiexec, its proxies) end
-    once the link is back: its connection to dnn2's proxy cannot close before."""
+    written a checkpoint. The launcher's own processes are not the job's: mpiexec
+    ends once the link is back (its connection to dnn2's proxy cannot close
+    before), and a proxy may outlive it (the module's down.sh ends it)."""
     ckpt, timeout = tmp_path / "c.h5", 4
     job = subprocess.Popen(
         _mpiexec("dnn1:2,dnn2:2", sys.executable, "-m", "distnn.train", "--data", str(data),
@@ -411,10 +412,6 @@ def test_a_link_down_mid_epoch_ends_the_job_on_every_host(hosts, data, tmp_path)
             job.kill()
             job.wait()
     assert job.returncode != 0
-    deadline = time.monotonic() + 10
-    while _pids("dnn1") or _pids("dnn2"):  # the proxies, now that the link is back
-        assert time.monotonic() < deadline, f"left: {_pids('dnn1')}, {_pids('dnn2')}"
-        time.sleep(0.1)
     for rank in (2, 3):
         assert f"rank {rank} on dnn2 does not answer (stopped, or its host or link is down)" in err
     assert "rank 0 wrote the checkpoint of epoch" in err, err
