@@ -46,7 +46,7 @@ def job_state(env: dict[str, str], job: str) -> tuple[str, str, list[str]]:
             env["SLURM_CONF"]).read_text():
         out = subprocess.run(["sacct", "-j", job, "-o", "JobID,JobName,State,ExitCode", "-n", "-P"],
                              env=env, capture_output=True, text=True, timeout=30).stdout
-        lines = out.split()
+        lines = out.splitlines()
         for line in lines:
             job_id, _, state, code = line.split("|")
             if job_id == job:
