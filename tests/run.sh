@@ -26,11 +26,12 @@ if command -v timeout >/dev/null; then limit=(timeout --kill-after=30 "$LIMIT");
 # process maps them (the README's "What a crash leaves").
 started=$(mktemp)
 clean_shm() {
-    local mapped
-    mapped=$(cat /proc/[0-9]*/maps 2>/dev/null | grep -o '/dev/shm/mpich_shm_[^ ]*' | sort -u)
+    local status=$? mapped
+    mapped=$(cat /proc/[0-9]*/maps 2>/dev/null | grep -o '/dev/shm/mpich_shm_[^ ]*' | sort -u) || true
     find /dev/shm -maxdepth 1 -name 'mpich_shm_*' -newer "$started" 2>/dev/null | sort \
-        | comm -23 - <(echo "$mapped") | xargs -r rm -f
+        | comm -23 - <(echo "$mapped") | xargs -r rm -f || true
     rm -f "$started"
+    return "$status"  # the tests' verdict, not the clean-up's
 }
 trap clean_shm EXIT
 
