@@ -114,8 +114,7 @@ def _start_on_root(cfg: Config, given: dict[str, Any],
         print(f"distnn: {cfg.data} is missing: preparing MNIST there first", file=sys.stderr)
         prepare(cfg.data)
     info = describe(cfg.data)
-    _check_fit(cfg, info, ranks)
-    steps = steps_per_epoch(info["train_size"], cfg.batch_size, ranks)
+    steps = _check_fit(cfg, info, ranks)
     if ckpt is None:
         return Start(cfg, info, steps, Position(), resumed=False), None
     arrays = {"params": ckpt["params"], "optimizer": ckpt["optimizer"]}
@@ -137,8 +136,9 @@ def _checkpoint_to_resume(cfg: Config) -> dict[str, Any] | None:
     return None
 
 
-def _check_fit(cfg: Config, info: dict[str, Any], ranks: int) -> None:
-    """The data fits the network, and the batch and the training set fit the ranks."""
+def _check_fit(cfg: Config, info: dict[str, Any], ranks: int) -> int:
+    """The data fits the network, and the batch and the training set fit the ranks;
+    returns the steps per epoch (which are only defined once the batch fits)."""
     if info["n_features"] != cfg.layers[0] or info["n_classes"] != cfg.layers[-1]:
         raise DataError(
             f"{cfg.data} has {info['n_features']} features and {info['n_classes']} classes, "
@@ -150,9 +150,11 @@ def _check_fit(cfg: Config, info: dict[str, Any], ranks: int) -> None:
                           "every rank needs at least one sample per step")
     if info["train_size"] < ranks:
         raise ConfigError(f"{ranks} ranks but only {info['train_size']} training samples")
-    if steps_per_epoch(info["train_size"], cfg.batch_size, ranks) < 1:
+    steps = steps_per_epoch(info["train_size"], cfg.batch_size, ranks)
+    if steps < 1:
         raise ConfigError(f"--batch-size {cfg.batch_size} is larger than the "
                           f"{info['train_size']} training samples allow")
+    return steps
 
 
 def replicas(start: Start, comm: Comm) -> tuple[MLP, SGD]:

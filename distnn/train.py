@@ -195,11 +195,8 @@ def _write(net: MLP, optimizer: SGD, plan: Plan, position: Position, ranks: int)
                      "epoch_cost": position.epoch_cost, "ranks": ranks})
 
 
-def train(start: Start, comm: Comm, stop: StopRequest | None = None) -> int:
-    """Run (or continue) the training ``start`` describes; returns the process exit status.
-
-    ``stop`` lets a test stand in for the signals.
-    """
+def train(start: Start, comm: Comm, stop: StopRequest) -> int:
+    """Run (or continue) the training ``start`` describes; returns the process exit status."""
     cfg = start.cfg
     log = RunLog(cfg, comm.rank)
     log.note(crowded_note(start.ranks_here))
@@ -225,7 +222,6 @@ def train(start: Start, comm: Comm, stop: StopRequest | None = None) -> int:
                    steps))
     log.record({"event": "start", "ranks": comm.size, "config": cfg.to_dict(),
                 "epoch": plan.first.epoch, "step": plan.first.step})
-    stop = stop or StopRequest()
     if comm.rank == 0:  # a signal during a stall: what rank 0 writes before the job ends
         stall.keep(lambda where: _write(net, optimizer, plan, Position(*where), comm.size),
                    cfg.checkpoint)
@@ -240,7 +236,10 @@ def train(start: Start, comm: Comm, stop: StopRequest | None = None) -> int:
 
 
 def run(cfg: Config, given: dict[str, Any], comm: Comm, stop: StopRequest | None = None) -> int:
-    """Agree on the start (``given``: the settings named on the command line), then train."""
+    """Agree on the start (``given``: the settings named on the command line), then train.
+
+    ``stop`` lets a test stand in for the signals.
+    """
     stop = stop or StopRequest()  # before the start: a signal while preparing data is kept too
     return train(agree_on_start(comm, cfg, given), comm, stop)
 
