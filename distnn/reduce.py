@@ -175,7 +175,11 @@ class SharedMemoryReduce(_Reducer):
         return (2 + per_node) * cls._width(n)
 
     def local_grad(self) -> np.ndarray:
-        """Where this rank's gradient goes: its row of the shared table."""
+        """Where this rank's gradient goes: its row of the shared table.
+
+        Ask again for every sum: after a sum, other ranks may still read the row
+        until the next local_grad() or publish(), which wait for them.
+        """
         if self._rows_in_use:  # no publish() since the last sum: others may still read my row
             self._sync()  # MPI
         return self._my_grad
@@ -186,6 +190,8 @@ class SharedMemoryReduce(_Reducer):
         Returns (cost summed over the global batch, stop requested anywhere);
         ``grad`` then holds the summed gradient of ``params[part]``.
         """
+        if self._rows_in_use:  # a second sum with no local_grad() or publish() between
+            self._sync()  # MPI
         self._mine[0] = cost
         self._mine[1] = 1.0 if stop else 0.0
         t0 = time.perf_counter()
