@@ -407,9 +407,7 @@ def test_a_link_down_mid_epoch_ends_the_job_on_every_host(hosts, data, tmp_path)
                 time.sleep(0.1)
         finally:
             subprocess.run(["ip", "link", "set", "dnnv2", "up"], check=True, timeout=10)
-        job.stdout.read()
-        err = job.stderr.read()
-        job.wait(timeout=60)
+        err = job.communicate(timeout=60)[1]  # bounded: a launcher's process may linger
     finally:
         if job.poll() is None:
             job.kill()

@@ -6,6 +6,7 @@ what mpirun does when a rank raises, dies, or is signalled.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -13,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -56,26 +58,49 @@ STALL = 2  # --stall-timeout in the tests below, seconds
 def run_fault(mode: str, ranks: int, *args: str,
               then: signal.Signals | None = None) -> tuple[int, float, str]:
     """tests/faulty_train.py MODE on ``ranks`` ranks, and once rank 1 says it injects
-    the fault, ``then`` (a signal) to mpirun: (status, seconds after the fault, stderr)."""
+    the fault, ``then`` (a signal) to mpirun: (status, seconds after the fault, stderr).
+
+    Every wait has a deadline. stderr is read by a thread, because its end comes
+    only when every process holding it has closed it (mpirun, its proxies, the
+    ranks): one left behind must fail the test with what was said, not hang it.
+    """
     job = subprocess.Popen([MPIRUN, "-n", str(ranks), sys.executable,
                             str(HERE / "faulty_train.py"), mode, *args],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        lines = []
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)  # one group: all of it can be killed
+    lines: list[str] = []
+    faulted = threading.Event()
+
+    def read() -> None:
         for line in job.stderr:
             lines.append(line)
             if line.startswith("fault:"):
-                break
+                faulted.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    t0 = time.monotonic()
+    try:
+        if not faulted.wait(timeout=60):
+            raise AssertionError("rank 1 never reached its fault:\n" + "".join(lines))
+        t0 = time.monotonic()
         if then is not None:
             job.send_signal(then)
-        t0 = time.monotonic()
-        lines += job.stderr.readlines()
-        job.wait(timeout=60)
+        try:
+            job.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("mpirun did not end within 60 s of the fault:\n"
+                                 + "".join(lines)) from None
+        elapsed = time.monotonic() - t0
+        reader.join(timeout=10)
+        if reader.is_alive():
+            raise AssertionError("mpirun ended, but a process it started still holds its "
+                                 "stderr 10 s later:\n" + "".join(lines))
     finally:
-        if job.poll() is None:
-            job.kill()
-            job.wait()
-    return job.returncode, time.monotonic() - t0, "".join(lines)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(job.pid, signal.SIGKILL)  # whatever is left of the job
+        job.wait()
+    return job.returncode, elapsed, "".join(lines)
 
 
 @pytest.mark.parametrize("ranks", [2, 4])
