@@ -31,17 +31,57 @@ timeout (at most GRACE_SECONDS), it ends the same way.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from distnn.comm import UNWATCHED, Comm, MPIComm, Unwatched
+from distnn.comm import UNWATCHED, Comm, MPIComm, Unwatched, drain_output
 
 QUERY, ANSWER = 1, 2  # message tags on the watchdog's communicator
+
+
+# Run by a process of its own: this one is gone by then (MPI_Abort exits).
+_KILLER = """
+import os, signal, sys, time
+time.sleep(float(sys.argv[1]))
+for pid, started in zip(sys.argv[2::2], sys.argv[3::2]):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[19] == started:
+                os.kill(int(pid), signal.SIGKILL)
+    except (OSError, IndexError):
+        pass
+"""
+
+
+def _kill_later(processes: list[tuple[str, int, int]], seconds: float) -> None:
+    """SIGKILL these processes ``seconds`` from now, if each is still the one it was."""
+    args = [str(x) for _, pid, started in processes for x in (pid, started)]
+    with contextlib.suppress(OSError):
+        subprocess.Popen([sys.executable, "-c", _KILLER, str(seconds), *args],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+
+
+def _process(pid: int | None = None) -> tuple[str, int, int] | None:
+    """(host and pid namespace, pid, start time) of a process (this one by default),
+    None where /proc cannot tell: with the start time, a pid used again is not taken
+    for the process that had it."""
+    pid = os.getpid() if pid is None else pid
+    try:
+        namespace = os.stat(f"/proc/{pid}/ns/pid").st_ino
+        with open(f"/proc/{pid}/stat") as f:
+            started = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+    except (OSError, ValueError, IndexError):
+        return None
+    return f"{socket.gethostname()}/{namespace}", pid, started
 
 
 def watch(comm: Comm, timeout: float) -> Watch | Unwatched:
@@ -65,11 +105,14 @@ class Watch:
     # this long the rank ends by itself.
     ABORT_SECONDS = 4
     SAVE_SECONDS = 60  # for rank 0's checkpoint as the job ends
+    KILL_AFTER_SECONDS = 1.0  # the silent ranks on this host die this long after the abort
 
     def __init__(self, comm: MPIComm, timeout: float) -> None:
         self.timeout = timeout
         self.side = comm.dup()  # collective, like everything here but the thread
-        self.hosts = self.side.allgather(self.side.hostname())
+        # Who each rank is: its host, and the process (for _kill_silent).
+        self.hosts, self.processes = zip(*self.side.allgather(
+            (self.side.hostname(), _process())))
         self.op: str | None = None  # the collective this rank is in, if any
         self.since = time.monotonic()
         self.where: tuple[int, int, float] | None = None  # (epoch, step, epoch's cost so far)
@@ -78,6 +121,7 @@ class Watch:
         self._signals: int | None = None  # StopRequest's wakeup pipe
         self._save: Callable[[tuple[int, int, float]], None] | None = None
         self._path = ""
+        self.killed: list[int] = []  # silent ranks on this host, that _abort ends
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="distnn-stall-watch", daemon=True)
         self._thread.start()
@@ -166,6 +210,9 @@ class Watch:
         # The kernel's alarm, not a Python timer: a thread blocked in MPI_Abort may
         # hold the GIL. Nothing in distnn handles SIGALRM, so it ends the process.
         signal.alarm(self.ABORT_SECONDS)
+        drain_output()  # what this rank said is out before the launcher ends the job
+        if self.killed:  # after the abort: a launcher that sees a rank killed first reports 9
+            _kill_later([self.processes[rank] for rank in self.killed], self.KILL_AFTER_SECONDS)
         self.side.abort(status)
 
     def _linger(self, seconds: float) -> None:
@@ -208,11 +255,25 @@ class Watch:
                 answers[got[0]] = got[1]
         waiting = [r for r, a in answers.items()
                    if (a["op"], a["where"]) == (mine["op"], mine["where"])]
+        self.killed = self._silent_here(answers)
         if me != min(waiting):  # the reporter ends the job; should it fail to, this rank does
             signal.alarm(int(self.LINGER_SECONDS) + self.ABORT_SECONDS)
             self._linger(self.LINGER_SECONDS)
-            self.side.abort(self.EXIT_STATUS)
+            self._abort(self.EXIT_STATUS)
         self._end(self.report(mine, answers, waiting))
+
+    def _silent_here(self, answers: dict[int, dict[str, Any]]) -> list[int]:
+        """The ranks on this host that did not answer, for ``_abort`` to have killed.
+
+        A stopped rank (SIGSTOP) takes no signal but SIGKILL, and an MPI launcher
+        that misses the abort (MPICH's does, now and then) would wait for it
+        for ever. The job is ending: the rank that ends it ends these too, once
+        sure each pid is still that rank's process.
+        """
+        mine = _process()
+        return [rank for rank, process in enumerate(self.processes)
+                if rank not in answers and mine is not None and process is not None
+                and process[0] == mine[0] and _process(process[1]) == process]
 
     def report(self, mine: dict[str, Any], answers: dict[int, dict[str, Any]],
                waiting: list[int]) -> str:
@@ -222,7 +283,8 @@ class Watch:
         for rank in range(self.side.size):
             who = f"rank {rank} on {self.hosts[rank]}"
             if rank not in answers:
-                culprits.append(f"{who} does not answer (stopped, or its host or link is down)")
+                culprits.append(f"{who} does not answer (stopped, or its host or link is down)"
+                                + (", and is killed" if rank in self.killed else ""))
             elif rank not in waiting:
                 a = answers[rank]
                 doing = f"is in {a['op']}" if a["op"] else "is in no collective"
