@@ -39,12 +39,19 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         _fsync(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; our files are meant to be shared
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; keep the user's umask instead
         os.replace(tmp, path)
     except BaseException:  # KeyboardInterrupt too: never leave the temporary file behind
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    """This process's umask (reading it means setting it: put it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def remove_orphans(path: Path, host: str) -> list[Path]:

@@ -27,7 +27,12 @@ REDUCERS = ("auto", "allreduce", "shm")
 # to train. Everything else must match the checkpoint, or the resumed run would
 # not be the run that was interrupted.
 RESUMABLE_CHANGES = ("data", "checkpoint", "resume", "metrics", "epochs", "progress", "reduce",
-                     "stall_timeout", "check_every")
+                     "stall_timeout", "check_every", "take_lock")
+# This invocation's own settings: where the run writes, and whether it may take
+# another run's lock. They come from its command line (or the defaults), never
+# from a checkpoint: a copied, shared or tampered checkpoint must not choose
+# which file the trainer replaces or appends to.
+OWN = ("checkpoint", "metrics", "take_lock")
 
 
 class ConfigError(ValueError):
@@ -67,6 +72,7 @@ class Config:
     # The replicas are compared after every epoch, and every check_every steps if > 0.
     check_every: int = 0
     progress: bool = True  # a progress bar, only when stderr is a terminal
+    take_lock: bool = False  # write the checkpoint even if another run's lock names it
 
     def validate(self) -> None:
         """Raise ConfigError on any setting that cannot work, before any training."""
@@ -88,16 +94,22 @@ class Config:
             raise ConfigError("--nesterov needs --momentum > 0")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ConfigError(f"--weight-decay must be >= 0, got {self.weight_decay}")
-        if self.warmup_epochs < 0:
-            raise ConfigError(f"--warmup-epochs must be >= 0, got {self.warmup_epochs}")
+        if not (math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0):
+            raise ConfigError(f"--warmup-epochs must be a number >= 0, got {self.warmup_epochs}")
         if self.step_epochs < 1:
             raise ConfigError(f"--step-epochs must be at least 1, got {self.step_epochs}")
+        if not (math.isfinite(self.gamma) and self.gamma > 0):
+            raise ConfigError(f"--gamma must be a positive number, got {self.gamma}")
+        if self.seed < 0:
+            raise ConfigError(f"--seed must be >= 0, got {self.seed}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown --schedule {self.schedule!r}")
         if self.reduce not in REDUCERS:
             raise ConfigError(f"unknown --reduce {self.reduce!r}")
         if not self.checkpoint:
             raise ConfigError("--checkpoint must name a file")
+        if self.metrics is not None and not self.metrics:
+            raise ConfigError("--metrics must name a file")
         if self.check_every < 0:
             raise ConfigError(f"--check-every must be >= 0 steps, got {self.check_every}")
         if not (math.isfinite(self.stall_timeout) and self.stall_timeout >= 0):
@@ -108,8 +120,40 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> Config:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        """The Config a checkpoint saved; a value of the wrong type is a ConfigError.
+
+        Settings it lacks (saved by an older distnn) take their defaults.
+        """
+        if not isinstance(d, dict):
+            raise ConfigError(f"settings must be a JSON object, got {type(d).__name__}")
+        defaults = cls()
+        values = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in d:
+                continue
+            value, default = d[f.name], getattr(defaults, f.name)
+            if not _same_kind(value, default, f.name):
+                raise ConfigError(f"setting {f.name!r} is {value!r}, expected {f.type}")
+            values[f.name] = float(value) if isinstance(default, float) else value
+        return cls(**values)
+
+
+def _same_kind(value, default, name: str) -> bool:
+    """Whether saved ``value`` can stand where ``default`` does (JSON has no bool/int split)."""
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if name == "metrics":
+        return value is None or isinstance(value, str)
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return number(value) and isinstance(value, int)
+    if isinstance(default, float):
+        return number(value)
+    if isinstance(default, list):
+        return isinstance(value, list) and all(number(v) and isinstance(v, int) for v in value)
+    return isinstance(value, type(default))
 
 
 def parse_layers(text: str) -> list[int]:
@@ -158,10 +202,12 @@ examples:
       --schedule constant --warmup-epochs 0 --epochs 10   # the seed lecture's recipe
   mpirun -n 4 python -m distnn.train --resume       # continue an interrupted run
 
-exit status: 0 trained; 2 bad arguments or data; 75 interrupted by SIGTERM/SIGINT
-after writing the checkpoint (rerun with --resume), also after a stall (see
---stall-timeout) when rank 0 could write it; 1 any other failure, a stall
-without a checkpoint, or replicas that differ (see --check-every).
+exit status: 0 trained; 2 bad arguments, data or checkpoint, a --checkpoint or
+--metrics that cannot be written, or a checkpoint another run writes (its
+PATH.lock); 75 interrupted by SIGTERM/SIGINT after writing the checkpoint (rerun
+with --resume), also after a stall (see --stall-timeout) when rank 0 could
+write it; 1 any other failure, a stall without a checkpoint, or replicas that
+differ (see --check-every).
 
 BLAS threads: each rank uses cores/ranks-on-node threads; set DISTNN_THREADS=n,
 or OMP_NUM_THREADS / OPENBLAS_NUM_THREADS, to choose yourself.
@@ -196,7 +242,14 @@ def _files_arguments(io, d: Config) -> None:
                     help="continue from --checkpoint; starts afresh, with a notice, if it "
                          "does not exist yet (so batch scripts can always pass it)")
     io.add_argument("--metrics", metavar="PATH",
-                    help="append one JSON line per epoch here (plot: python -m distnn.plot PATH)")
+                    help="append one JSON line per epoch here (plot: python -m distnn.plot PATH); "
+                         "a resumed run writes metrics only if given it again, as it writes "
+                         "only to the --checkpoint it is given: never to paths stored in the "
+                         "checkpoint")
+    io.add_argument("--take-lock", action="store_true", dest="take_lock",
+                    help="write --checkpoint even if its lock (PATH.lock) names another run "
+                         "that may still be running; a lock whose run has ended, or that an "
+                         "earlier run of this batch job holds, is taken over without it")
 
 
 def _model_arguments(model, d: Config) -> None:
@@ -288,6 +341,8 @@ def merge_resumed(saved: dict, given: dict) -> Config:
     promise that a resumed run equals the uninterrupted one.
     """
     cfg = Config.from_dict(saved)
+    for name in OWN:
+        setattr(cfg, name, getattr(Config(), name))
     for name, value in given.items():
         if name in RESUMABLE_CHANGES:
             setattr(cfg, name, value)
