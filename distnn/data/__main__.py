@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=DEFAULT_SEED,
                    help=f"seed of the training-set shuffle (default: {DEFAULT_SEED})")
     p.add_argument("--classes", type=int, metavar="K",
-                   help="number of classes (default: max training label + 1; 10 for MNIST)")
+                   help="number of classes (default: max training label + 1, refused if a "
+                        "class in between has no training sample; 10 for MNIST)")
 
     i = commands.add_parser("info", help="print a data file's attributes and class counts",
                             description="Validate a data file and print its schema attributes, "

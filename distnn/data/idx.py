@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
+import math
 import struct
 import zlib
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
+from ..memory import shortfall
 from .errors import DataError
 from .source import Source
 
@@ -37,46 +41,86 @@ FILES = {
 }
 
 
+MAX_DIMS = 4  # (N, rows, cols, channels): more is not an image data set
+_CHUNK = 1 << 20
+
+
 def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """Decode one IDX file's bytes into a uint8 array shaped as its header says."""
-    if len(data) < 4:
-        raise DataError(f"{name}: truncated IDX file ({len(data)} bytes, no header)")
-    zero, dtype, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or ndim == 0:
-        magic = int.from_bytes(data[:4], "big")
+    return _read_stream(io.BytesIO(data), name, len(data))
+
+
+def _read_stream(stream: IO[bytes], name: str, stored: int | None) -> np.ndarray:
+    """Read an IDX file from ``stream``: the header, then exactly the bytes it declares.
+
+    ``stored``: the file's size where it is known before reading (a raw file),
+    so a wrong size is refused without reading it. Otherwise (gzip) at most one
+    byte more than the header declares is ever read: a file that inflates to
+    more is refused as soon as it does.
+    """
+    head = stream.read(4)
+    if len(head) < 4:
+        raise DataError(f"{name}: truncated IDX file ({len(head)} bytes, no header)")
+    zero, dtype, ndim = struct.unpack(">HBB", head)
+    if zero != 0:
+        magic = int.from_bytes(head, "big")
         raise DataError(f"{name}: not an IDX file (bad magic number 0x{magic:08x})")
     if dtype != UBYTE:
         raise DataError(
             f"{name}: IDX element type 0x{dtype:02x} is not supported (only 0x08, unsigned byte)"
         )
+    if not 1 <= ndim <= MAX_DIMS:
+        raise DataError(f"{name}: IDX header says {ndim} dimensions; distnn reads 1 to {MAX_DIMS}")
     header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"{name}: truncated IDX file (header cut short)")
-    dims = struct.unpack(f">{ndim}I", data[4:header])
-    expected = header + int(np.prod(dims, dtype=np.int64))
-    if len(data) != expected:
-        what = "truncated" if len(data) < expected else "too long"
-        raise DataError(
-            f"{name}: {what} IDX file: header {tuple(dims)} needs {expected} bytes, "
-            f"file has {len(data)}"
-        )
-    # frombuffer is a zero-copy view of read-only bytes; copy to own the memory.
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims).copy()
+    raw_dims = stream.read(4 * ndim)
+    if len(raw_dims) < 4 * ndim:
+        raise DataError(f"{name}: truncated IDX file (a header of {ndim} dimensions needs "
+                        f"{header} bytes, the file has {4 + len(raw_dims)})")
+    dims = struct.unpack(f">{ndim}I", raw_dims)
+    if 0 in dims:
+        raise DataError(f"{name}: IDX header {dims} has a dimension of size 0")
+    count = math.prod(dims)  # a Python int: no overflow, whatever the header says
+    expected = header + count
+    if stored is not None and stored != expected:
+        what = "truncated" if stored < expected else "too long"
+        raise DataError(f"{name}: {what} IDX file: header {dims} needs {expected} bytes, "
+                        f"file has {stored}")
+    short = shortfall(count)
+    if short:
+        raise DataError(f"{name}: IDX header {dims} needs {short}")
+    array = np.empty(count, np.uint8)
+    view, got = memoryview(array), 0
+    while got < count:
+        n = stream.readinto(view[got:got + _CHUNK])
+        if not n:
+            raise DataError(f"{name}: truncated IDX file: header {dims} needs {expected} bytes, "
+                            f"file has {header + got}")
+        got += n
+    if stream.read(1):
+        raise DataError(f"{name}: too long IDX file: it holds more than the {expected} bytes "
+                        f"its header {dims} declares")
+    return array.reshape(dims)
 
 
 def read_idx(path: Path) -> tuple[np.ndarray, str]:
-    """Read an IDX file (raw or .gz); return (array, sha256 of the file as stored)."""
+    """Read an IDX file (raw or .gz); return (array, sha256 of the file as stored).
+
+    Memory stays within what the header declares (see ``_read_stream``).
+    """
+    gz = path.suffix == ".gz"
     try:
-        raw = path.read_bytes()
+        stored = path.stat().st_size
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as stream:
+            array = _read_stream(stream, str(path), None if gz else stored)
+        digest = hashlib.sha256()  # once the file is known to be sound: never of a decoy
+        with open(path, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise DataError(f"{path}: corrupt or truncated gzip file ({err})") from None
     except OSError as err:
         raise DataError(f"cannot read {path}: {err.strerror or err}") from None
-    data = raw
-    if path.suffix == ".gz":
-        try:
-            data = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as err:
-            raise DataError(f"{path}: corrupt or truncated gzip file ({err})") from None
-    return parse_idx(data, str(path)), hashlib.sha256(raw).hexdigest()
+    return array, digest.hexdigest()
 
 
 def find_file(directory: Path, stem: str) -> Path:

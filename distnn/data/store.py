@@ -23,11 +23,13 @@ import h5py
 import numpy as np
 
 from ..atomic import atomic_path
+from ..memory import unstored
 from .errors import DataError
 
 SCHEMA_VERSION = 1
 SPLITS = ("train", "test")
 CHUNK_ROWS = 256  # 256 x 784 B = 196 KiB per image chunk: fits h5py's 1 MiB chunk cache
+LABEL_BLOCK = 1 << 20  # labels checked this many at a time
 REQUIRED_ATTRS = ("schema_version", "source", "source_sha256", "image_shape", "n_classes",
                   "shuffle_seed")
 
@@ -107,6 +109,11 @@ def _check_schema(f: h5py.File, path: Path) -> None:
         raise DataError(f"{path}: attribute image_shape must be positive integers, "
                         f"got {image_shape.tolist()}")
     n_features = int(np.prod(image_shape))
+    n_classes = f.attrs["n_classes"]
+    if not (np.ndim(n_classes) == 0 and np.issubdtype(np.asarray(n_classes).dtype, np.integer)
+            and 1 <= int(n_classes) <= 256):
+        raise DataError(f"{path}: attribute n_classes must be an integer in 1..256 (uint8 "
+                        f"labels), got {n_classes!r}")
     for split in SPLITS:
         if not isinstance(f.get(split), h5py.Group):
             raise DataError(f"{path}: missing group /{split}")
@@ -128,15 +135,33 @@ def _check_schema(f: h5py.File, path: Path) -> None:
             raise DataError(
                 f"{path}: /{split} has {len(images)} images but {len(labels)} labels"
             )
+        if len(labels) == 0:
+            raise DataError(f"{path}: /{split} is empty: no {split} samples")
+        for ds in (images, labels):
+            problem = unstored(ds)
+            if problem:
+                raise DataError(f"{path}: {problem}")
+
+
+def _check_labels(labels: h5py.Dataset, n_classes: int, path: Path) -> None:
+    """Every label is a class: found here, not as an IndexError in the middle of an epoch."""
+    for start in range(0, len(labels), LABEL_BLOCK):  # a block at a time: bounded memory
+        block = labels[start:start + LABEL_BLOCK]
+        if block.max() >= n_classes:
+            row = start + int(np.argmax(block >= n_classes))
+            raise DataError(f"{path}: {labels.name} holds label {int(labels[row])} at row {row}, "
+                            f"outside 0..{n_classes - 1} for the file's {n_classes} classes")
 
 
 def describe(path: str | Path) -> dict:
-    """Validate `path` and return its schema attrs and split sizes.
+    """Validate `path`, every label included, and return its schema attrs and split sizes.
 
     Keys: path, schema_version, source, source_sha256, image_shape (tuple),
     n_features, n_classes, shuffle_seed, train_size, test_size.
     """
     with open_checked(path) as f:
+        for split in SPLITS:  # every row, so only here: readers of a shard read their own rows
+            _check_labels(f[split]["labels"], int(f.attrs["n_classes"]), Path(path))
         image_shape = tuple(int(d) for d in f.attrs["image_shape"])
         return {
             "path": str(path),
