@@ -38,5 +38,5 @@ def test_a_version_1_checkpoint_is_refused_with_its_version(tmp_path):
     _, _, path = _saved(tmp_path)
     with h5py.File(path, "r+") as f:
         f.attrs["version"] = 1  # stored each w row by row: loading it as now would scramble w
-    with pytest.raises(CheckpointError, match="checkpoint version 1, this distnn reads version 2"):
+    with pytest.raises(CheckpointError, match="checkpoint version 1, this distnn reads versions 2"):
         read_checkpoint(path)
