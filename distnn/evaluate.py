@@ -76,9 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--show", type=int, default=0, metavar="N",
                         help="print the first N test images as ASCII art with label and prediction")
     args = parser.parse_args(argv)
+    if args.show < 0:
+        parser.error(f"--show must be >= 0, got {args.show}")
     try:
         net = load_checkpoint(args.checkpoint)
-        data = args.data or read_checkpoint(args.checkpoint)["config"]["data"]
+        data = args.data or read_checkpoint(args.checkpoint)["config"].get("data")
+        if not isinstance(data, str) or not data:
+            raise CheckpointError(f"{args.checkpoint}: corrupt checkpoint: it names no data "
+                                  "file (give one with --data)")
         info = describe(data)
         if info["n_features"] != net.sizes[0] or info["n_classes"] != net.sizes[-1]:
             raise DataError(

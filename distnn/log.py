@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from distnn.config import Config
 from distnn.evaluate import accuracy
+from distnn.outputs import OutputError
 
 
 class _NoBar:
@@ -45,8 +47,14 @@ class RunLog:
     def record(self, record: dict[str, Any]) -> None:
         """One JSON line in the metrics file, if the run keeps one."""
         if self.root and self.cfg.metrics:
-            with open(self.cfg.metrics, "a") as metrics:
-                metrics.write(json.dumps(record) + "\n")
+            path = Path(self.cfg.metrics)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "a") as metrics:
+                    metrics.write(json.dumps(record) + "\n")
+            except OSError as err:  # a full disk: one line, not a traceback
+                raise OutputError(f"cannot append to --metrics {path}: "
+                                  f"{err.strerror or err}") from None
 
     def progress(self, total: int, initial: int, epoch: int):
         """A progress bar over the epoch's steps, when asked for and stderr is a terminal."""

@@ -16,15 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from distnn.checkpoint import CheckpointError, read_checkpoint
 from distnn.comm import Comm
 from distnn.config import DEFAULT_DATA, Config, ConfigError, merge_resumed
 from distnn.data import DataError, describe, prepare, shard_range
+from distnn.memory import shortfall
+from distnn.memory import size as show_size
 from distnn.network import MLP
 from distnn.optim import SGD
+from distnn.outputs import Lock, OutputError, check_output
 from distnn.threads import limit_blas_threads
 
-USER_ERRORS = (ConfigError, DataError, CheckpointError)
+USER_ERRORS = (ConfigError, DataError, CheckpointError, OutputError)
 
 
 class UsageError(Exception):
@@ -72,11 +77,12 @@ class Start:
     position: Position
     resumed: bool
     # This rank's own: ranks on its node, and the BLAS threads it took (None: the
-    # user's setting), and the checkpoint's arrays (rank 0's only: the others
-    # receive them by broadcast, see ``replicas``).
+    # user's setting); rank 0's only: the checkpoint's arrays (the others receive
+    # them by broadcast, see ``replicas``) and the checkpoint's lock.
     ranks_here: int = 1
     threads: int | None = None
     arrays: dict[str, Any] | None = None
+    lock: Lock | None = None  # rank 0's hold on the checkpoint: release() it when done
 
 
 def agree_on_start(comm: Comm, cfg: Config, given: dict[str, Any]) -> Start:
@@ -91,35 +97,75 @@ def agree_on_start(comm: Comm, cfg: Config, given: dict[str, Any]) -> Start:
     except ValueError as err:  # the same environment on every rank: all stop
         raise UsageError(str(err)) from None
     outcome: Any = None
-    arrays = None
+    arrays = lock = None
     if comm.rank == 0:
         try:
-            outcome, arrays = _start_on_root(cfg, given, comm.size)
+            outcome, arrays = _start_on_root(cfg, given, comm.size, ranks_here)
+            lock = Lock(outcome.cfg.checkpoint)  # last: nothing is written unless all is well
+            lock.acquire(take=outcome.cfg.take_lock)
         except USER_ERRORS as err:
             outcome = str(err)
     outcome = comm.bcast(outcome)  # MPI: the others wait here while rank 0 prepares data
     if isinstance(outcome, str):
         raise UsageError(outcome)
     outcome.ranks_here, outcome.threads, outcome.arrays = ranks_here, threads, arrays
+    outcome.lock = lock
     return outcome
 
 
-def _start_on_root(cfg: Config, given: dict[str, Any],
-                   ranks: int) -> tuple[Start, dict[str, Any] | None]:
+def _start_on_root(cfg: Config, given: dict[str, Any], ranks: int,
+                   ranks_here: int) -> tuple[Start, dict[str, Any] | None]:
     """The checks that need the file system; rank 0 only."""
+    check_output(cfg.checkpoint, "--checkpoint")
+    if cfg.metrics:
+        check_output(cfg.metrics, "--metrics")
     ckpt = _checkpoint_to_resume(cfg)
     if ckpt is not None:
-        cfg = merge_resumed(ckpt["config"], given)
+        cfg = _resumed_config(ckpt, given, cfg.checkpoint)
     if not Path(cfg.data).exists() and cfg.data == DEFAULT_DATA:
         print(f"distnn: {cfg.data} is missing: preparing MNIST there first", file=sys.stderr)
         prepare(cfg.data)
     info = describe(cfg.data)
     steps = _check_fit(cfg, info, ranks)
+    _check_memory(cfg, info, ranks, ranks_here)
     if ckpt is None:
         return Start(cfg, info, steps, Position(), resumed=False), None
     arrays = {"params": ckpt["params"], "optimizer": ckpt["optimizer"]}
     position = Position.resumed(ckpt["position"], steps)
     return Start(cfg, info, steps, position, resumed=True), arrays
+
+
+def _resumed_config(ckpt: dict[str, Any], given: dict[str, Any], path: str) -> Config:
+    """The settings a resumed run goes on with: the checkpoint's, checked against its model."""
+    try:
+        Config.from_dict(ckpt["config"]).validate()
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: corrupt checkpoint: its settings: {err}") from None
+    cfg = merge_resumed(ckpt["config"], given)
+    model = ckpt["model"]
+    if (model.get("sizes"), model.get("dtype")) != (cfg.layers, cfg.dtype) \
+            or ckpt["params"].dtype != np.dtype(cfg.dtype) \
+            or not isinstance(ckpt["optimizer"].get("velocity"), np.ndarray):
+        raise CheckpointError(f"{path}: corrupt checkpoint: its model, its parameters and its "
+                              "settings do not agree")
+    return cfg
+
+
+def _check_memory(cfg: Config, info: dict[str, Any], ranks: int, ranks_here: int) -> None:
+    """The ranks on this node fit its memory: their shards, networks and workspaces."""
+    itemsize = np.dtype(cfg.dtype).itemsize
+    rows = -(-(info["train_size"] + info["test_size"]) // ranks)
+    shards = rows * info["n_features"] * (1 + 2 * itemsize)  # bytes read, then their floats
+    params = sum(a * b + b for a, b in zip(cfg.layers[:-1], cfg.layers[1:]))
+    m_here = -(-cfg.batch_size // ranks)
+    workspace = m_here * (info["n_features"] + 4 * sum(cfg.layers[1:])) * itemsize
+    each = shards + 4 * params * itemsize + workspace  # params, velocity, gradient, a copy
+    short = shortfall(ranks_here * each)
+    if short:
+        raise ConfigError(f"{ranks_here} rank(s) on this node would need about {short} "
+                          f"({show_size(each)} each: the shards of {cfg.data}, the network's "
+                          f"{params} parameters and its workspace); use fewer ranks per node, "
+                          "float32, or a smaller --layers or --batch-size")
 
 
 def _checkpoint_to_resume(cfg: Config) -> dict[str, Any] | None:

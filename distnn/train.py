@@ -241,7 +241,12 @@ def run(cfg: Config, given: dict[str, Any], comm: Comm, stop: StopRequest | None
     ``stop`` lets a test stand in for the signals.
     """
     stop = stop or StopRequest()  # before the start: a signal while preparing data is kept too
-    return train(agree_on_start(comm, cfg, given), comm, stop)
+    start = agree_on_start(comm, cfg, given)
+    try:
+        return train(start, comm, stop)
+    finally:
+        if start.lock is not None:  # rank 0's; a process killed outright drops it too
+            start.lock.release()
 
 
 def main(argv: list[str] | None = None) -> int:

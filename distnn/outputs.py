@@ -1,0 +1,141 @@
+"""Where a run writes: checked before its first step, and written by one run at a time.
+
+``check_output`` turns a path that cannot work (a directory where the file
+should be, a parent that cannot be made, a place that cannot be written) into
+one line at start-up, instead of a traceback after an epoch of training.
+
+``Lock`` keeps two runs from writing one checkpoint: ``PATH.lock`` names the
+run that holds it (host, pid, since when, batch job), and that run holds an
+flock on it. The kernel drops an flock when its process ends, however it ends,
+so a lock left by a run that was killed is free again, and taken over. A lock
+another batch job holds on another host may outlive a lost host on a network
+file system for the server's lease (about 90 s on NFS): a requeued job (the same
+SLURM_JOB_ID or PBS_JOBID) takes over its own run's lock without waiting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+class OutputError(Exception):
+    """A place the run cannot write to, or that another run writes; one line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+def check_output(path: str, flag: str) -> None:
+    """Raise OutputError unless the file ``path`` (given as ``flag``) can be written.
+
+    Creates nothing: a missing parent directory is made when the file is first
+    written, so here the nearest one that exists must be a writable directory.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise OutputError(f"{flag} {path} is a directory; give the path of a file")
+    if target.exists() and not target.is_file():
+        raise OutputError(f"{flag} {path} exists and is not a regular file")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise OutputError(f"{flag} {path}: the file is not writable")
+    here = target.absolute().parent
+    while not here.exists():
+        here = here.parent
+    if not here.is_dir():
+        raise OutputError(f"{flag} {path}: {here} is a file, not a directory")
+    try:  # the one sure test (permissions, read-only mounts, quotas): write a file there
+        fd, probe = tempfile.mkstemp(dir=here, prefix=f".{target.name}.probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise OutputError(f"{flag} {path}: cannot write in {here} ({err.strerror or err})") \
+            from None
+
+
+def _batch_job() -> str | None:
+    return os.environ.get("SLURM_JOB_ID") or os.environ.get("PBS_JOBID")
+
+
+class Lock:
+    """``<checkpoint>.lock``: held by the one run that writes ``checkpoint``."""
+
+    def __init__(self, checkpoint: str) -> None:
+        self.checkpoint = checkpoint
+        self.path = Path(f"{checkpoint}.lock")
+        self._fd: int | None = None
+
+    def acquire(self, take: bool = False) -> None:
+        """Hold the lock, or raise OutputError naming the run that does.
+
+        ``take``: go on anyway (the user says that run is gone), with a note.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # the checkpoint's, checked
+        for _ in range(10):  # a holder may unlink the file between our open and our flock
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as err:
+                os.close(fd)
+                if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise OutputError(f"cannot lock {self.path} ({err.strerror})") from None
+                holder = self._holder()
+                if holder.get("job") and holder.get("job") == _batch_job():
+                    return  # this batch job's earlier run, on a host now lost: ours
+                if take:
+                    print(f"distnn: note: --take-lock: writing {self.checkpoint} although "
+                          f"{_describe(holder)} holds its lock", file=sys.stderr)
+                    return
+                raise OutputError(
+                    f"{self.checkpoint} is being written by another run ({_describe(holder)}; "
+                    f"lock {self.path}); give this run another --checkpoint, or, if that run "
+                    "is gone, pass --take-lock") from None
+            if _same_file(fd, self.path):
+                break
+            os.close(fd)  # locked a file its holder had just removed: try the new one
+        else:
+            raise OutputError(f"cannot lock {self.path}: it keeps changing")
+        me = {"host": socket.gethostname(), "pid": os.getpid(), "job": _batch_job(),
+              "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
+        self._fd = fd
+
+    def _holder(self) -> dict:
+        try:
+            holder = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return holder if isinstance(holder, dict) else {}
+
+    def release(self) -> None:
+        """Remove the lock file (while still holding it, so nobody takes a dying lock)."""
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            if _same_file(self._fd, self.path):
+                self.path.unlink()
+        os.close(self._fd)
+        self._fd = None
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except OSError:
+        return False
+
+
+def _describe(holder: dict) -> str:
+    if not holder:
+        return "a run that has not said who it is yet"
+    job = f", batch job {holder['job']}" if holder.get("job") else ""
+    return f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('since')}{job}"

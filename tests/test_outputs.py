@@ -1,0 +1,171 @@
+"""Where a run writes: only where its command line says, one run at a time, with the
+user's umask, and a full disk costs no checkpoint (the refusals are in
+test_hostile_inputs.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import pytest
+
+from distnn.checkpoint import read_checkpoint
+from distnn.outputs import Lock, OutputError
+from tests.synthetic import make_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN = ["--layers", "16,12,4", "--batch-size", "8", "--no-progress", "--warmup-epochs", "0"]
+
+
+def _train(*args: str, cwd: Path, env: dict | None = None,
+           umask: int | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "distnn.train", *TRAIN, *args], cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        capture_output=True, text=True, timeout=120,
+        preexec_fn=None if umask is None else (lambda: os.umask(umask)))
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return make_dataset(tmp_path / "data.h5")
+
+
+def test_a_tampered_checkpoint_cannot_choose_where_the_run_writes(data, tmp_path):
+    """Its stored settings name other files: the resumed run writes to the ones its
+    command line names (and keeps no metrics it was not asked for)."""
+    ckpt = tmp_path / "c.h5"
+    assert _train("--data", str(data), "--checkpoint", str(ckpt), "--epochs", "1",
+                  cwd=tmp_path).returncode == 0
+    victims = {name: tmp_path / name for name in ("victim.h5", "victim.jsonl")}
+    for path in victims.values():
+        path.write_text("the user's own file\n")
+    with h5py.File(ckpt, "r+") as f:  # an old (version 2) file: no checksum to mend
+        config = json.loads(f.attrs["config"])
+        config.update(checkpoint=str(victims["victim.h5"]), metrics=str(victims["victim.jsonl"]))
+        f.attrs["config"] = json.dumps(config)
+        f.attrs["version"] = 2
+        del f.attrs["checksum"]
+    done = _train("--data", str(data), "--checkpoint", str(ckpt), "--resume", "--epochs", "2",
+                  cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    for path in victims.values():
+        assert path.read_text() == "the user's own file\n"
+    assert read_checkpoint(ckpt)["position"]["epoch"] == 2  # written where it was told
+    assert read_checkpoint(ckpt)["config"]["checkpoint"] == str(ckpt)
+
+
+def test_files_keep_the_users_umask(data, tmp_path):
+    done = _train("--data", str(data), "--checkpoint", str(tmp_path / "c.h5"), "--epochs", "1",
+                  "--metrics", str(tmp_path / "m.jsonl"), cwd=tmp_path, umask=0o027)
+    assert done.returncode == 0, done.stderr
+    for name in ("c.h5", "m.jsonl"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o640, name
+    prepared = subprocess.run(
+        [sys.executable, "-c", "import os, sys; os.umask(0o077); "
+         "from tests.synthetic import make_dataset; make_dataset(sys.argv[1])",
+         str(tmp_path / "d.h5")], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert prepared.returncode == 0, prepared.stderr
+    assert (tmp_path / "d.h5").stat().st_mode & 0o777 == 0o600
+
+
+def _holder(lock: Path, job: str | None = None) -> subprocess.Popen:
+    """A stand-in for another run: it takes the lock as a run does, and waits."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("SLURM_JOB_ID", None)
+    env.pop("PBS_JOBID", None)
+    if job:
+        env["SLURM_JOB_ID"] = job
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom distnn.outputs import Lock\n"
+         "Lock(sys.argv[1]).acquire()\nprint('locked', flush=True)\ntime.sleep(120)",
+         str(lock)], stdout=subprocess.PIPE, text=True, env=env)
+    assert holder.stdout.readline() == "locked\n"
+    return holder
+
+
+def test_a_lock_names_its_run_and_is_free_once_that_run_is_gone(tmp_path):
+    ckpt = str(tmp_path / "c.h5")
+    holder = _holder(tmp_path / "c.h5")
+    try:
+        with pytest.raises(OutputError, match=rf"being written by another run \(pid "
+                                              rf"{holder.pid} on \S+ since"):
+            Lock(ckpt).acquire()
+    finally:
+        holder.kill()  # SIGKILL: no clean-up, the lock file stays
+        holder.wait()
+    assert Path(ckpt + ".lock").exists()
+    mine = Lock(ckpt)
+    mine.acquire()  # the kernel dropped the dead run's flock
+    assert json.loads(Path(ckpt + ".lock").read_text())["pid"] == os.getpid()
+    mine.release()
+    assert not Path(ckpt + ".lock").exists()
+
+
+def test_a_requeued_job_takes_its_own_lock_and_take_lock_goes_on(tmp_path, monkeypatch, capsys):
+    ckpt = str(tmp_path / "c.h5")
+    holder = _holder(tmp_path / "c.h5", job="4711")
+    try:
+        monkeypatch.setenv("SLURM_JOB_ID", "4712")
+        with pytest.raises(OutputError, match="batch job 4711"):
+            Lock(ckpt).acquire()
+        monkeypatch.setenv("SLURM_JOB_ID", "4711")  # the same job, requeued on another host
+        Lock(ckpt).acquire()
+        monkeypatch.setenv("SLURM_JOB_ID", "4712")
+        Lock(ckpt).acquire(take=True)
+        assert "--take-lock: writing" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_second_run_on_the_same_checkpoint_refuses(data, tmp_path):
+    ckpt = tmp_path / "c.h5"
+    holder = _holder(ckpt)
+    try:
+        done = _train("--data", str(data), "--checkpoint", str(ckpt), "--epochs", "1",
+                      cwd=tmp_path)
+        assert done.returncode == 2 and "being written by another run" in done.stderr
+        assert not ckpt.exists()
+        done = _train("--data", str(data), "--checkpoint", str(ckpt), "--epochs", "1",
+                      "--take-lock", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert ckpt.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+UNSHARE = shutil.which("unshare")
+
+
+def test_a_full_disk_at_save_time_is_one_line_and_keeps_the_last_checkpoint(data, tmp_path):
+    """A 1 MiB tmpfs holds one checkpoint of a small net; the larger net's first save
+    does not fit: one line, and the small one is still there, whole."""
+    if UNSHARE is None or os.geteuid() != 0 or subprocess.run(
+            [UNSHARE, "--mount", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs root and unshare to mount a small tmpfs")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = ('mount -t tmpfs -o size=1M tmpfs "$D" && '
+              '"$@" --checkpoint "$D/c.h5" --epochs 1 && sha256sum "$D/c.h5" > sum && '
+              '"$@" --checkpoint "$D/c.h5" --epochs 1 --layers 16,20000,4; echo "status $?"; '
+              'sha256sum -c sum; echo "left: $(ls -A "$D")"')
+    done = subprocess.run(
+        [UNSHARE, "--mount", "sh", "-c", script, "sh", sys.executable, "-m", "distnn.train",
+         *TRAIN, "--data", str(data)],
+        env={**os.environ, "PYTHONPATH": str(REPO), "D": str(disk)},
+        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    out = done.stdout
+    assert "status 1" in out, done.stdout + done.stderr
+    assert "c.h5: OK" in out, done.stdout + done.stderr  # the first checkpoint is untouched
+    assert "left: c.h5\n" in out  # no temporary file, no lock
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "cannot write checkpoint" in errors[0], done.stderr
+    assert "No space left on device" in errors[0]
