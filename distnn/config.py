@@ -94,8 +94,9 @@ class Config:
             raise ConfigError("--nesterov needs --momentum > 0")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ConfigError(f"--weight-decay must be >= 0, got {self.weight_decay}")
-        if not (math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0):
-            raise ConfigError(f"--warmup-epochs must be a number >= 0, got {self.warmup_epochs}")
+        if not 0 <= self.warmup_epochs <= self.epochs:  # NaN too
+            raise ConfigError(f"--warmup-epochs must be a number from 0 to --epochs "
+                              f"({self.epochs}), got {self.warmup_epochs}")
         if self.step_epochs < 1:
             raise ConfigError(f"--step-epochs must be at least 1, got {self.step_epochs}")
         if not (math.isfinite(self.gamma) and self.gamma > 0):

@@ -485,10 +485,13 @@ HOLDERS: list[subprocess.Popen] = []
 
 # -- arguments --------------------------------------------------------------------
 
+WARMUP = "--warmup-epochs must be a number from 0 to --epochs (1)"
+
 for flags, says in [
     (["--seed", "-1"], "--seed must be >= 0, got -1"),
-    (["--warmup-epochs", "nan"], "--warmup-epochs must be a number >= 0, got nan"),
-    (["--warmup-epochs", "inf"], "--warmup-epochs must be a number >= 0, got inf"),
+    (["--warmup-epochs", "nan"], f"{WARMUP}, got nan"),
+    (["--warmup-epochs", "inf"], f"{WARMUP}, got inf"),
+    (["--warmup-epochs", "1e308"], f"{WARMUP}, got 1e+308"),
     (["--gamma", "nan"], "--gamma must be a positive number, got nan"),
     (["--gamma=-inf"], "--gamma must be a positive number, got -inf"),
     (["--gamma", "0"], "--gamma must be a positive number, got 0.0"),
