@@ -34,8 +34,10 @@ class OutputError(Exception):
         super().__init__(" ".join(str(message).split()))
 
 
-def check_output(path: str, flag: str) -> None:
-    """Raise OutputError unless the file ``path`` (given as ``flag``) can be written.
+def check_output(path: str, flag: str, append: bool = False) -> None:
+    """Raise OutputError unless the file ``path`` (given as ``flag``) can be written:
+    replaced (a new file renamed over it, as ``distnn.atomic`` does), or with
+    ``append``, appended to.
 
     Creates nothing: a missing parent directory is made when the file is first
     written, so here the nearest one that exists must be a writable directory.
@@ -45,7 +47,7 @@ def check_output(path: str, flag: str) -> None:
         raise OutputError(f"{flag} {path} is a directory; give the path of a file")
     if target.exists() and not target.is_file():
         raise OutputError(f"{flag} {path} exists and is not a regular file")
-    if target.exists() and not os.access(target, os.W_OK):
+    if append and target.exists() and not os.access(target, os.W_OK):
         raise OutputError(f"{flag} {path}: the file is not writable")
     here = target.absolute().parent
     while not here.exists():

@@ -118,7 +118,7 @@ def _start_on_root(cfg: Config, given: dict[str, Any], ranks: int,
     """The checks that need the file system; rank 0 only."""
     check_output(cfg.checkpoint, "--checkpoint")
     if cfg.metrics:
-        check_output(cfg.metrics, "--metrics")
+        check_output(cfg.metrics, "--metrics", append=True)
     ckpt = _checkpoint_to_resume(cfg)
     if ckpt is not None:
         cfg = _resumed_config(ckpt, given, cfg.checkpoint)
