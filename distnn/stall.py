@@ -70,6 +70,14 @@ def _kill_later(processes: list[tuple[str, int, int]], seconds: float) -> None:
                          stderr=subprocess.DEVNULL)
 
 
+def _stopped(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
+    except (OSError, IndexError):
+        return False
+
+
 def _process(pid: int | None = None) -> tuple[str, int, int] | None:
     """(host and pid namespace, pid, start time) of a process (this one by default),
     None where /proc cannot tell: with the start time, a pid used again is not taken
@@ -121,7 +129,7 @@ class Watch:
         self._signals: int | None = None  # StopRequest's wakeup pipe
         self._save: Callable[[tuple[int, int, float]], None] | None = None
         self._path = ""
-        self.killed: list[int] = []  # silent ranks on this host, that _abort ends
+        self.killed: list[int] = []  # ranks on this host that _abort ends too
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="distnn-stall-watch", daemon=True)
         self._thread.start()
@@ -211,6 +219,8 @@ class Watch:
         # hold the GIL. Nothing in distnn handles SIGALRM, so it ends the process.
         signal.alarm(self.ABORT_SECONDS)
         drain_output()  # what this rank said is out before the launcher ends the job
+        if not self.killed:  # no census (a signal ended the job): the stopped ones
+            self.killed = self._silent_here()
         if self.killed:  # after the abort: a launcher that sees a rank killed first reports 9
             _kill_later([self.processes[rank] for rank in self.killed], self.KILL_AFTER_SECONDS)
         self.side.abort(status)
@@ -262,8 +272,9 @@ class Watch:
             self._abort(self.EXIT_STATUS)
         self._end(self.report(mine, answers, waiting))
 
-    def _silent_here(self, answers: dict[int, dict[str, Any]]) -> list[int]:
-        """The ranks on this host that did not answer, for ``_abort`` to have killed.
+    def _silent_here(self, answers: dict[int, dict[str, Any]] | None = None) -> list[int]:
+        """The ranks on this host that did not answer (or, without a census, that are
+        stopped), for ``_abort`` to have killed.
 
         A stopped rank (SIGSTOP) takes no signal but SIGKILL, and an MPI launcher
         that misses the abort (MPICH's does, now and then) would wait for it
@@ -271,9 +282,12 @@ class Watch:
         sure each pid is still that rank's process.
         """
         mine = _process()
-        return [rank for rank, process in enumerate(self.processes)
-                if rank not in answers and mine is not None and process is not None
+        here = [rank for rank, process in enumerate(self.processes)
+                if rank != self.side.rank and mine is not None and process is not None
                 and process[0] == mine[0] and _process(process[1]) == process]
+        if answers is not None:
+            return [rank for rank in here if rank not in answers]
+        return [rank for rank in here if _stopped(self.processes[rank][1])]
 
     def report(self, mine: dict[str, Any], answers: dict[int, dict[str, Any]],
                waiting: list[int]) -> str:
