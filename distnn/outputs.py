@@ -87,8 +87,11 @@ class Lock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as err:
                 os.close(fd)
-                if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    raise OutputError(f"cannot lock {self.path} ({err.strerror})") from None
+                if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):  # no flock here
+                    print(f"distnn: note: cannot lock {self.path} ({err.strerror}; a Lustre "
+                          "mount without -o flock, say): going on without a lock, so nothing "
+                          "stops a second run on this checkpoint", file=sys.stderr)
+                    return
                 holder = self._holder()
                 if holder.get("job") and holder.get("job") == _batch_job():
                     return  # this batch job's earlier run, on a host now lost: ours

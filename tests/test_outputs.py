@@ -169,3 +169,18 @@ def test_a_full_disk_at_save_time_is_one_line_and_keeps_the_last_checkpoint(data
     errors = [line for line in done.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and "cannot write checkpoint" in errors[0], done.stderr
     assert "No space left on device" in errors[0]
+
+
+def test_without_flock_the_run_goes_on_and_says_so(tmp_path, monkeypatch, capsys):
+    """Lustre without -o flock answers flock() with ENOSYS: no lock, but no refusal."""
+    import errno
+    import fcntl
+
+    def no_flock(fd, operation):
+        raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    lock = Lock(str(tmp_path / "c.h5"))
+    lock.acquire()
+    assert "going on without a lock" in capsys.readouterr().err
+    lock.release()  # holds nothing: nothing to do
