@@ -80,9 +80,13 @@ class Lock:
 
         ``take``: go on anyway (the user says that run is gone), with a note.
         """
-        self.path.parent.mkdir(parents=True, exist_ok=True)  # the checkpoint's, checked
         for _ in range(10):  # a holder may unlink the file between our open and our flock
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)  # the checkpoint's, checked
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as err:  # a directory in its place, say
+                raise OutputError(f"cannot open the lock {self.path} "
+                                  f"({err.strerror or err})") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as err:

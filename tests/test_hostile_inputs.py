@@ -483,6 +483,12 @@ def path_checkpoint_locked(d, good):
 HOLDERS: list[subprocess.Popen] = []
 
 
+@case("cannot open the lock")
+def path_lock_is_a_directory(d, good):
+    (d / "c.h5.lock").mkdir()
+    return _train(d, good)
+
+
 # -- arguments --------------------------------------------------------------------
 
 WARMUP = "--warmup-epochs must be a number from 0 to --epochs (1)"
