@@ -70,12 +70,18 @@ def _kill_later(processes: list[tuple[str, int, int]], seconds: float) -> None:
                          stderr=subprocess.DEVNULL)
 
 
-def _stopped(pid: int) -> bool:
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (which may hold spaces)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
+            return f.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return False
+        return None
+
+
+def _stopped(pid: int) -> bool:
+    fields = _stat(pid)
+    return fields is not None and fields[0] in ("T", "t")  # field 3, state
 
 
 def _process(pid: int | None = None) -> tuple[str, int, int] | None:
@@ -83,11 +89,11 @@ def _process(pid: int | None = None) -> tuple[str, int, int] | None:
     None where /proc cannot tell: with the start time, a pid used again is not taken
     for the process that had it."""
     pid = os.getpid() if pid is None else pid
+    fields = _stat(pid)
     try:
         namespace = os.stat(f"/proc/{pid}/ns/pid").st_ino
-        with open(f"/proc/{pid}/stat") as f:
-            started = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
-    except (OSError, ValueError, IndexError):
+        started = int(fields[19])  # field 22, starttime
+    except (OSError, TypeError, ValueError, IndexError):
         return None
     return f"{socket.gethostname()}/{namespace}", pid, started
 
