@@ -13,8 +13,12 @@ every parameter and every gradient lives in ONE contiguous flat vector, so a
 data-parallel trainer can reduce all gradients with one in-place allreduce and
 an optimizer can update them with a handful of vector operations.
 
-Non-goals: convolutions, dropout, autograd, anything distributed (this module
-imports numpy only; communication is the trainer's business).
+Dropout (``distnn.dropout``) multiplies a layer's input by a mask r, a~ = a (.) r;
+through the mask the equations read z^l = w^l a~^{l-1} + b^l, (BP4) takes a~^{l-1},
+and (BP2) becomes delta^l = ((w^{l+1})^T delta^{l+1}) (.) r^l (.) sigma'(z^l).
+
+Non-goals: convolutions, autograd, anything distributed (this module imports
+numpy only; communication and random masks are the trainer's business).
 
 Batches are rows. The seed stacks a sample as a column, z = w a + b; we stack m
 samples as the rows of a (m, n_in) matrix, so the same equation transposed reads
@@ -52,6 +56,7 @@ class _Workspace:
         # (BP3) sums delta over the batch as a product, ones @ delta: a BLAS gemv,
         # faster than np.sum(delta, axis=0) at these sizes.
         self.ones = np.ones(m, dtype)  # (m,)
+        self.dropped_input = np.empty((m, sizes[0]), dtype)  # a~^0 = x (.) r^0, for dropout
 
 
 class MLP:
@@ -199,6 +204,7 @@ class MLP:
         x: np.ndarray,
         y: np.ndarray,
         out: np.ndarray | None = None,
+        masks: Sequence[np.ndarray | None] | None = None,
     ) -> tuple[float, np.ndarray]:
         """Backpropagation (BP1)-(BP4) on a mini-batch: ``(sum_x C_x, sum_x grad C_x)``.
 
@@ -206,6 +212,10 @@ class MLP:
         by the global batch size once. ``grad`` is a flat vector laid out like
         ``params``, written into ``out`` if given (a trainer passes the same buffer
         every step, and the layer views of it are built once).
+
+        ``masks[l]``, where given and not None, is the dropout mask r of layer l's
+        input, shape (m, sizes[l]): the cost and gradient are those of the thinned
+        network (``distnn.dropout``).
         """
         x = self._as_input(x)
         y = np.asarray(y)
@@ -219,9 +229,19 @@ class MLP:
         L = self.num_layers
         sigma = self.activation
 
+        masks = [None] * L if masks is None else masks
+        if len(masks) != L:
+            raise ValueError(f"expected {L} dropout masks (one per layer), got {len(masks)}")
         # Forward pass, keeping every z^l and a^l: z^l = a^{l-1} (w^l)^T + b^l.
         a = x  # a^0, the input, (m, n_0)
         for l in range(L):
+            r = masks[l]
+            if r is not None and l == 0:  # a~^0 = x (.) r^0: the input is the caller's
+                a = x = np.multiply(x, r, out=ws.dropped_input)
+            elif r is not None:  # a~ = a (.) r, and r (.) sigma'(z) now, for (BP2)
+                sigma.prime(zs[l - 1], a, out=primes[l - 1])
+                primes[l - 1] *= r
+                a *= r
             np.matmul(a, self.weights[l].T, out=zs[l])  # (m, n_out)
             zs[l] += self.biases[l]
             if l < L - 1:
@@ -233,7 +253,7 @@ class MLP:
             zs[-1], activations[-1], y, sigma, out=deltas[-1]
         )  # delta: (m, n_L)
         for l in range(L - 1, -1, -1):
-            a_prev = x if l == 0 else activations[l - 1]  # (m, n_in)
+            a_prev = x if l == 0 else activations[l - 1]  # (m, n_in); a~ where dropped
             # (BP3), (BP4) summed over the batch: the product sums over the m rows.
             np.matmul(ws.ones, delta, out=nabla_b[l])  # sum over the rows, (n_out,)
             np.matmul(delta.T, a_prev, out=nabla_w[l])  # (n_out, n_in)
@@ -242,5 +262,8 @@ class MLP:
                 # propagate below the first layer, so that product is skipped.
                 np.matmul(delta, self.weights[l], out=deltas[l - 1])  # (m, n_in)
                 delta = deltas[l - 1]
-                delta *= sigma.prime(zs[l - 1], activations[l - 1], out=primes[l - 1])
+                if masks[l] is None:
+                    delta *= sigma.prime(zs[l - 1], activations[l - 1], out=primes[l - 1])
+                else:  # r^{l-1} (.) sigma'(z^{l-1}), made in the forward pass
+                    delta *= primes[l - 1]
         return cost, grad

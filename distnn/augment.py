@@ -1,0 +1,186 @@
+"""Data augmentation on the fly: every training image, every step, slightly distorted.
+
+A digit moved by a pixel, turned by a few degrees, a little larger or wavier is
+still the same digit, so the network sees many more training images than the
+file holds, and learns to ignore what does not change the label. Each output
+pixel p samples the input at
+
+    s(p) = c + M (p - c) - t + d(p)        (c the image centre)
+
+by bilinear interpolation, zero outside the image: M = R(theta) / k turns by
+theta and scales by k about the centre, t moves the content by whole pixels, and
+d is an elastic distortion (Simard, Steinkraus and Platt 2003): a field of
+random displacements, smoothed by a Gaussian of width sigma and scaled by alpha.
+theta, k, t and d are drawn per image from the generator the caller passes
+(the trainer's is seeded by seed, epoch, rank and step: reproducible, and
+different on every rank and step). With only ``shift``, s(p) = p - t lands on
+whole pixels, and the interpolation copies them exactly.
+
+Everything is vectorised over the batch (no per-image loop); the smoothing is
+two small matrix products per image. numpy only: scipy.ndimage's
+map_coordinates and gaussian_filter do the same per image, and would be a
+dependency for a loop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["Augment", "AugmentError"]
+
+KEYS = ("shift", "rotate", "scale", "elastic", "sigma")
+SPEC_HELP = ("comma-separated KEY=VALUE: shift=PIXELS (whole pixels, each way), rotate=DEGREES "
+             "(up to, each way), scale=FRACTION (k in 1 +- FRACTION), elastic=ALPHA (pixels) "
+             "with sigma=PIXELS (default 4); e.g. shift=2,rotate=10,scale=0.1")
+
+
+class AugmentError(ValueError):
+    """An --augment spec that cannot work; the message says why."""
+
+
+class Augment:
+    """Random distortions of a batch of (m, h*w) images of ``shape`` (h, w).
+
+    ``Augment()`` changes nothing; ``shape`` may be left out until the data is known.
+    """
+
+    def __init__(self, shift: int = 0, rotate: float = 0.0, scale: float = 0.0,
+                 elastic: float = 0.0, sigma: float = 4.0,
+                 shape: tuple[int, ...] | None = None) -> None:
+        if not 0 <= shift <= 64 or shift != int(shift):  # NaN too
+            raise AugmentError(f"shift must be a whole number of pixels, 0 to 64, got {shift}")
+        for name, value, top in (("rotate", rotate, 180.0), ("scale", scale, 0.9),
+                                 ("elastic", elastic, 1000.0)):
+            if not 0 <= value <= top:  # NaN too
+                raise AugmentError(f"{name} must be from 0 to {top:g}, got {value}")
+        if not 0.5 <= sigma <= 100:
+            raise AugmentError(f"sigma must be from 0.5 to 100 pixels, got {sigma}")
+        self.shift, self.rotate, self.scale = int(shift), float(rotate), float(scale)
+        self.elastic, self.sigma = float(elastic), float(sigma)
+        if shape is not None and self and len(shape) != 2:
+            raise AugmentError(f"--augment needs 2-D images; the data's image_shape is "
+                               f"{tuple(shape)}")
+        self.shape = None if shape is None else tuple(int(n) for n in shape)
+        self._smoothers: dict[int, np.ndarray] = {}
+
+    @classmethod
+    def parse(cls, spec: str, shape: tuple[int, ...] | None = None) -> Augment:
+        """``Augment`` from "shift=2,rotate=10"; "" is no augmentation."""
+        values: dict[str, float] = {}
+        for item in filter(None, (part.strip() for part in spec.split(","))):
+            key, sep, text = item.partition("=")
+            if not sep or key not in KEYS:
+                raise AugmentError(f"expected KEY=VALUE with KEY one of {', '.join(KEYS)}, "
+                                   f"got {item!r}")
+            if key in values:
+                raise AugmentError(f"{key} is given twice")
+            try:
+                values[key] = float(text)
+            except ValueError:
+                raise AugmentError(f"{key} needs a number, got {text!r}") from None
+        return cls(**values, shape=shape)
+
+    def __bool__(self) -> bool:
+        return bool(self.shift or self.rotate or self.scale or self.elastic)
+
+    def spec(self) -> str:
+        """The canonical spec string (what ``parse`` reads back)."""
+        parts = [f"shift={self.shift}"] if self.shift else []
+        parts += [f"{k}={getattr(self, k):g}" for k in ("rotate", "scale", "elastic")
+                  if getattr(self, k)]
+        if self.elastic:
+            parts.append(f"sigma={self.sigma:g}")
+        return ",".join(parts)
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A distorted copy of the images x (m, h*w), one draw each; x itself if no distortion."""
+        if not self:
+            return x
+        h, w = self.shape
+        m = x.shape[0]
+        theta = np.deg2rad(rng.uniform(-self.rotate, self.rotate, m)) if self.rotate else None
+        k = rng.uniform(1 - self.scale, 1 + self.scale, m) if self.scale else None
+        t = rng.integers(-self.shift, self.shift, (2, m), endpoint=True) if self.shift else None
+        d = self._displacement(m, h, w, x.dtype, rng) if self.elastic else None
+        return warp(x.reshape(m, h, w), theta, k, t, d).reshape(m, -1)
+
+    def _displacement(self, m: int, h: int, w: int, dtype: np.dtype,
+                      rng: np.random.Generator) -> np.ndarray:
+        """d = alpha (G * u) for u uniform in [-1, 1], (2, m, h, w): G u G^T per image."""
+        u = rng.uniform(-1, 1, (2, m, h, w)).astype(dtype)
+        d = self._smoother(h, dtype) @ u @ self._smoother(w, dtype).T
+        d *= dtype.type(self.elastic)
+        return d
+
+    def _smoother(self, n: int, dtype: np.dtype) -> np.ndarray:
+        """The (n, n) matrix of a Gaussian filter of width sigma, zero past the edges."""
+        g = self._smoothers.get(n)
+        if g is None:
+            i = np.arange(n)
+            g = np.exp(-((i[:, None] - i[None, :]) ** 2) / (2 * self.sigma ** 2))
+            # Normalised as a whole kernel (truncated at 4 sigma, as scipy's gaussian_filter),
+            # so near the edge, where the kernel is cut off, the field is weaker.
+            radius = int(4 * self.sigma + 0.5)
+            g[np.abs(i[:, None] - i[None, :]) > radius] = 0
+            full = np.exp(-(np.arange(-radius, radius + 1) ** 2) / (2 * self.sigma ** 2)).sum()
+            g = self._smoothers[n] = (g / full).astype(dtype)
+        return g
+
+
+def warp(images: np.ndarray, theta: np.ndarray | None = None, k: np.ndarray | None = None,
+         t: np.ndarray | None = None, d: np.ndarray | None = None) -> np.ndarray:
+    """images (m, h, w) resampled at s(p) = c + R(theta) (p - c) / k - t + d(p).
+
+    theta (m,) radians, k (m,) scale factors, t (2, m) whole-pixel shifts (rows,
+    columns), d (2, m, h, w) displacements; None is none of that kind.
+    """
+    if theta is None and k is None and d is None:
+        return images.copy() if t is None else _shifted(images, t)
+    m, h, w = images.shape
+    dtype = images.dtype
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    py = (np.arange(h, dtype=dtype) - dtype.type(cy))[None, :, None]  # p - c, by row
+    px = (np.arange(w, dtype=dtype) - dtype.type(cx))[None, None, :]  # ... and by column
+    cos = np.ones(m, dtype) if theta is None else np.cos(theta).astype(dtype)
+    sin = np.zeros(m, dtype) if theta is None else np.sin(theta).astype(dtype)
+    if k is not None:
+        cos, sin = cos / k.astype(dtype), sin / k.astype(dtype)
+    ty, tx = np.zeros((2, m), dtype) if t is None else t.astype(dtype)
+    # Per image i: (sy, sx) = c - t + M (p - c) with M = [[cos, -sin], [sin, cos]] / k.
+    sy = (cy - ty)[:, None, None] + cos[:, None, None] * py - sin[:, None, None] * px
+    sx = (cx - tx)[:, None, None] + sin[:, None, None] * py + cos[:, None, None] * px
+    if d is not None:
+        sy, sx = sy + d[0], sx + d[1]
+    return _bilinear(images, sy, sx)
+
+
+def _shifted(images: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """s(p) = p - t on whole pixels: what _bilinear gives there, as one gather."""
+    m, h, w = images.shape
+    r = int(np.abs(t).max())
+    padded = np.zeros((m, h + 2 * r, w + 2 * r), images.dtype)
+    padded[:, r:r + h, r:r + w] = images
+    # Output pixel p of image i is padded pixel p + r - t_i: in the flat padded
+    # images, a fixed pattern plus one offset per image.
+    width, size = w + 2 * r, (h + 2 * r) * (w + 2 * r)
+    pattern = (np.arange(h)[:, None] * width + np.arange(w)).reshape(-1)  # (h*w,)
+    offset = np.arange(m) * size + (r - t[0]) * width + (r - t[1])  # (m,)
+    return padded.reshape(-1)[offset[:, None] + pattern].reshape(m, h, w)
+
+
+def _bilinear(images: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
+    """images (m, h, w) sampled at (sy, sx) (m, h, w) each, bilinearly; zero outside."""
+    m, h, w = images.shape
+    # One pixel of zeros around each image: a sample outside lands on it (clipped there).
+    padded = np.zeros((m, h + 2, w + 2), images.dtype)
+    padded[:, 1:-1, 1:-1] = images
+    flat = padded.reshape(-1)
+    y0, x0 = np.floor(sy), np.floor(sx)
+    fy, fx = sy - y0, sx - x0  # weights of the lower-right neighbours
+    base = (np.arange(m) * ((h + 2) * (w + 2)))[:, None, None]
+    rows = [np.clip(y0.astype(np.intp) + d, 0, h + 1) * (w + 2) for d in (1, 2)]
+    cols = [np.clip(x0.astype(np.intp) + d, 0, w + 1) for d in (1, 2)]
+    top = flat[base + rows[0] + cols[0]] * (1 - fx) + flat[base + rows[0] + cols[1]] * fx
+    bottom = flat[base + rows[1] + cols[0]] * (1 - fx) + flat[base + rows[1] + cols[1]] * fx
+    return top * (1 - fy) + bottom * fy
+

@@ -1,0 +1,133 @@
+"""Data augmentation: each distortion checked on hand-made images, and its draws on the seed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from distnn.augment import Augment, AugmentError, warp
+from distnn.train import step_noise
+
+SHAPE = (28, 28)
+
+
+def blob(m: int = 1, rows=slice(10, 18), cols=slice(11, 15)) -> np.ndarray:
+    """m images (m, 28*28) holding one bright block well inside the frame."""
+    images = np.zeros((m, *SHAPE), np.float32)
+    images[:, rows, cols] = np.linspace(0.2, 1.0, (rows.stop - rows.start)
+                                        * (cols.stop - cols.start)).reshape(
+        rows.stop - rows.start, cols.stop - cols.start)
+    return images.reshape(m, -1)
+
+
+def centre_of_mass(images: np.ndarray) -> np.ndarray:
+    """(m, 2): the intensity-weighted mean (row, column) of each image."""
+    images = images.reshape(-1, *SHAPE).astype(np.float64)
+    rows, cols = np.indices(SHAPE)
+    mass = images.sum(axis=(1, 2))
+    return np.stack([(images * rows).sum(axis=(1, 2)) / mass,
+                     (images * cols).sum(axis=(1, 2)) / mass], axis=1)
+
+
+def test_no_augmentation_is_the_same_array():
+    x = blob(3)
+    assert Augment(shape=SHAPE)(x, np.random.default_rng(0)) is x
+    assert not Augment.parse("", SHAPE)
+
+
+def test_a_shift_moves_the_centre_of_mass_by_the_shift_and_copies_pixels_exactly():
+    x = blob(64)
+    rng = step_noise(0, 0, 0, 0)
+    out = Augment(shift=3, shape=SHAPE)(x, rng)
+    shifts = step_noise(0, 0, 0, 0).integers(-3, 3, (2, 64), endpoint=True).T  # the same draw
+    np.testing.assert_allclose(centre_of_mass(out) - centre_of_mass(x), shifts, atol=1e-9)
+    assert len({tuple(s) for s in shifts}) > 20  # the shifts really vary over the batch
+    for i, (dy, dx) in enumerate(shifts):  # whole pixels: np.roll, bit for bit
+        expected = np.roll(x[i].reshape(SHAPE), (dy, dx), axis=(0, 1))
+        assert np.array_equal(out[i].reshape(SHAPE), expected)
+
+
+def test_whole_pixel_shifts_are_the_interpolation_at_whole_pixels():
+    x = np.random.default_rng(4).random((16, *SHAPE)).astype(np.float32)
+    t = np.random.default_rng(5).integers(-4, 4, (2, 16), endpoint=True)
+    copied = warp(x, t=t)  # the fast path: one gather
+    interpolated = warp(x, theta=np.zeros(16), t=t)  # the general path, weights 0 and 1
+    assert np.array_equal(copied, interpolated)
+
+
+def test_a_shift_past_the_edge_fills_with_zeros():
+    x = np.ones((1, 28 * 28), np.float32)
+    out = warp(x.reshape(1, *SHAPE), t=np.array([[2], [-3]])).reshape(SHAPE)
+    assert out[:2].sum() == 0 and out[:, -3:].sum() == 0  # what came in from outside
+    assert out[2:, :-3].min() == 1  # everything else is the image
+
+
+def test_a_quarter_turn_is_rot90():
+    x = np.random.default_rng(1).random((2, *SHAPE)).astype(np.float32)
+    out = warp(x, theta=np.full(2, np.pi / 2))
+    np.testing.assert_allclose(out, np.rot90(x, -1, axes=(1, 2)), atol=1e-5)
+
+
+def test_rotation_and_scaling_keep_a_centred_digit_centred_and_scale_its_spread():
+    centred = np.zeros((1, *SHAPE), np.float32)
+    centred[0, 10:18, 10:18] = 1  # a uniform square about the centre, (13.5, 13.5)
+    turned = warp(centred, theta=np.array([0.3]))
+    np.testing.assert_allclose(centre_of_mass(turned), centre_of_mass(centred), atol=1e-6)
+    grown = warp(centred, k=np.array([1.5]))
+    np.testing.assert_allclose(centre_of_mass(grown), centre_of_mass(centred), atol=1e-6)
+    # Area grows with k^2: the mass of a uniform square, up to its blurred rim.
+    assert grown.sum() == pytest.approx(1.5 ** 2 * centred.sum(), rel=0.08)
+
+
+def test_elastic_distortion_is_smooth_bounded_and_keeps_the_digit_in_place():
+    aug = Augment(elastic=8, sigma=4, shape=SHAPE)
+    d = aug._displacement(32, 28, 28, np.dtype(np.float32), np.random.default_rng(2))
+    assert d.shape == (2, 32, 28, 28)
+    assert 0.1 < np.abs(d).max() < 8  # moves pixels, less than alpha
+    # Smooth: neighbours move nearly alike, far less than independent noise would.
+    assert np.abs(np.diff(d, axis=-1)).mean() < 0.2 * np.abs(d).mean()
+    x = blob(32)
+    out = aug(x, np.random.default_rng(3))
+    assert np.abs(centre_of_mass(out) - centre_of_mass(x)).max() < 2
+    assert not np.array_equal(out, x)
+
+
+def test_draws_are_reproducible_from_the_seed_and_differ_by_rank_and_step():
+    aug = Augment.parse("shift=2,rotate=10,scale=0.1,elastic=6", SHAPE)
+    x = blob(8)
+    first = aug(x, step_noise(5, 1, 0, 3))
+    assert np.array_equal(first, aug(x, step_noise(5, 1, 0, 3)))
+    for other in [(6, 1, 0, 3), (5, 2, 0, 3), (5, 1, 1, 3), (5, 1, 0, 4)]:
+        assert not np.array_equal(first, aug(x, step_noise(*other))), other
+    assert first.dtype == x.dtype and first.shape == x.shape
+
+
+def test_the_spec_reads_back():
+    aug = Augment.parse("rotate=10, shift=2,scale=0.1,elastic=6,sigma=5")
+    assert (aug.shift, aug.rotate, aug.scale, aug.elastic, aug.sigma) == (2, 10, 0.1, 6, 5)
+    assert Augment.parse(aug.spec()).spec() == aug.spec() == \
+        "shift=2,rotate=10,scale=0.1,elastic=6,sigma=5"
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("shift", "expected KEY=VALUE"),
+    ("turn=3", "expected KEY=VALUE"),
+    ("shift=1.5", "whole number"),
+    ("shift=-1", "whole number"),
+    ("shift=nan", "whole number"),
+    ("rotate=inf", "rotate must be from 0"),
+    ("scale=1", "scale must be from 0"),
+    ("elastic=-2", "elastic must be from 0"),
+    ("sigma=0", "sigma must be from 0.5"),
+    ("shift=two", "shift needs a number"),
+    ("shift=1,shift=2", "given twice"),
+])
+def test_a_bad_spec_is_one_clear_error(spec, message):
+    with pytest.raises(AugmentError, match=message):
+        Augment.parse(spec)
+
+
+def test_images_that_are_not_2d_cannot_be_augmented():
+    with pytest.raises(AugmentError, match="needs 2-D images"):
+        Augment.parse("shift=1", (784,))
+    assert not Augment.parse("", (784,))  # no augmentation needs no shape
