@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass, field
 
 from distnn.activations import ACTIVATIONS
+from distnn.augment import SPEC_HELP, Augment, AugmentError
 from distnn.costs import COSTS
 from distnn.initializers import INITIALIZERS
 from distnn.schedules import SCHEDULES
@@ -52,6 +53,11 @@ class Config:
     cost: str = "cross_entropy"
     init: str = "he"
     dtype: str = "float32"  # float32 is twice as fast and accurate enough for SGD
+    # Regularisation, all off by default (README, "Accuracy", for recipes that use them).
+    dropout: float = 0.0  # p of the hidden units (distnn.dropout)
+    input_dropout: float = 0.0  # p of the input pixels
+    max_norm: float = 0.0  # c of each hidden unit's incoming weights; 0 = none
+    augment: str = ""  # distortions of each training image (distnn.augment)
     # Optimizer. batch_size is the seed's m: the *global* mini-batch, split over ranks.
     epochs: int = 20
     batch_size: int = 128
@@ -99,6 +105,15 @@ class Config:
                               f"({self.epochs}), got {self.warmup_epochs}")
         if self.step_epochs < 1:
             raise ConfigError(f"--step-epochs must be at least 1, got {self.step_epochs}")
+        for flag, p in (("dropout", self.dropout), ("input-dropout", self.input_dropout)):
+            if not 0 <= p < 1:  # NaN too
+                raise ConfigError(f"--{flag} must be in [0, 1), got {p}")
+        if not (math.isfinite(self.max_norm) and self.max_norm >= 0):
+            raise ConfigError(f"--max-norm must be >= 0 (0 = none), got {self.max_norm}")
+        try:
+            Augment.parse(self.augment)
+        except AugmentError as err:
+            raise ConfigError(f"--augment {self.augment!r}: {err}") from None
         if not (math.isfinite(self.gamma) and self.gamma > 0):
             raise ConfigError(f"--gamma must be a positive number, got {self.gamma}")
         if self.seed < 0:
@@ -227,6 +242,7 @@ def build_parser(quiet: bool = False) -> argparse.ArgumentParser:
     d = Config()
     _files_arguments(p.add_argument_group("data and files"), d)
     _model_arguments(p.add_argument_group("model"), d)
+    _regularisation_arguments(p.add_argument_group("regularisation"), d)
     _optimizer_arguments(p.add_argument_group("optimizer"), d)
     _system_arguments(p.add_argument_group("system"), d)
     return p
@@ -270,6 +286,22 @@ def _model_arguments(model, d: Config) -> None:
                             f"(default {d.dtype})")
 
 
+def _regularisation_arguments(reg, d: Config) -> None:
+    reg.add_argument("--dropout", type=float, metavar="P",
+                     help="drop each hidden unit with probability P in every training step "
+                          "(inverted dropout: evaluation uses the whole network) "
+                          f"(default {d.dropout:g}: none)")
+    reg.add_argument("--input-dropout", type=float, dest="input_dropout", metavar="P",
+                     help=f"drop each input pixel with probability P (default "
+                          f"{d.input_dropout:g}: none)")
+    reg.add_argument("--max-norm", type=float, dest="max_norm", metavar="C",
+                     help="after every update, scale each hidden unit's incoming weights "
+                          f"back to length C if longer (default {d.max_norm:g}: none)")
+    reg.add_argument("--augment", metavar="SPEC",
+                     help="distort every training image afresh each step, drawn from the "
+                          f"seed: {SPEC_HELP} (default: none)")
+
+
 def _optimizer_arguments(opt, d: Config) -> None:
     opt.add_argument("--epochs", type=int,
                      help=f"passes over the training set (default {d.epochs})")
@@ -296,7 +328,8 @@ def _optimizer_arguments(opt, d: Config) -> None:
 
 def _system_arguments(system, d: Config) -> None:
     system.add_argument("--seed", type=int,
-                        help=f"seeds the initial weights and every epoch's shuffle "
+                        help=f"seeds the initial weights, every epoch's shuffle, and every "
+                             f"step's dropout masks and distortions "
                              f"(default {d.seed})")
     system.add_argument("--reduce", choices=REDUCERS,
                         help="how ranks sum gradients: allreduce = one MPI Allreduce, every "
@@ -342,16 +375,17 @@ def merge_resumed(saved: dict, given: dict) -> Config:
     promise that a resumed run equals the uninterrupted one.
     """
     cfg = Config.from_dict(saved)
+    kept = Config.from_dict(saved)  # what the checkpoint says, its defaults for settings it lacks
     for name in OWN:
         setattr(cfg, name, getattr(Config(), name))
     for name, value in given.items():
         if name in RESUMABLE_CHANGES:
             setattr(cfg, name, value)
-        elif saved.get(name) != value:
+        elif getattr(kept, name) != value:
             flag = "--" + name.replace("_", "-")
             raise ConfigError(
-                f"{flag} {value} differs from the checkpoint's {saved.get(name)}; a resumed run "
-                f"keeps its settings (start a new run with another --checkpoint to change it)"
+                f"{flag} {value} differs from the checkpoint's {getattr(kept, name)}; a resumed "
+                f"run keeps its settings (start a new run with another --checkpoint to change it)"
             )
     cfg.validate()
     return cfg

@@ -16,6 +16,9 @@ Two reducers, one interface, used once per step like this::
     optimizer.step(net.params, reducer.grad, eta, scale=1 / m, part=reducer.part)
     reducer.publish()                                        # the update is everyone's
 
+A change that needs whole units (max-norm) takes the rows ``reducer.units``
+of each weight matrix, then publishes again.
+
 - ``FusedAllreduce``: one Allreduce; every rank updates every parameter
   (``part`` is all of them). Works for any placement of ranks, and is the one
   to read first.
@@ -75,6 +78,7 @@ class FusedAllreduce(_Reducer):
         self.grad = self._buf[:n]  # this rank's gradient, and after sum() everyone's
         self._extras = self._buf[n:]
         self.part = slice(0, n)  # every rank updates all of the parameters
+        self.units = slice(None)  # ... and constrains every unit (distnn.constraints)
         self.comm_seconds = 0.0  # time inside the collective, waiting included
 
     def local_grad(self) -> np.ndarray:
@@ -150,6 +154,7 @@ class SharedMemoryReduce(_Reducer):
         optimizer.bind(velocity)
         edges = [min(n, _round_up(n * j // per_node, _LINE)) for j in range(per_node + 1)]
         self.part = slice(edges[i], edges[i + 1])  # the parameters this rank updates
+        self.units = slice(i, None, per_node)  # the hidden units it constrains (max-norm)
         self._mine = rows[i]  # [cost, stop, gradient ...]
         self._my_grad = self._mine[2:2 + n]  # one view for every step: gradient() caches it
         # What this rank adds up: every row's [cost, stop] and its columns of the gradient.

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from distnn.augment import Augment, AugmentError
 from distnn.checkpoint import CheckpointError, read_checkpoint
 from distnn.comm import Comm
 from distnn.config import DEFAULT_DATA, Config, ConfigError, merge_resumed
@@ -158,7 +159,8 @@ def _check_memory(cfg: Config, info: dict[str, Any], ranks: int, ranks_here: int
     shards = rows * info["n_features"] * (1 + 2 * itemsize)  # bytes read, then their floats
     params = sum(a * b + b for a, b in zip(cfg.layers[:-1], cfg.layers[1:]))
     m_here = -(-cfg.batch_size // ranks)
-    workspace = m_here * (info["n_features"] + 4 * sum(cfg.layers[1:])) * itemsize
+    # The batch, its dropout copy, and four (m, n) buffers per layer (distnn.network).
+    workspace = m_here * (2 * info["n_features"] + 4 * sum(cfg.layers[1:])) * itemsize
     each = shards + 4 * params * itemsize + workspace  # params, velocity, gradient, a copy
     short = shortfall(ranks_here * each)
     if short:
@@ -196,6 +198,10 @@ def _check_fit(cfg: Config, info: dict[str, Any], ranks: int) -> int:
                           "every rank needs at least one sample per step")
     if info["train_size"] < ranks:
         raise ConfigError(f"{ranks} ranks but only {info['train_size']} training samples")
+    try:
+        Augment.parse(cfg.augment, info["image_shape"])
+    except AugmentError as err:
+        raise ConfigError(f"{cfg.data}: {err}") from None
     steps = steps_per_epoch(info["train_size"], cfg.batch_size, ranks)
     if steps < 1:
         raise ConfigError(f"--batch-size {cfg.batch_size} is larger than the "

@@ -33,10 +33,13 @@ from typing import Any
 
 import numpy as np
 
+from distnn.augment import Augment
 from distnn.checkpoint import save_checkpoint
 from distnn.comm import Comm, world
 from distnn.config import Config, parse_args
+from distnn.constraints import max_norm
 from distnn.data import read_shard, shard_range
+from distnn.dropout import Dropout
 from distnn.evaluate import accuracy, confusion_over_ranks
 from distnn.log import RunLog, banner
 from distnn.network import MLP
@@ -59,6 +62,14 @@ class Diverged(Exception):
 def epoch_order(n_local: int, seed: int, epoch: int, rank: int) -> np.ndarray:
     """This epoch's shuffle of this rank's shard: a pure function of (seed, epoch, rank)."""
     return np.random.default_rng([seed, epoch, rank]).permutation(n_local)
+
+
+def step_noise(seed: int, epoch: int, rank: int, step: int) -> np.random.Generator:
+    """The generator of this step's distortions and dropout masks on this rank: a pure
+    function of (seed, epoch, rank, step), so a resumed run draws the same ones."""
+    # The last word keeps it apart from epoch_order's: numpy's seeding reads
+    # [seed, epoch, rank, 0] as [seed, epoch, rank].
+    return np.random.default_rng([seed, epoch, rank, step, 1])
 
 
 class StopRequest:
@@ -114,6 +125,8 @@ class Plan:
     steps: int  # per epoch
     eta: Schedule  # the learning rate at each step of the run
     first: Position
+    augment: Augment  # distortions of the training images (none by default)
+    dropout: Dropout  # masks of the layers' inputs (none by default)
 
 
 def fit(net: MLP, optimizer: SGD, reducer, train_set: Shard, test_set: Shard, plan: Plan,
@@ -134,8 +147,12 @@ def fit(net: MLP, optimizer: SGD, reducer, train_set: Shard, test_set: Shard, pl
             stall.at(epoch, step, epoch_cost)  # where a stall report will say the job was
             rows = order[step * plan.m_here:(step + 1) * plan.m_here]  # this rank's part
             x, y = train_set.x.take(rows, axis=0), train_set.y[rows]  # take(): a faster x[rows]
+            masks = None
+            if plan.augment or plan.dropout:  # this rank's own draws: no communication
+                noise = step_noise(cfg.seed, epoch, comm.rank, step)
+                x, masks = plan.augment(x, noise), plan.dropout.masks(noise, len(y))
             # sum_x dC_x/dw over this rank's samples (BP1-BP4), then over every rank's
-            cost, _ = net.gradient(x, y, out=reducer.local_grad())
+            cost, _ = net.gradient(x, y, out=reducer.local_grad(), masks=masks)
             cost, stopping = reducer.sum(cost, stop.requested)  # MPI
             _check_finite(cost, epoch, step, cfg.checkpoint)
             # w -> w - (eta/m) sum_x dC_x/dw, on the part of w that this rank updates
@@ -143,6 +160,9 @@ def fit(net: MLP, optimizer: SGD, reducer, train_set: Shard, test_set: Shard, pl
             eta = plan.eta(epoch * steps + step)
             optimizer.step(net.params, reducer.grad, eta, scale=1 / m, part=reducer.part)
             reducer.publish()  # MPI (shm: a barrier, so the next forward pass sees every part)
+            if cfg.max_norm:  # |w_j| <= c for every hidden unit j (this rank's share of them)
+                max_norm(net.weights[:-1], cfg.max_norm, units=reducer.units)
+                reducer.publish()  # MPI (shm: every share is done before the next pass)
             epoch_cost += cost
             bar.update()
             if cfg.check_every and (step + 1) % cfg.check_every == 0:
@@ -209,7 +229,9 @@ def train(start: Start, comm: Comm, stop: StopRequest) -> int:
     eta = make_schedule(cfg.schedule, cfg.lr, total_steps=cfg.epochs * steps,
                         warmup_steps=round(cfg.warmup_epochs * steps),
                         step_size=cfg.step_epochs * steps, gamma=cfg.gamma)
-    plan = Plan(cfg, cfg.batch_size, m_stop - m_start, steps, eta, start.position)
+    plan = Plan(cfg, cfg.batch_size, m_stop - m_start, steps, eta, start.position,
+                Augment.parse(cfg.augment, start.info["image_shape"]),
+                Dropout(cfg.layers, cfg.dropout, cfg.input_dropout, net.dtype))
     if start.resumed:
         log.say(f"distnn: resuming {cfg.checkpoint} at epoch {plan.first.epoch + 1}, "
                 f"step {plan.first.step}")

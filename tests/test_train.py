@@ -87,8 +87,15 @@ def test_training_learns_and_checkpoints(data, tmp_path):
                                                  "epoch_cost": 0.0, "ranks": 1}
 
 
-def test_resume_after_interrupt_equals_uninterrupted_bitwise(data, tmp_path):
-    args = ["--data", str(data), "--epochs", "3", "--momentum", "0.9", *SMALL]
+# Every regulariser at once: masks and distortions drawn each step, max-norm after it.
+# Mild, for 4x4 images: a whole-pixel shift would be a quarter of the image.
+REGULARISED = ["--dropout", "0.2", "--input-dropout", "0.1", "--max-norm", "1.5",
+               "--augment", "rotate=5,scale=0.05,elastic=0.3,sigma=1"]
+
+
+@pytest.mark.parametrize("extra", [[], REGULARISED], ids=["plain", "regularised"])
+def test_resume_after_interrupt_equals_uninterrupted_bitwise(data, tmp_path, extra):
+    args = ["--data", str(data), "--epochs", "3", "--momentum", "0.9", *SMALL, *extra]
     assert run_inprocess([*args, "--checkpoint", str(tmp_path / "full.h5")]) == 0
 
     class StopAtStep:  # what SIGTERM does, at a step of our choosing
@@ -106,6 +113,21 @@ def test_resume_after_interrupt_equals_uninterrupted_bitwise(data, tmp_path):
     full = load_checkpoint(tmp_path / "full.h5").params
     resumed = load_checkpoint(tmp_path / "cut.h5").params
     assert np.array_equal(full, resumed)
+
+
+def test_regularised_training_learns_within_its_constraint(data, tmp_path):
+    base = ["--data", str(data), "--epochs", "4", *SMALL, "--lr", "0.1"]  # 0.5 is for no noise
+    assert run_inprocess([*base, "--checkpoint", str(tmp_path / "plain.h5")]) == 0
+    assert run_inprocess([*base, *REGULARISED, "--checkpoint", str(tmp_path / "reg.h5")]) == 0
+    plain, reg = load_checkpoint(tmp_path / "plain.h5"), load_checkpoint(tmp_path / "reg.h5")
+    assert not np.allclose(plain.params, reg.params)  # the flags change the training
+    norms = np.linalg.norm(reg.weights[0].astype(np.float64), axis=1)
+    assert norms.max() <= 1.5 * (1 + 1e-5)  # every hidden unit within the max-norm
+    assert np.linalg.norm(plain.weights[0], axis=1).max() > 1.5  # ... which binds here
+    import h5py
+    with h5py.File(data) as f:
+        x, y = f["test/images"][()] / 255.0, f["test/labels"][()]
+    assert np.mean(reg.predict(x.astype(reg.dtype)) == y) > 0.9  # the whole net, no dropout
 
 
 def test_resume_refuses_a_changed_setting(data, tmp_path):
@@ -143,6 +165,10 @@ def test_diverging_run_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
     (["--momentum", "1.5"], "--momentum must be in [0, 1)"),
     (["--epochs", "0"], "--epochs must be at least 1"),
     (["--activation", "swish"], "invalid choice"),
+    (["--dropout", "1"], "--dropout must be in [0, 1)"),
+    (["--input-dropout", "nan"], "--input-dropout must be in [0, 1)"),
+    (["--max-norm", "inf"], "--max-norm must be >= 0"),
+    (["--augment", "twist=3"], "--augment 'twist=3': expected KEY=VALUE"),
 ])
 def test_bad_arguments_get_one_clear_error(args, message):
     result = run_cli(*args)
@@ -155,6 +181,15 @@ def test_data_that_does_not_fit_the_network_is_refused(data, tmp_path):
                      "--layers", "784,30,10")
     assert result.returncode == 2
     assert "has 16 features and 4 classes" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "c.h5").exists()
+
+
+def test_augmenting_images_that_are_not_2d_is_refused(tmp_path):
+    flat = make_dataset(tmp_path / "flat.h5", shape=(16,))
+    result = run_cli("--data", str(flat), "--checkpoint", str(tmp_path / "c.h5"),
+                     "--augment", "shift=1", *SMALL)
+    assert result.returncode == 2
+    assert "--augment needs 2-D images; the data's image_shape is (16,)" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "c.h5").exists()
 
 

@@ -26,6 +26,9 @@ from tests.synthetic import make_dataset
 pytestmark = pytest.mark.mpi(min_size=2)
 
 SMALL = ["--layers", "16,12,4", "--dtype", "float64", "--warmup-epochs", "0", "--no-progress"]
+# Every regulariser: each rank's own masks and distortions, max-norm shared out over a node.
+REGULARISED = ["--dropout", "0.2", "--input-dropout", "0.1", "--max-norm", "1.0",
+               "--augment", "rotate=5,scale=0.05,elastic=0.3,sigma=1"]
 
 
 @pytest.fixture
@@ -97,11 +100,12 @@ def test_full_batch_training_matches_across_rank_counts(world, data, mpi_tmp_pat
                                    rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("extra", [[], REGULARISED], ids=["plain", "regularised"])
 def test_replicas_stay_identical_and_evaluation_counts_each_image_once(world, data,
-                                                                     mpi_tmp_path):
+                                                                     mpi_tmp_path, extra):
     metrics = mpi_tmp_path / "m.jsonl"
     args = ["--data", str(data), "--checkpoint", str(mpi_tmp_path / "c.h5"), "--epochs", "2",
-            "--batch-size", "12", "--lr", "0.5", "--metrics", str(metrics), *SMALL]
+            "--batch-size", "12", "--lr", "0.5", "--metrics", str(metrics), *SMALL, *extra]
     cfg, given = parse_args(args)
     seen = []
 
@@ -145,9 +149,10 @@ class StopOnRank0At:
         return self.world.rank == 0 and self.calls >= self.step
 
 
-def test_resume_equals_uninterrupted_for_same_ranks(world, data, mpi_tmp_path):
+@pytest.mark.parametrize("extra", [[], REGULARISED], ids=["plain", "regularised"])
+def test_resume_equals_uninterrupted_for_same_ranks(world, data, mpi_tmp_path, extra):
     args = ["--data", str(data), "--epochs", "3", "--batch-size", "12", "--lr", "0.3",
-            "--momentum", "0.9", "--schedule", "cosine", *SMALL]
+            "--momentum", "0.9", "--schedule", "cosine", *SMALL, *extra]
     full, cut = str(mpi_tmp_path / "full.h5"), str(mpi_tmp_path / "cut.h5")
     cfg, given = parse_args([*args, "--checkpoint", full])
     assert run(cfg, given, MPIComm(world)) == 0
@@ -157,6 +162,21 @@ def test_resume_equals_uninterrupted_for_same_ranks(world, data, mpi_tmp_path):
     cfg, given = parse_args([*args, "--checkpoint", cut, "--resume"])
     assert run(cfg, given, MPIComm(world)) == 0
     assert np.array_equal(load_checkpoint(cut).params, load_checkpoint(full).params)
+
+
+def test_regularised_training_is_the_same_whichever_reducer_sums(world, data, mpi_tmp_path):
+    # The same masks and distortions on each rank; shm shares max-norm out over the
+    # node's ranks, allreduce has every rank do all of it: only rounding may differ.
+    args = ["--data", str(data), "--epochs", "2", "--batch-size", "12", "--lr", "0.3",
+            *SMALL, *REGULARISED]
+    for reduce in ("allreduce", "shm"):
+        cfg, given = parse_args([*args, "--reduce", reduce,
+                                 "--checkpoint", str(mpi_tmp_path / f"{reduce}.h5")])
+        assert run(cfg, given, MPIComm(world)) == 0
+    shm, allreduce = (load_checkpoint(mpi_tmp_path / f"{r}.h5") for r in ("shm", "allreduce"))
+    np.testing.assert_allclose(shm.params, allreduce.params, rtol=1e-9, atol=1e-12)
+    norms = np.linalg.norm(shm.weights[0], axis=1)
+    assert np.isclose(norms.max(), 1.0)  # the constraint binds, and holds
 
 
 def test_resume_on_another_rank_count_keeps_learning(world, data, mpi_tmp_path):

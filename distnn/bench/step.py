@@ -15,7 +15,13 @@ BLAS is pinned to 1 thread (threadpoolctl) so the figure does not depend on how
 many cores other jobs leave free; the two timings are interleaved, repeat by
 repeat, and medians reported, so machine noise hits both alike.
 
+Regularisation's cost is timed beside them, on the same batch: the step with
+dropout masks (``--dropout``: drawing them, and the gradient through them), and
+the augmentation of the batch (``--augment``), each rank's own work on top of its
+step (``distnn.train`` does both per step on each rank, with no communication).
+
 Run: python -m distnn.bench.step [--sizes 784 100 10] [--batch 128] [--repeats 200]
+     [--dropout 0.5] [--augment shift=2]
 """
 
 from __future__ import annotations
@@ -28,19 +34,25 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from distnn.augment import Augment
 from distnn.bench.peak import gemm_peak, step_flops
+from distnn.dropout import Dropout
 from distnn.network import MLP
 from distnn.optim import SGD
 
 
-def make_step(net: MLP, x: np.ndarray, y: np.ndarray) -> Callable[[], None]:
-    """One training step: summed gradient, then the seed's SGD update w - (eta/m) sum."""
+def make_step(net: MLP, x: np.ndarray, y: np.ndarray,
+              dropout: Dropout | None = None) -> Callable[[], None]:
+    """One training step: summed gradient, then the seed's SGD update w - (eta/m) sum;
+    with ``dropout``, through masks drawn for the step."""
     optimizer = SGD(net.params)
     grad = np.empty_like(net.params)
     scale = 1.0 / len(x)
+    rng = np.random.default_rng(0)
 
     def step() -> None:
-        net.gradient(x, y, out=grad)
+        masks = None if dropout is None else dropout.masks(rng, len(x))
+        net.gradient(x, y, out=grad, masks=masks)
         # grad_mean = (1/m) sum_x grad C_x, folded into the step as distnn.train does;
         # tiny lr: params stay put over repeats.
         optimizer.step(net.params, grad, 1e-6, scale=scale)
@@ -76,20 +88,26 @@ def time_per_call(fn: Callable[[], None], inner: int) -> float:
     return (time.perf_counter() - start) / inner
 
 
-def run(sizes: Sequence[int], batch: int, repeats: int, inner: int) -> dict[str, float]:
+def run(sizes: Sequence[int], batch: int, repeats: int, inner: int, dropout: float = 0.5,
+        augment: str = "shift=2") -> dict[str, float]:
     net = MLP(sizes, dtype="float32", seed=0)
     rng = np.random.default_rng(0)
     x = rng.random((batch, sizes[0]), dtype=np.float32)
     y = rng.integers(0, sizes[-1], batch)
-    step, gemms = make_step(net, x, y), make_gemms(net, x)
-    step_times, gemm_times = [], []
+    side = int(round(np.sqrt(sizes[0])))
+    distort = Augment.parse(augment, (side, side))
+    timed = {"step": make_step(net, x, y), "gemms": make_gemms(net, x),
+             "dropout_step": make_step(net, x, y, Dropout(sizes, dropout)),
+             "augment": lambda: distort(x, rng)}
+    times: dict[str, list[float]] = {name: [] for name in timed}
     for _ in range(5):  # warm caches, BLAS buffers and the network's workspace
-        step(), gemms()
+        for fn in timed.values():
+            fn()
     for _ in range(repeats):
-        step_times.append(time_per_call(step, inner))
-        gemm_times.append(time_per_call(gemms, inner))
-    step_median, gemm_median = statistics.median(step_times), statistics.median(gemm_times)
-    return {"step": step_median, "gemms": gemm_median, "ratio": step_median / gemm_median,
+        for name, fn in timed.items():
+            times[name].append(time_per_call(fn, inner))
+    result = {name: statistics.median(t) for name, t in times.items()}
+    return {**result, "ratio": result["step"] / result["gemms"],
             "gflop": step_flops(sizes, batch) / 1e9}
 
 
@@ -99,9 +117,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=200, help="timed repeats of each")
     parser.add_argument("--inner", type=int, default=10, help="calls per timed repeat")
+    parser.add_argument("--dropout", type=float, default=0.5,
+                        help="p of the hidden units for the dropout step (default 0.5)")
+    parser.add_argument("--augment", default="shift=2",
+                        help="distortions timed on the batch (default shift=2; images are "
+                             "taken as square)")
     args = parser.parse_args(argv)
     with threadpool_limits(limits=1):
-        result = run(args.sizes, args.batch, args.repeats, args.inner)
+        result = run(args.sizes, args.batch, args.repeats, args.inner, args.dropout,
+                     args.augment)
     peak = gemm_peak("float32")
 
     def share(seconds: float) -> str:
@@ -115,6 +139,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"  train step (gradient + SGD): {step * 1e6:8.1f} us  {share(step)}")
     print(f"  its matrix products alone:   {gemms * 1e6:8.1f} us  {share(gemms)}")
     print(f"  ratio:                       {result['ratio']:8.3f}  (target <= 1.5)")
+    with_dropout, augment = result["dropout_step"], result["augment"]
+    print(f"  step with --dropout {args.dropout:g}:     {with_dropout * 1e6:8.1f} us  "
+          f"({100 * (with_dropout / step - 1):+.0f}% on the step)")
+    print(f"  --augment {args.augment} of the batch: {augment * 1e6:8.1f} us  "
+          f"({100 * augment / step:.0f}% of the step)")
     print(f"  (sgemm peak on this core: {peak:.1f} GFLOP/s)")
 
 
