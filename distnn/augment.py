@@ -171,16 +171,19 @@ def _shifted(images: np.ndarray, t: np.ndarray) -> np.ndarray:
 def _bilinear(images: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
     """images (m, h, w) sampled at (sy, sx) (m, h, w) each, bilinearly; zero outside."""
     m, h, w = images.shape
-    # One pixel of zeros around each image: a sample outside lands on it (clipped there).
-    padded = np.zeros((m, h + 2, w + 2), images.dtype)
-    padded[:, 1:-1, 1:-1] = images
-    flat = padded.reshape(-1)
+    # Zeros around each image, one row and column before it and two after. A
+    # sample outside is first moved to the edge of that frame, where it reads
+    # zeros (weight 1) and at most one more neighbour (weight 0).
+    padded = np.zeros((m, h + 3, w + 3), images.dtype)
+    padded[:, 1:h + 1, 1:w + 1] = images
+    width = w + 3
+    sy, sx = np.clip(sy, -1, h), np.clip(sx, -1, w)
     y0, x0 = np.floor(sy), np.floor(sx)
-    fy, fx = sy - y0, sx - x0  # weights of the lower-right neighbours
-    base = (np.arange(m) * ((h + 2) * (w + 2)))[:, None, None]
-    rows = [np.clip(y0.astype(np.intp) + d, 0, h + 1) * (w + 2) for d in (1, 2)]
-    cols = [np.clip(x0.astype(np.intp) + d, 0, w + 1) for d in (1, 2)]
-    top = flat[base + rows[0] + cols[0]] * (1 - fx) + flat[base + rows[0] + cols[1]] * fx
-    bottom = flat[base + rows[1] + cols[0]] * (1 - fx) + flat[base + rows[1] + cols[1]] * fx
+    fy, fx = sy - y0, sx - x0  # weights of the lower and right neighbours
+    # Flat index of the upper-left neighbour; the others are +1, +width, +width+1.
+    corner = (y0.astype(np.intp) + 1) * width + (x0.astype(np.intp) + 1)
+    corner += (np.arange(m) * ((h + 3) * width))[:, None, None]
+    flat = padded.reshape(-1)
+    top = flat[corner] * (1 - fx) + flat[corner + 1] * fx
+    bottom = flat[corner + width] * (1 - fx) + flat[corner + width + 1] * fx
     return top * (1 - fy) + bottom * fy
-

@@ -131,3 +131,31 @@ def test_images_that_are_not_2d_cannot_be_augmented():
     with pytest.raises(AugmentError, match="needs 2-D images"):
         Augment.parse("shift=1", (784,))
     assert not Augment.parse("", (784,))  # no augmentation needs no shape
+
+
+def test_warp_equals_a_pixel_by_pixel_reference_including_far_outside_samples():
+    rng = np.random.default_rng(6)
+    m, h, w = 5, 6, 5
+    images = rng.random((m, h, w)).astype(np.float64)
+    theta, k = rng.uniform(-3, 3, m), rng.uniform(0.3, 2, m)
+    t = rng.integers(-3, 3, (2, m), endpoint=True)
+    d = rng.normal(0, 4, (2, m, h, w))  # moves some samples far past the edges
+    out = warp(images, theta, k, t, d)
+
+    def pixel(i: int, y: float, x: float) -> float:
+        value = 0.0
+        for yy in (np.floor(y), np.floor(y) + 1):
+            for xx in (np.floor(x), np.floor(x) + 1):
+                weight = (1 - abs(y - yy)) * (1 - abs(x - xx))
+                if 0 <= yy < h and 0 <= xx < w:
+                    value += weight * images[i, int(yy), int(xx)]
+        return value
+
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    for i in range(m):
+        c, s = np.cos(theta[i]) / k[i], np.sin(theta[i]) / k[i]
+        for r in range(h):
+            for q in range(w):
+                y = cy + c * (r - cy) - s * (q - cx) - t[0, i] + d[0, i, r, q]
+                x = cx + s * (r - cy) + c * (q - cx) - t[1, i] + d[1, i, r, q]
+                assert out[i, r, q] == pytest.approx(pixel(i, y, x), abs=1e-12), (i, r, q)

@@ -6,8 +6,9 @@ session, and often never: the other ranks still waited in the failed test's
 collective, and the job spun until CI's time limit. Now:
 
 - **A time limit per test** (``DISTNN_TEST_TIMEOUT`` seconds; 120 under MPI,
-  600 serial). When it runs out, the rank prints which test it is in (or which
-  ranks it waits for after it) and every thread's stack, then ends the whole
+  600 serial; a test marked ``@pytest.mark.time_limit(s)`` gets s if longer).
+  When it runs out, the rank prints which test it is in (or which ranks it
+  waits for after it) and every thread's stack, then ends the whole
   job: MPI_Abort under MPI (after a few seconds, so the other ranks, whose
   limits run out at the same moment, print theirs too), or it kills
   its child processes and exits in a serial run.
@@ -143,16 +144,18 @@ class Guard:
         self.phase = ""
         self.elsewhere: dict[str, list[int]] = {}  # test -> the other ranks it failed on
         self._timer: threading.Timer | None = None
+        self.limit = self.timeout  # this test's
 
     # -- the time limit ----------------------------------------------------
 
-    def arm(self) -> None:
-        self._timer = threading.Timer(self.timeout, self._expired)
+    def arm(self, seconds: float) -> None:
+        self.limit = seconds
+        self._timer = threading.Timer(seconds, self._expired)
         self._timer.daemon = True
         self._timer.start()
         # If this thread cannot run (a C call holding the GIL), faulthandler's own
         # thread still dumps the stacks and exits, a little later.
-        faulthandler.dump_traceback_later(self.timeout + GRACE + 30, exit=True)
+        faulthandler.dump_traceback_later(seconds + GRACE + 30, exit=True)
 
     def disarm(self) -> None:
         faulthandler.cancel_dump_traceback_later()
@@ -163,7 +166,7 @@ class Guard:
         where = self.phase
         if self.meeting is not None and self.meeting.waiting_for:
             where += f", waiting for rank(s) {sorted(self.meeting.waiting_for)} to finish it"
-        _say(self.prefix, f"TIMEOUT after {self.timeout:.0f} s in {self.nodeid} ({where}); "
+        _say(self.prefix, f"TIMEOUT after {self.limit:.0f} s in {self.nodeid} ({where}); "
                           f"the job ends\n{_stacks()}")
         if self.meeting is not None:
             time.sleep(GRACE)
@@ -176,7 +179,9 @@ class Guard:
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item, nextitem):
         self.nodeid, self.failed, self.phase = item.nodeid, False, "in the test"
-        self.arm()
+        # A test that trains for minutes on purpose says so: @pytest.mark.time_limit(s).
+        marker = item.get_closest_marker("time_limit")
+        self.arm(max(self.timeout, marker.args[0]) if marker else self.timeout)
         try:
             yield
             if self.meeting is not None:
