@@ -83,7 +83,12 @@ def banner(cfg: Config, info: dict[str, Any], ranks: int, summing: str,
            threads: int | None, m_here: int, steps: int) -> str:
     """The run's first line: who sums how, the data, the network, the batch."""
     summing = f", summing by {summing}" if ranks > 1 else ""
+    regularised = [f"{name} {value:g}" for name, value in
+                   (("dropout", cfg.dropout), ("input dropout", cfg.input_dropout),
+                    ("max-norm", cfg.max_norm)) if value]
+    regularised += [f"augment {cfg.augment}"] if cfg.augment else []
     return (f"distnn: {ranks} rank(s){summing}, {threads or 'user-set'} BLAS thread(s) each; "
             f"{cfg.data}: {info['train_size']} train / {info['test_size']} test; "
-            f"net {','.join(map(str, cfg.layers))} {cfg.activation}/{cfg.cost} {cfg.dtype}; "
-            f"m={cfg.batch_size} ({m_here} on rank 0), {steps} steps/epoch")
+            f"net {','.join(map(str, cfg.layers))} {cfg.activation}/{cfg.cost} {cfg.dtype}"
+            + "".join(f", {r}" for r in regularised) +
+            f"; m={cfg.batch_size} ({m_here} on rank 0), {steps} steps/epoch")
