@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def run_recipe(script: str, tmp_path: Path, *args: str, timeout: float) -> tuple[float, list]:
     if shutil.which("mpirun") is None:
         pytest.skip("mpirun not found (pip install -e '.[mpich]')")
-    env = {**os.environ, "DISTNN_RUN_DIR": str(tmp_path / "run")}
+    env = {**os.environ, "DISTNN_RUN_DIR": str(tmp_path / "run"), "PYTHON": sys.executable}
     result = subprocess.run(["bash", str(ROOT / "launch" / "recipes" / script), *args],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     print(result.stderr[-3000:])
