@@ -220,8 +220,8 @@ examples:
 
 exit status: 0 trained; 2 bad arguments, data or checkpoint, a --checkpoint or
 --metrics that cannot be written, or a checkpoint another run writes (its
-PATH.lock); 75 interrupted by SIGTERM/SIGINT after writing the checkpoint (rerun
-with --resume), also after a stall (see --stall-timeout) when rank 0 could
+PATH.lock); 75 interrupted by SIGTERM, SIGINT or SIGUSR1 after writing the
+checkpoint (rerun with --resume), also after a stall (see --stall-timeout) when rank 0 could
 write it; 1 any other failure, a stall without a checkpoint, or replicas that
 differ (see --check-every).
 
@@ -254,7 +254,7 @@ def _files_arguments(io, d: Config) -> None:
                          "rank 0 prepares MNIST there first)")
     io.add_argument("--checkpoint", metavar="PATH",
                     help=f"checkpoint file, rewritten atomically after every epoch and on "
-                         f"SIGTERM/SIGINT (default {d.checkpoint})")
+                         f"SIGTERM/SIGINT/SIGUSR1 (default {d.checkpoint})")
     io.add_argument("--resume", action="store_true",
                     help="continue from --checkpoint; starts afresh, with a notice, if it "
                          "does not exist yet (so batch scripts can always pass it)")

@@ -131,7 +131,7 @@ class Watch:
         self.since = time.monotonic()
         self.where: tuple[int, int, float] | None = None  # (epoch, step, epoch's cost so far)
         self.consistent = False  # this replica holds the state at ``where``
-        self.signalled: float | None = None  # when a SIGTERM or SIGINT came
+        self.signalled: float | None = None  # when a stop signal (SIGTERM, SIGINT, SIGUSR1) came
         self._signals: int | None = None  # StopRequest's wakeup pipe
         self._save: Callable[[tuple[int, int, float]], None] | None = None
         self._path = ""

@@ -53,6 +53,8 @@ from distnn.start import (USER_ERRORS, Position, Start, UsageError, agree_on_sta
                           crowded_note, replicas)
 
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: checkpoint written, rerun with --resume
+# Each asks the run to stop after its step, with a checkpoint (StopRequest).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
 
 class Diverged(Exception):
@@ -73,13 +75,16 @@ def step_noise(seed: int, epoch: int, rank: int, step: int) -> np.random.Generat
 
 
 class StopRequest:
-    """Set by SIGTERM or SIGINT; the loop finishes its step, saves and exits.
+    """Set by SIGTERM, SIGINT or SIGUSR1; the loop finishes its step, saves and exits.
 
     A batch system sends SIGTERM before its time limit kills the job; Ctrl-C
-    sends SIGINT. A second signal a while later means "now": it raises
-    KeyboardInterrupt. One event often arrives twice within milliseconds
-    (Ctrl-C reaches the rank and mpirun, which forwards it; PBS signals every
-    process of the job), so a repeat inside REPEAT_SECONDS is the same request.
+    sends SIGINT. SIGUSR1 is the same request for launchers that take SIGTERM
+    as "abort now" and pass only SIGUSR1 and SIGUSR2 on to the ranks (Open
+    MPI's mpirun), and is Slurm's --signal default. A second signal a while
+    later means "now": it raises KeyboardInterrupt. One event often arrives
+    twice within milliseconds (Ctrl-C reaches the rank and mpirun, which
+    forwards it; PBS signals every process of the job), so a repeat inside
+    REPEAT_SECONDS is the same request.
     """
 
     REPEAT_SECONDS = 1.0
@@ -87,7 +92,7 @@ class StopRequest:
     def __init__(self) -> None:
         self.requested = False
         self._first = 0.0
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in STOP_SIGNALS:
             signal.signal(sig, self._handle)
         # Python runs a handler only once the main thread is back in Python, never
         # while it waits in MPI; the stall watch reads this pipe instead.

@@ -206,7 +206,7 @@ def test_help_explains_the_job():
         assert phrase in result.stdout
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGUSR1])
 def test_signal_checkpoints_and_resume_finishes(data, tmp_path, sig):
     ckpt = tmp_path / "c.h5"
     args = ["--data", str(data), "--checkpoint", str(ckpt), *SMALL, "--batch-size", "4",
