@@ -11,7 +11,9 @@
 # Ctrl-C (the ranks finish their step, write the checkpoint and exit 75) the
 # same command carries on where it stopped. Delete the run directory, or set
 # DISTNN_RUN_DIR, to start afresh. PYTHON names the interpreter; MPIRUN_ARGS
-# adds options to mpirun.
+# adds options to mpirun. MPICH, Open MPI and Intel MPI are told apart by
+# `mpirun --version` (launch/mpi.sh): each gets the options it needs and the
+# stop request the way it passes it on.
 set -uo pipefail
 
 usage() {
@@ -36,9 +38,21 @@ if ! command -v mpirun >/dev/null; then
 fi
 mkdir -p "$RUN_DIR" || exit 1
 
-echo "=== distnn: $ranks ranks, checkpoint $RUN_DIR/checkpoint.h5"
-# exec: mpirun gets Ctrl-C / SIGTERM directly and passes it to the ranks.
+# shellcheck source=launch/mpi.sh
+. "$(dirname "$0")/mpi.sh"
+flavour=$(mpi_flavour)
+mapfile -t options < <(mpi_options "$flavour" "$ranks")
+echo "=== distnn: $ranks ranks ($flavour), checkpoint $RUN_DIR/checkpoint.h5"
+
+# Ctrl-C or SIGTERM reaches this script (the launcher has a process group of
+# its own); it is passed on to the launcher the way this MPI forwards it.
+# shellcheck disable=SC2317  # invoked by the traps below
+forward() { mpi_stop "$(mpi_stop_signal "$flavour" "$1")"; }
+trap 'forward TERM' TERM
+trap 'forward INT' INT
 # shellcheck disable=SC2086  # MPIRUN_ARGS is a list of words
-exec mpirun -n "$ranks" ${MPIRUN_ARGS:-} \
+mpi_start "$(mpi_launcher "$flavour")" -n "$ranks" "${options[@]}" ${MPIRUN_ARGS:-} \
     "$PYTHON" -m distnn.train --checkpoint "$RUN_DIR/checkpoint.h5" --resume \
     --metrics "$RUN_DIR/metrics.jsonl" "$@"
+mpi_wait
+exit "$status"
