@@ -64,7 +64,11 @@ mpi_options() {
 # Start the launcher "$@" in the background, in its own process group;
 # sets launcher_pid (also the group's id).
 mpi_start() {
-    setsid "$@" &
+    if command -v setsid >/dev/null; then
+        setsid "$@" &
+    else  # no util-linux (macOS): a terminal's Ctrl-C reaches the launcher too
+        "$@" &
+    fi
     launcher_pid=$!
 }
 
