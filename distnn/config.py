@@ -221,9 +221,9 @@ examples:
 exit status: 0 trained; 2 bad arguments, data or checkpoint, a --checkpoint or
 --metrics that cannot be written, or a checkpoint another run writes (its
 PATH.lock); 75 interrupted by SIGTERM, SIGINT or SIGUSR1 after writing the
-checkpoint (rerun with --resume), also after a stall (see --stall-timeout) when rank 0 could
-write it; 1 any other failure, a stall without a checkpoint, or replicas that
-differ (see --check-every).
+checkpoint (rerun with --resume), also after a stall (see --stall-timeout)
+when rank 0 could write it; 1 any other failure, a stall without a
+checkpoint, or replicas that differ (see --check-every).
 
 BLAS threads: each rank uses cores/ranks-on-node threads; set DISTNN_THREADS=n,
 or OMP_NUM_THREADS / OPENBLAS_NUM_THREADS, to choose yourself.

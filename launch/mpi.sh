@@ -1,5 +1,5 @@
 # launch/mpi.sh: what the launch scripts need to know of the MPI they launch.
-# Sourced by local.sh, slurm.sbatch (LAUNCHER=mpirun) and pbs.sh; nothing to
+# Sourced by local.sh (slurm.sbatch and pbs.sh do not use it yet); nothing to
 # set by hand: the MPI is read off `mpirun --version`.
 #
 # The three MPIs differ in how a stop request reaches the ranks (each checked
