@@ -51,7 +51,7 @@ if [[ -n ${DISTNN_SLURM_NO_DBD:-} ]] || ! command -v slurmdbd >/dev/null \
     WITH_DBD=0
 fi
 
-mkdir -p "$DIR"/{etc,log,run,state,spool,munge,mysql}
+mkdir -p "$DIR"/{etc,log,run,state,spool,munge,mysql,tmp}
 # munged wants its socket directory searchable by all, the key private.
 chmod 755 "$DIR/munge"
 
@@ -187,6 +187,7 @@ AuthType=auth/munge
 AuthInfo=socket=$MUNGE_SOCKET
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool/%n
+TmpFS=$DIR/tmp
 SlurmctldPidFile=$DIR/run/slurmctld.pid
 SlurmdPidFile=$DIR/run/slurmd-%n.pid
 SlurmctldLogFile=$DIR/log/slurmctld.log
@@ -229,6 +230,10 @@ else
     on_host=$(cd "$(dirname "$0")/../cluster" && pwd)/on-host
     for name in $HOSTS; do
         mkdir -p "$DIR/spool/$name"
+        # A node's TmpFS is its own, as on a real cluster: srun --mpi=pmix makes
+        # /tmp-like directories named after the step, the same on every node.
+        bash "$on_host" "$name" "mount -t tmpfs distnn-tmp-$name $DIR/tmp" \
+            || die "no TmpFS for $name"
         bash "$on_host" "$name" "SLURM_CONF=$SLURM_CONF slurmd -N $name" \
             || die "slurmd did not start on $name"
     done
