@@ -281,8 +281,17 @@ class MPIComm:
 Comm = SerialComm | MPIComm
 
 
+# Open MPI tries its UCX one-sided component first, which prints an error on
+# every rank where UCX has no network to offer it (a laptop, a container).
+# distnn's only window is shared memory within a node, which is osc sm's job
+# (rdma behind it). Read at MPI_Init; a value the user set wins.
+OPEN_MPI_DEFAULTS = {"OMPI_MCA_osc": "sm,rdma"}
+
+
 def world() -> Comm:
     """The communicator of the whole job: MPI if launched on several ranks."""
+    for name, value in OPEN_MPI_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     from mpi4py import MPI
 
     if MPI.COMM_WORLD.Get_size() == 1:
