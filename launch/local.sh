@@ -41,17 +41,17 @@ mkdir -p "$RUN_DIR" || exit 1
 # shellcheck source=launch/mpi.sh
 . "$(dirname "$0")/mpi.sh"
 flavour=$(mpi_flavour)
-mapfile -t options < <(mpi_options "$flavour" "$ranks")
+mapfile -t options < <(mpi_options "$flavour" "$ranks" "$(nproc)")
 echo "=== distnn: $ranks ranks ($flavour), checkpoint $RUN_DIR/checkpoint.h5"
 
 # Ctrl-C or SIGTERM reaches this script (the launcher has a process group of
 # its own); it is passed on to the launcher the way this MPI forwards it.
-# shellcheck disable=SC2317  # invoked by the traps below
+# shellcheck disable=SC2317,SC2329  # invoked by the traps below
 forward() { mpi_stop "$(mpi_stop_signal "$flavour" "$1")"; }
 trap 'forward TERM' TERM
 trap 'forward INT' INT
 # shellcheck disable=SC2086  # MPIRUN_ARGS is a list of words
-mpi_start "$(mpi_launcher "$flavour")" -n "$ranks" "${options[@]}" ${MPIRUN_ARGS:-} \
+mpi_start --own-group "$(mpi_launcher "$flavour")" -n "$ranks" "${options[@]}" ${MPIRUN_ARGS:-} \
     "$PYTHON" -m distnn.train --checkpoint "$RUN_DIR/checkpoint.h5" --resume \
     --metrics "$RUN_DIR/metrics.jsonl" "$@"
 mpi_wait

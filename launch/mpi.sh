@@ -1,6 +1,7 @@
+# shellcheck shell=bash
 # launch/mpi.sh: what the launch scripts need to know of the MPI they launch.
-# Sourced by local.sh (slurm.sbatch and pbs.sh do not use it yet); nothing to
-# set by hand: the MPI is read off `mpirun --version`.
+# Sourced by local.sh, slurm.sbatch and pbs.sh; nothing to set by hand: the
+# MPI is read off `mpirun --version`, or off mpi4py's MPI library (srun).
 #
 # The three MPIs differ in how a stop request reaches the ranks (each checked
 # with its PyPI build: MPICH 5.0, Open MPI 5.0, Intel MPI 2021):
@@ -11,21 +12,33 @@
 # - Intel MPI: mpirun is a shell script around mpiexec.hydra, which SIGTERM
 #   kills alone, leaving hydra and the ranks running. The scripts start
 #   mpiexec.hydra itself, which passes SIGTERM on.
-# Every launcher is started in a process group of its own (setsid), so that a
-# terminal's Ctrl-C reaches only the script, which passes it on once, the
-# MPI's way; and whatever of the job is left when the launcher ends is
-# killed with its group.
+# local.sh starts its launcher in a process group of its own (setsid), so
+# that a terminal's Ctrl-C reaches only the script, which passes it on once,
+# the MPI's way; and whatever of the job is left when the launcher ends is
+# killed with its group. The batch scripts have no terminal, and a batch
+# system finds a job's processes by their session (PBS, Torque), which
+# setsid would leave: their launcher stays in the script's group.
 
-# mpich, openmpi, intel or unknown.
-mpi_flavour() {
-    local version
-    version=$(mpirun --version 2>&1 | head -n 5)
-    case $version in
+# mpich, openmpi, intel or unknown, from an MPI's description of itself.
+mpi_flavour_of() {
+    case $1 in
         *"Open MPI"* | *OpenRTE* | *PRRTE*) echo openmpi ;;
         *"Intel(R) MPI"*) echo intel ;;
         *HYDRA* | *MPICH*) echo mpich ;;
         *) echo unknown ;;
     esac
+}
+
+# The MPI that `mpirun` on PATH belongs to.
+mpi_flavour() {
+    mpi_flavour_of "$(mpirun --version 2>&1 | head -n 5)"
+}
+
+# The MPI that mpi4py loads in Python $1, without starting MPI (for srun,
+# where no mpirun need be on PATH).
+mpi_flavour_python() {
+    mpi_flavour_of "$("$1" -c 'import mpi4py; mpi4py.rc.initialize = False
+from mpi4py import MPI; print(MPI.Get_library_version())' 2>/dev/null | head -n 1)"
 }
 
 # The launcher command for this flavour.
@@ -44,16 +57,26 @@ mpi_stop_signal() {
     esac
 }
 
-# Options flavour $1 needs on one machine for $2 ranks, one word a line: more
-# ranks than cores, and running as root, each only when it is so. Open MPI
-# also gets the shared-memory one-sided component (which distnn's shm summing
-# uses) instead of trying UCX's, which prints an error on every rank where
-# UCX has no network to offer.
+# srun's PMI plugin for flavour $1: what its PyPI build, and the usual site
+# build, speaks. (MPICH and Intel MPI built against PMIx take pmix too.)
+mpi_srun_pmi() {
+    case $1 in
+        openmpi) echo pmix ;;
+        mpich | intel) echo pmi2 ;;
+    esac
+}
+
+# Options flavour $1 needs for $2 ranks, one word a line: more ranks than the
+# $3 cores (when given: a batch job's allocation is the MPI's to read), and
+# running as root, each only when it is so. Open MPI also gets the
+# shared-memory one-sided component (which distnn's shm summing uses)
+# instead of trying UCX's, which prints an error on every rank where UCX has
+# no network to offer (distnn.comm sets the same default for its own jobs).
 mpi_options() {
-    local flavour=$1 ranks=$2
+    local flavour=$1 ranks=$2 cores=${3:-}
     case $flavour in
         openmpi)
-            ((ranks > $(nproc))) && echo --oversubscribe
+            [[ -n $cores ]] && ((ranks > cores)) && echo --oversubscribe
             ((EUID == 0)) && echo --allow-run-as-root
             printf '%s\n' --mca osc sm,rdma
             ;;
@@ -61,14 +84,19 @@ mpi_options() {
     return 0
 }
 
-# Start the launcher "$@" in the background, in its own process group;
-# sets launcher_pid (also the group's id).
+# Start the launcher "$@" in the background; sets launcher_pid. With
+# --own-group first, in a process group of its own (local.sh).
 mpi_start() {
-    if command -v setsid >/dev/null; then
-        setsid "$@" &
-    else  # no util-linux (macOS): a terminal's Ctrl-C reaches the launcher too
-        "$@" &
+    launcher_group=
+    if [[ $1 == --own-group ]]; then
+        shift
+        if command -v setsid >/dev/null; then
+            setsid "$@" &
+            launcher_pid=$! launcher_group=$!
+            return
+        fi  # no util-linux (macOS): a terminal's Ctrl-C reaches the launcher too
     fi
+    "$@" &
     launcher_pid=$!
 }
 
@@ -77,14 +105,16 @@ mpi_stop() {
     kill -s "$1" "$launcher_pid" 2>/dev/null
 }
 
-# Wait for the launcher, also through trapped signals; sets status. Then ends
-# whatever of its group is left, so that no rank outlives the launcher.
+# Wait for the launcher, also through trapped signals (`wait` returns early
+# when one arrives); sets status. Then ends whatever of its own group is
+# left, so that no rank outlives the launcher.
 mpi_wait() {
     while kill -0 "$launcher_pid" 2>/dev/null; do
         wait "$launcher_pid"
     done
     wait "$launcher_pid"
+    # shellcheck disable=SC2034  # the caller reads it
     status=$?
-    kill -KILL -- "-$launcher_pid" 2>/dev/null
+    [[ -n $launcher_group ]] && kill -KILL -- "-$launcher_group" 2>/dev/null
     return 0
 }

@@ -23,9 +23,10 @@
 # processes and SIGKILL kill_delay seconds later (often only 10-30 s). To
 # leave the trainer time to finish its step and write the checkpoint, this
 # script sends SIGTERM itself DISTNN_WALLTIME_LEAD seconds (default 120)
-# before the walltime, read from $PBS_WALLTIME or `qstat -f`. mpirun
-# forwards it to the ranks; rank 0 writes the checkpoint and the trainer
-# exits 75. The trainer always gets --resume, so resubmitting the same qsub
+# before the walltime, read from $PBS_WALLTIME or `qstat -f`, the way the
+# MPI passes it on to the ranks (launch/mpi.sh reads `mpirun --version`: Open
+# MPI gets SIGUSR1; Intel MPI's mpiexec.hydra is started, not its mpirun
+# script); rank 0 writes the checkpoint and the trainer exits 75. The trainer always gets --resume, so resubmitting the same qsub
 # command continues from the checkpoint. With DISTNN_RESUBMIT=1 the script
 # resubmits itself (qsub $PBS_O_WORKDIR/launch/pbs.sh, or DISTNN_PBS_SCRIPT,
 # with the same name and arguments and the #PBS resources below, not those
@@ -47,6 +48,19 @@
 
 set -uo pipefail
 
+# launch/mpi.sh, beside this script: PBS may run a copy of the script, so
+# look where qsub was run too.
+for dir in "$(dirname "$0")" "${PBS_O_WORKDIR:-.}/launch"; do
+    if [[ -f $dir/mpi.sh ]]; then
+        # shellcheck source=launch/mpi.sh
+        . "$dir/mpi.sh"
+        break
+    fi
+done
+if ! declare -F mpi_flavour >/dev/null; then
+    echo "pbs.sh: error: launch/mpi.sh not found beside $0 or in ${PBS_O_WORKDIR:-.}/launch" >&2
+    exit 2
+fi
 cd "${PBS_O_WORKDIR:-.}" || exit 1
 PYTHON=${PYTHON:-python}
 RUN_DIR=${DISTNN_RUN_DIR:-runs/${PBS_JOBNAME:-distnn}}
@@ -84,8 +98,10 @@ if ((${DISTNN_RESUBMIT_COUNT:-0} > 0)) && [[ -f $ARGS_FILE ]]; then
 else
     printf '%s\0' "${train_args[@]}" >"$ARGS_FILE"
 fi
+flavour=$(mpi_flavour)
 echo "=== distnn job ${PBS_JOBID:-?} on $(hostname) at $(date '+%F %T'):" \
-    "$NTASKS ranks x $THREADS threads, walltime ${walltime:-unknown} s, checkpoint $CHECKPOINT"
+    "$NTASKS ranks x $THREADS threads ($flavour), walltime ${walltime:-unknown} s," \
+    "checkpoint $CHECKPOINT"
 
 # PBS signals every process of the job (qdel, walltime): mpirun gets it too
 # and passes it on, so the traps only take note; another copy sent later would
@@ -97,11 +113,11 @@ launcher_pid=
 trap 'signalled=TERM' TERM
 trap 'signalled=INT' INT
 
+mapfile -t options < <(mpi_options "$flavour" "$NTASKS")
 # shellcheck disable=SC2086  # MPIRUN_ARGS is a list of words
-mpirun -n "$NTASKS" "${hostfile[@]}" ${MPIRUN_ARGS:-} \
-    "$PYTHON" -m distnn.train --checkpoint "$CHECKPOINT" --resume \
-    --metrics "$RUN_DIR/metrics.jsonl" "${train_args[@]}" &
-launcher_pid=$!
+mpi_start "$(mpi_launcher "$flavour")" -n "$NTASKS" "${hostfile[@]}" "${options[@]}" \
+    ${MPIRUN_ARGS:-} "$PYTHON" -m distnn.train --checkpoint "$CHECKPOINT" --resume \
+    --metrics "$RUN_DIR/metrics.jsonl" "${train_args[@]}"
 
 # Wait for mpirun, looking at the clock every 5 s: LEAD seconds before the
 # walltime, pass SIGTERM on as if PBS had sent it. (SECONDS counts from the
@@ -112,16 +128,15 @@ if [[ -n $walltime ]] && ((walltime > LEAD)); then
 fi
 while kill -0 "$launcher_pid" 2>/dev/null; do
     if [[ -n $deadline && -z $signalled ]] && ((SECONDS >= deadline)); then
-        echo "=== $(date '+%F %T') walltime ends in about $LEAD s: SIGTERM to the ranks"
-        signalled=TERM
+        signalled=$(mpi_stop_signal "$flavour" TERM)
+        echo "=== $(date '+%F %T') walltime ends in about $LEAD s: SIG$signalled to the ranks"
         walltime_stop=1
-        kill -TERM "$launcher_pid" 2>/dev/null  # mpirun passes it on to the ranks
+        mpi_stop "$signalled"  # mpirun passes it on to the ranks
     fi
     sleep 5 &
     wait $!  # returns at once when a trapped signal arrives
 done
-wait "$launcher_pid"
-status=$?
+mpi_wait
 echo "=== $(date '+%F %T') distnn.train exited with status $status"
 
 # Resubmit only after our own walltime stop, never after a qdel.

