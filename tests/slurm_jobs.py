@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.mpi_envs import mpi_env
+
 REPO = Path(__file__).resolve().parent.parent
 SBATCH_SCRIPT = REPO / "launch" / "slurm.sbatch"
 START = REPO / "tests" / "slurm" / "start_slurm.sh"
@@ -34,10 +36,10 @@ def why_not() -> str | None:
     return None
 
 
-def job_env(slurm: dict[str, str], **extra: str) -> dict[str, str]:
-    """The job's environment (sbatch exports ours): the repo's distnn, this Python."""
-    path = os.pathsep.join(p for p in (str(REPO), slurm.get("PYTHONPATH", "")) if p)
-    return dict(slurm, PYTHONPATH=path, PYTHON=sys.executable, **extra)
+def job_env(slurm: dict[str, str], flavour: str = "mpich", **extra: str) -> dict[str, str]:
+    """The job's environment (sbatch exports ours): the repo's distnn, and the launcher
+    and Python of MPI ``flavour`` (tests/mpi_envs.py; skips where it is missing)."""
+    return dict(mpi_env(flavour, slurm), **extra)
 
 
 def job_state(env: dict[str, str], job: str) -> tuple[str, str, list[str]]:

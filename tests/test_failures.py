@@ -22,6 +22,7 @@ import pytest
 
 from distnn.checkpoint import read_checkpoint
 from distnn.train import EXIT_INTERRUPTED
+from tests.mpi_envs import FLAVOURS, mpi_env
 from tests.synthetic import make_dataset
 
 MPIRUN = shutil.which("mpirun")
@@ -37,13 +38,15 @@ def data(tmp_path: Path) -> Path:
     return make_dataset(tmp_path / "synthetic.h5")
 
 
+@pytest.mark.parametrize("flavour", FLAVOURS)
 @pytest.mark.parametrize("mode", ["raise", "kill"])
-def test_one_failing_rank_ends_the_job_quickly(mode, data, tmp_path):
+def test_one_failing_rank_ends_the_job_quickly(mode, flavour, data, tmp_path):
+    env = mpi_env(flavour)  # a user's `mpirun` under each MPI
     t0 = time.monotonic()
     result = subprocess.run(
-        [MPIRUN, "-n", "2", sys.executable, str(HERE / "faulty_train.py"), mode,
+        ["mpirun", "-n", "2", env["PYTHON"], str(HERE / "faulty_train.py"), mode,
          "--data", str(data), "--checkpoint", str(tmp_path / "c.h5"), *TRAIN],
-        capture_output=True, text=True, timeout=120)
+        capture_output=True, text=True, timeout=120, env=env)
     elapsed = time.monotonic() - t0
     assert result.returncode != 0
     assert elapsed < 30, f"the job took {elapsed:.0f}s to end"
