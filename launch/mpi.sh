@@ -38,7 +38,8 @@ mpi_flavour() {
 # where no mpirun need be on PATH).
 mpi_flavour_python() {
     mpi_flavour_of "$("$1" -c 'import mpi4py; mpi4py.rc.initialize = False
-from mpi4py import MPI; print(MPI.Get_library_version())' 2>/dev/null | head -n 1)"
+from mpi4py import MPI; print(MPI.Get_library_version().strip("\0\n").splitlines()[0])' \
+        2>/dev/null)"
 }
 
 # The launcher command for this flavour.

@@ -315,11 +315,24 @@ def test_a_two_node_slurm_job_trains_to_the_end(slurm, jobs, one_process, flavou
     assert f"=== distnn job {job} (restart 0) on dnn[1-2]" in text, text
     assert f"launcher {launcher} ({flavour})" in text, text
     assert "2 rank(s), summing by allreduce" in text, text
-    assert "error" not in text.lower(), text
+    assert "error" not in text.lower() and "warning" not in text.lower(), text
     if launcher == "srun":  # the MPI check, then the training: steps 0 and 1
         assert any(line.startswith(f"{job}.1|") and "COMPLETED" in line for line in lines), lines
     trained = load_checkpoint(jobs / "runs" / name / "checkpoint.h5").params
     assert _relative(trained, one_process(5)) < 1e-9
+
+
+def test_a_pmi_that_does_not_fit_the_mpi_is_named_before_training(slurm, jobs):
+    """srun --mpi=none under Open MPI: each rank a world of its own. The MPI check
+    sees it and names the PMI that Open MPI speaks."""
+    env = job_env(slurm, "openmpi", LAUNCHER="srun", SRUN_MPI="none")
+    job = sbatch(env, jobs, "wrong-pmi", [], ["--epochs", "5", *FULL_BATCH])
+    state, code, _ = wait(env, [job])[job]
+    text = (jobs / f"distnn-{job}.out").read_text()
+    assert (state, code) == ("FAILED", "1:0"), text
+    assert "MPI check: expected one world of 2 ranks, got '1 1'" in text, text
+    assert "mpi4py's MPI is openmpi: try SRUN_MPI=pmix" in text, text
+    assert "rank(s), summing" not in text, text  # the trainer never started
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)

@@ -89,7 +89,7 @@ def test_job_trains_to_completion(slurm, workdir):
     state, code, _ = wait(env, [job])[job]
     text = output(workdir, job)
     assert (state, code) == ("COMPLETED", "0:0"), text
-    assert "2 rank(s)" in text, text
+    assert "2 rank(s), summing by shm (2 ranks on one node)" in text, text
     assert "epoch 3/3" in text, text
     final = re.search(r"final test accuracy: ([\d.]+)% \((\d+)/500\)", text)
     assert final and float(final.group(1)) > 90, text
