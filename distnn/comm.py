@@ -299,6 +299,15 @@ def world() -> Comm:
     return MPIComm(MPI.COMM_WORLD)
 
 
+def mpi_flavour(version: str) -> str:
+    """mpich, openmpi, intel or unknown, from an MPI library's version text
+    (as launch/mpi.sh tells them apart)."""
+    for flavour, mark in (("openmpi", "Open MPI"), ("intel", "Intel(R) MPI"), ("mpich", "MPICH")):
+        if mark in version:
+            return flavour
+    return "unknown"
+
+
 def mpi_library_version() -> str:
     """The MPI library's name and version (its first line), without starting an MPI job.
 

@@ -17,11 +17,13 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from distnn.network import MLP
+from tests.mpi_envs import FLAVOURS, mpi_env
 
 SIZES = [784, 30, 20, 10]
 
@@ -195,3 +197,40 @@ def test_mpich_sums_a_gradient_the_way_the_projection_models_it(tmp_path):
     assert len(sends) == ranks * calls * 4, sorted(sends)
     payload = ranks * calls * 1.5 * n
     assert payload <= sum(sends) <= payload + len(sends) * 64  # each message's small header
+
+
+EIGHT_MIB_SUMS = '''
+import numpy as np
+from mpi4py import MPI
+x = np.ones(1 << 21, np.float32)  # 8 MiB
+for _ in range(4):
+    MPI.COMM_WORLD.Allreduce(MPI.IN_PLACE, x)
+'''
+
+
+def _loopback_bytes() -> int:
+    return int(Path("/sys/class/net/lo/statistics/tx_bytes").read_text())
+
+
+@pytest.mark.skipif(not Path("/sys/class/net/lo").exists(), reason="reads Linux's lo counters")
+@pytest.mark.skipif(_under_mpi(), reason="launches its own mpirun; run it without mpirun")
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_each_path_of_the_alphabeta_benchmark_is_the_one_its_name_says(flavour, tmp_path):
+    """Four 8 MiB sums between 2 ranks on each path of ``PATHS`` for this MPI: a tcp
+    row sends them through the kernel's TCP stack (at least one copy of each crosses
+    the loopback interface), a shared-memory one sends them nowhere (less than the
+    sums' own bytes, whatever else this machine sends meanwhile)."""
+    from distnn.bench.alphabeta import PATHS
+
+    env = mpi_env(flavour)
+    script = tmp_path / "sums.py"
+    script.write_text(EIGHT_MIB_SUMS)
+    for name, extra in PATHS[flavour].items():
+        before = _loopback_bytes()
+        subprocess.run(["mpirun", "-n", "2", env["PYTHON"], str(script)], env={**env, **extra},
+                       check=True, capture_output=True, timeout=120)
+        sent = _loopback_bytes() - before
+        if name == "tcp":
+            assert sent >= 4 << 23, (name, sent)
+        else:
+            assert sent < 4 << 20, (name, sent)

@@ -1,16 +1,25 @@
 """Allreduce cost as alpha + beta x bytes, and a projection of scaling beyond one machine.
 
 Measures ``Allreduce`` (in place, float32 SUM) between 2 ranks for messages of
-8 B .. 64 MiB over three paths of this MPICH (ch4, UCX netmod):
+8 B .. 64 MiB over the paths that this MPI can be told to take, each chosen
+with that MPI's own means (``PATHS``):
 
-- shm: the default; MPICH's own shared-memory path between ranks of one node;
-- netmod: ``MPIR_CVAR_NOLOCAL=1``: through UCX, which still picks its own
-  shared-memory transports on one machine;
-- tcp: ``MPIR_CVAR_NOLOCAL=1 UCX_TLS=tcp,self``: through the kernel's TCP stack
-  on 127.0.0.1, the software path a message between nodes takes.
+- shm: the default; the MPI's own shared-memory path between ranks of one node;
+- netmod (MPICH only): ``MPIR_CVAR_NOLOCAL=1``: through UCX, which still picks
+  its own shared-memory transports on one machine;
+- tcp: through the kernel's TCP stack on 127.0.0.1, the software path a
+  message between nodes takes. MPICH: ``MPIR_CVAR_NOLOCAL=1 UCX_TLS=tcp,self``;
+  Open MPI: ``OMPI_MCA_pml=ob1 OMPI_MCA_btl=tcp,self``; Intel MPI:
+  ``I_MPI_FABRICS=ofi FI_PROVIDER=tcp``.
+
+A row the MPI cannot be made to take is left out, and the report says why
+(``LEFT_OUT``). Which path a row took is checked by the bytes it moves over
+the loopback interface (tests/test_bench.py): a tcp row's megabytes, a
+shared-memory row's none.
 
 The model is what MPICH runs (read in its source and checked by counting
-sends: ``allreduce_seconds``): above 8 B, Rabenseifner's reduce-scatter by
+sends: ``allreduce_seconds``; other MPIs may choose other algorithms):
+above 8 B, Rabenseifner's reduce-scatter by
 recursive halving and allgather by recursive doubling, which for p ranks (a
 power of two) and n bytes costs T(p, n) = 2 log2(p) alpha + 2(p-1)/p n beta,
 the summing folded into beta. At p = 2 that is 2 alpha + n beta, fitted by
@@ -49,10 +58,32 @@ from typing import Any
 
 import numpy as np
 
+# Per MPI (distnn.comm.mpi_flavour), the environment that sends its 2 ranks on one
+# machine down each path. Each checked by the bytes crossing the loopback
+# interface for ten 8 MiB sums: tcp 168-170 MB under all three; shm, and
+# MPICH's netmod, none.
 PATHS = {
-    "shm": {},
-    "netmod": {"MPIR_CVAR_NOLOCAL": "1"},
-    "tcp": {"MPIR_CVAR_NOLOCAL": "1", "UCX_TLS": "tcp,self"},
+    "mpich": {
+        "shm": {},
+        "netmod": {"MPIR_CVAR_NOLOCAL": "1"},
+        "tcp": {"MPIR_CVAR_NOLOCAL": "1", "UCX_TLS": "tcp,self"},
+    },
+    "openmpi": {
+        "shm": {},
+        "tcp": {"OMPI_MCA_pml": "ob1", "OMPI_MCA_btl": "tcp,self"},
+    },
+    "intel": {
+        "shm": {},
+        "tcp": {"I_MPI_FABRICS": "ofi", "FI_PROVIDER": "tcp"},
+    },
+}
+LEFT_OUT = {
+    "openmpi": "netmod: Open MPI keeps 2 ranks of one machine in shared memory whatever UCX "
+               "is told (UCX_TLS=tcp,self: no byte crossed the loopback); only the tcp "
+               "component (pml ob1) leaves it",
+    "intel": "netmod: I_MPI_FABRICS=ofi alone picks libfabric's tcp provider here, the tcp row",
+    "unknown": "netmod, tcp: an MPI that is none of MPICH, Open MPI, Intel MPI: only its "
+               "default path",
 }
 SIZES = [8 * 2**k for k in range(24)]  # 8 B .. 64 MiB
 NODES = [2, 4, 8, 16, 32, 64, 128, 256]
@@ -141,8 +172,12 @@ def run(rounds: int = 3, launcher: list[str] | None = None) -> dict[str, Any]:
     between them, and the training step timed across them.
     """
     from distnn.bench.matrix import launch
+    from distnn.comm import mpi_flavour, mpi_library_version
 
-    paths = {name: (env, ["mpirun"]) for name, env in PATHS.items()}
+    version = mpi_library_version()
+    flavour = mpi_flavour(version)
+    chosen = PATHS.get(flavour, {"shm": {}})
+    paths = {name: (env, ["mpirun"]) for name, env in chosen.items()}
     if launcher:
         paths["across"] = ({}, launcher)
     samples: dict[str, list[list[dict[str, float]]]] = {name: [] for name in paths}
@@ -157,7 +192,9 @@ def run(rounds: int = 3, launcher: list[str] | None = None) -> dict[str, Any]:
                                             extra_args=["--worker"], launcher=command))
         print("compute time per step (P=1, batch 128, float32)", flush=True)
         compute = compute_seconds(workdir)
-        data: dict[str, Any] = {"rounds": rounds, "paths": {}, "compute_s": compute}
+        data: dict[str, Any] = {"rounds": rounds, "mpi": version, "flavour": flavour,
+                                "left_out": LEFT_OUT.get(flavour), "paths": {},
+                                "compute_s": compute}
         if launcher:
             print("the training step across the launcher's two hosts", flush=True)
             data["across"] = {"launcher": launcher, "steps": steps_across(workdir, launcher)}
@@ -215,6 +252,9 @@ def check(data: dict[str, Any], gbps: float) -> list[dict[str, Any]]:
 def _paths_table(data: dict[str, Any]) -> list[str]:
     lines = [
         "# Allreduce cost: alpha + beta x bytes (2 ranks, float32 SUM, in place)",
+        "",
+        f"MPI: {data.get('mpi', 'not recorded')}",
+        *([f"Left out: {data['left_out']}"] if data.get("left_out") else []),
         "",
         "| path | env | alpha (us) | beta (ns/B) | 1/beta (GB/s) | 8 B | 64 KiB | 1 MiB | 64 MiB |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -275,7 +315,10 @@ def _check_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def markdown(data: dict[str, Any], gbps: float | None = None) -> str:
-    lines = [*_paths_table(data), "", *_projection_table(data)]
+    lines = _paths_table(data)
+    if "tcp" not in data["paths"]:  # its alpha is the model's
+        return "\n".join([*lines, "", "No projection: this MPI has no tcp row."]) + "\n"
+    lines += ["", *_projection_table(data)]
     if "across" in data and gbps:
         lines += ["", *_check_table(check(data, gbps))]
     return "\n".join(lines) + "\n"
@@ -333,8 +376,9 @@ def main(argv: list[str] | None = None) -> None:
         data = json.loads((out / "alphabeta.json").read_text())
     else:
         data = run(args.rounds, shlex.split(args.launcher) if args.launcher else None)
-    data["projection"] = projection(data)
-    if "across" in data and args.link_gbps:
+    if "tcp" in data["paths"]:
+        data["projection"] = projection(data)
+    if "across" in data and args.link_gbps and "tcp" in data["paths"]:
         data["check"] = check(data, args.link_gbps)
     (out / "alphabeta.json").write_text(json.dumps(data, indent=1))
     text = markdown(data, args.link_gbps)
