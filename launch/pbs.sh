@@ -26,8 +26,9 @@
 # before the walltime, read from $PBS_WALLTIME or `qstat -f`, the way the
 # MPI passes it on to the ranks (launch/mpi.sh reads `mpirun --version`: Open
 # MPI gets SIGUSR1; Intel MPI's mpiexec.hydra is started, not its mpirun
-# script); rank 0 writes the checkpoint and the trainer exits 75. The trainer always gets --resume, so resubmitting the same qsub
-# command continues from the checkpoint. With DISTNN_RESUBMIT=1 the script
+# script); rank 0 writes the checkpoint and the trainer exits 75. The
+# trainer always gets --resume, so resubmitting the same qsub command
+# continues from the checkpoint. With DISTNN_RESUBMIT=1 the script
 # resubmits itself (qsub $PBS_O_WORKDIR/launch/pbs.sh, or DISTNN_PBS_SCRIPT,
 # with the same name and arguments and the #PBS resources below, not those
 # given to the first qsub) after such a stop, at most DISTNN_MAX_RESUBMITS
