@@ -199,38 +199,46 @@ def test_mpich_sums_a_gradient_the_way_the_projection_models_it(tmp_path):
     assert payload <= sum(sends) <= payload + len(sends) * 64  # each message's small header
 
 
-EIGHT_MIB_SUMS = '''
+SUMS = '''
 import numpy as np
 from mpi4py import MPI
 x = np.ones(1 << 21, np.float32)  # 8 MiB
 for _ in range(4):
     MPI.COMM_WORLD.Allreduce(MPI.IN_PLACE, x)
+y = np.ones(2, np.float32)  # 8 B
+for _ in range(5000):
+    MPI.COMM_WORLD.Allreduce(MPI.IN_PLACE, y)
 '''
 
 
-def _loopback_bytes() -> int:
-    return int(Path("/sys/class/net/lo/statistics/tx_bytes").read_text())
+def _loopback() -> tuple[int, int]:
+    """(bytes, packets) sent so far over the loopback interface."""
+    stats = Path("/sys/class/net/lo/statistics")
+    return (int((stats / "tx_bytes").read_text()), int((stats / "tx_packets").read_text()))
 
 
 @pytest.mark.skipif(not Path("/sys/class/net/lo").exists(), reason="reads Linux's lo counters")
 @pytest.mark.skipif(_under_mpi(), reason="launches its own mpirun; run it without mpirun")
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_each_path_of_the_alphabeta_benchmark_is_the_one_its_name_says(flavour, tmp_path):
-    """Four 8 MiB sums between 2 ranks on each path of ``PATHS`` for this MPI: a tcp
-    row sends them through the kernel's TCP stack (at least one copy of each crosses
-    the loopback interface), a shared-memory one sends them nowhere (less than the
-    sums' own bytes, whatever else this machine sends meanwhile)."""
+    """Four 8 MiB sums and 5,000 8 B sums between 2 ranks on each path of ``PATHS``
+    for this MPI. A tcp row sends both through the kernel's TCP stack: at least one
+    copy of the big sums' bytes and a packet per small sum cross the loopback
+    interface (Intel MPI sums small messages through shared memory unless told
+    otherwise, whatever its fabric). A shared-memory row sends them nowhere: less
+    than the sums' own bytes and packets, whatever else this machine sends
+    meanwhile (the launcher's start-up)."""
     from distnn.bench.alphabeta import PATHS
 
     env = mpi_env(flavour)
     script = tmp_path / "sums.py"
-    script.write_text(EIGHT_MIB_SUMS)
+    script.write_text(SUMS)
     for name, extra in PATHS[flavour].items():
-        before = _loopback_bytes()
+        before = _loopback()
         subprocess.run(["mpirun", "-n", "2", env["PYTHON"], str(script)], env={**env, **extra},
                        check=True, capture_output=True, timeout=120)
-        sent = _loopback_bytes() - before
+        sent, packets = (after - was for after, was in zip(_loopback(), before))
         if name == "tcp":
-            assert sent >= 4 << 23, (name, sent)
+            assert sent >= 4 << 23 and packets >= 5000, (name, sent, packets)
         else:
-            assert sent < 4 << 20, (name, sent)
+            assert sent < 4 << 20 and packets < 1000, (name, sent, packets)
