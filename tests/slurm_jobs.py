@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -88,3 +89,36 @@ def logs(env: dict[str, str]) -> str:
     return "slurmctld.log:\n" + "\n".join(log.read_text().splitlines()[-15:])
 
 
+
+
+def _job_steps_alive(job: str) -> bool:
+    """Whether any slurmstepd of ``job`` runs on this machine (stand-in hosts included:
+    they share its processes)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if cmdline.read_bytes().startswith(f"slurmstepd: [{job}.".encode()):
+                return True
+        except OSError:  # it has just ended
+            pass
+    return False
+
+
+def release_requeued(env: dict[str, str], job: str, timeout: float = 60) -> None:
+    """Let a job that requeued itself start again now, not after Slurm's hold.
+
+    Slurm 22.05 holds a requeued job about two minutes before it may start again.
+    Not before its first run is over on the nodes (its steps gone, the job
+    PENDING: no longer COMPLETING), and not within the second in which the nodes
+    revoked its credential: a node compares a launch's credential with that
+    revocation in whole seconds, and refused the second run ("Job credential
+    revoked") when it came within the same second.
+    """
+    deadline = time.monotonic() + timeout
+    while _job_steps_alive(job) or "JobState=PENDING" not in subprocess.run(
+            ["scontrol", "show", "job", "-o", job], env=env, capture_output=True, text=True,
+            timeout=30).stdout:
+        assert time.monotonic() < deadline, f"job {job}'s first run does not end\n{logs(env)}"
+        time.sleep(0.2)
+    time.sleep(math.ceil(time.time()) - time.time() + 1)  # into the second after the next
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True,
+                   timeout=30)

@@ -20,7 +20,6 @@ plain process.
 from __future__ import annotations
 
 import ast
-import math
 import os
 import re
 import shutil
@@ -35,7 +34,8 @@ import pytest
 from distnn import load_checkpoint
 from distnn.checkpoint import read_checkpoint
 from tests.mpi_envs import FLAVOURS
-from tests.slurm_jobs import SBATCH_SCRIPT, START, STOP, job_env, wait, why_not
+from tests.slurm_jobs import (SBATCH_SCRIPT, START, STOP, job_env, release_requeued, wait,
+                              why_not)
 from tests.synthetic import make_dataset
 
 REPO = Path(__file__).resolve().parent.parent
@@ -364,21 +364,7 @@ def test_a_signalled_two_node_job_requeues_and_resumes_to_the_uninterrupted_resu
     while "requeued job" not in out.read_text():  # the batch script did it
         assert time.monotonic() < deadline, out.read_text()
         time.sleep(0.2)
-    # Slurm holds a requeued job about two minutes before it may start again. The
-    # test lets it go sooner, but not before the first run is over on the nodes
-    # (its steps gone, the job PENDING: no longer COMPLETING), and not within the
-    # second in which the nodes revoked its credential: a node compares a launch's
-    # credential with that revocation in whole seconds, and refused the second run
-    # ("Job credential revoked") when it came within the same second.
-    while any(_running(pid, "slurmstepd") for host in HOSTS for pid in _pids(host)) or \
-            "JobState=PENDING" not in subprocess.run(
-                ["scontrol", "show", "job", "-o", job], env=env, capture_output=True,
-                text=True, timeout=30).stdout:
-        assert time.monotonic() < deadline, "the first run does not end"
-        time.sleep(0.2)
-    time.sleep(math.ceil(time.time()) - time.time() + 1)  # into the second after the next
-    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True,
-                   timeout=30)
+    release_requeued(env, job)
     state, code, _ = wait(env, [job])[job]
     text = out.read_text()
     assert (state, code) == ("COMPLETED", "0:0"), text
