@@ -11,10 +11,11 @@ by bilinear interpolation, zero outside the image: M = R(theta) / k turns by
 theta and scales by k about the centre, t moves the content by whole pixels, and
 d is an elastic distortion (Simard, Steinkraus and Platt 2003): a field of
 random displacements, smoothed by a Gaussian of width sigma and scaled by alpha.
-theta, k, t and d are drawn per image from the generator the caller passes
-(the trainer's is seeded by seed, epoch, rank and step: reproducible, and
-different on every rank and step). With only ``shift``, s(p) = p - t lands on
-whole pixels, and the interpolation copies them exactly.
+theta, k, t and d are drawn per image from the caller's ``distnn.noise.Noise``
+(seeded by seed, epoch and step, laid out image by image: reproducible,
+different on every step, and the same for an image whichever rank serves it).
+With only ``shift``, s(p) = p - t lands on whole pixels, and the interpolation
+copies them exactly.
 
 Everything is vectorised over the batch (no per-image loop); the smoothing is
 two small matrix products per image. numpy only: scipy.ndimage's
@@ -25,6 +26,8 @@ dependency for a loop.
 from __future__ import annotations
 
 import numpy as np
+
+from distnn.noise import Noise
 
 __all__ = ["Augment", "AugmentError"]
 
@@ -92,23 +95,29 @@ class Augment:
             parts.append(f"sigma={self.sigma:g}")
         return ",".join(parts)
 
-    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """A distorted copy of the images x (m, h*w), one draw each; x itself if no distortion."""
+    def __call__(self, x: np.ndarray, noise: Noise) -> np.ndarray:
+        """A distorted copy of the images x (m, h*w), one draw each from ``noise`` (for
+        m samples); x itself if no distortion."""
         if not self:
             return x
         h, w = self.shape
         m = x.shape[0]
-        theta = np.deg2rad(rng.uniform(-self.rotate, self.rotate, m)) if self.rotate else None
-        k = rng.uniform(1 - self.scale, 1 + self.scale, m) if self.scale else None
-        t = rng.integers(-self.shift, self.shift, (2, m), endpoint=True) if self.shift else None
-        d = self._displacement(m, h, w, x.dtype, rng) if self.elastic else None
+        theta = k = t = d = None
+        if self.rotate:
+            theta = np.deg2rad(noise.uniform(1, -self.rotate, self.rotate)[:, 0].astype(float))
+        if self.scale:
+            k = noise.uniform(1, 1 - self.scale, 1 + self.scale)[:, 0].astype(float)
+        if self.shift:  # whole pixels from -shift to shift, each as likely
+            n = 2 * self.shift + 1
+            t = np.minimum(noise.uniform(2, 0, n).astype(np.intp), n - 1).T - self.shift
+        if self.elastic:
+            d = self._displacement(noise, h, w, x.dtype)
         return warp(x.reshape(m, h, w), theta, k, t, d).reshape(m, -1)
 
-    def _displacement(self, m: int, h: int, w: int, dtype: np.dtype,
-                      rng: np.random.Generator) -> np.ndarray:
+    def _displacement(self, noise: Noise, h: int, w: int, dtype: np.dtype) -> np.ndarray:
         """d = alpha (G * u) for u uniform in [-1, 1], (2, m, h, w): G u G^T per image."""
-        u = rng.uniform(-1, 1, (2, m, h, w)).astype(dtype)
-        d = self._smoother(h, dtype) @ u @ self._smoother(w, dtype).T
+        u = noise.uniform(2 * h * w, -1, 1).reshape(-1, 2, h, w).transpose(1, 0, 2, 3)
+        d = self._smoother(h, dtype) @ u.astype(dtype) @ self._smoother(w, dtype).T
         d *= dtype.type(self.elastic)
         return d
 

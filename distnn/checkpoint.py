@@ -10,9 +10,10 @@ saving leaves the previous checkpoint intact:
            per epoch, cost so far in that epoch, world size), rng,
            checksum (sha256 of all of the above but itself)
 
-The random state needs no array of its own: every epoch's shuffle is drawn
-from a generator seeded by (seed, epoch, rank), so (seed, epoch, step) is the
-whole random state of the run.
+The random state needs no array of its own: every epoch's shuffle of each
+canonical partition is drawn from a generator seeded by (seed, epoch,
+partition) (``distnn.data.order``; config's ``partitions``), so (seed, epoch,
+step) is the whole random state of the run.
 
 A checkpoint is checked whole before anything uses it: its structure (types,
 shapes that fit its own model, a position in range), finite values, and the
@@ -71,7 +72,7 @@ def save_checkpoint(path: str | os.PathLike[str], net: MLP, optimizer_state: dic
     """
     attrs = {"format": FORMAT, "version": str(VERSION), "model": json.dumps(net.config()),
              "config": json.dumps(config), "position": json.dumps(position),
-             "rng": "numpy default_rng([seed, epoch, rank]) per epoch; see position"}
+             "rng": "numpy default_rng([seed, epoch, partition]) per epoch; see position"}
     try:
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             for key, value in attrs.items():

@@ -71,6 +71,9 @@ class Config:
     gamma: float = 0.1
     # System
     seed: int = 0
+    # C, the canonical partitions of the training set that fix its order for any
+    # number of ranks (distnn.data.order); 0 = chosen when the run starts, then kept.
+    partitions: int = 0
     reduce: str = "auto"  # distnn.reduce.make_reducer
     # A rank waiting this long in a collective ends the job, naming whom it waits
     # for (distnn.stall); long enough for rank 0 to prepare MNIST, 0 turns it off.
@@ -118,6 +121,9 @@ class Config:
             raise ConfigError(f"--gamma must be a positive number, got {self.gamma}")
         if self.seed < 0:
             raise ConfigError(f"--seed must be >= 0, got {self.seed}")
+        if self.partitions < 0:
+            raise ConfigError(f"--partitions must be >= 1 (0 = the default), got "
+                              f"{self.partitions}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown --schedule {self.schedule!r}")
         if self.reduce not in REDUCERS:
@@ -331,6 +337,13 @@ def _system_arguments(system, d: Config) -> None:
                         help=f"seeds the initial weights, every epoch's shuffle, and every "
                              f"step's dropout masks and distortions "
                              f"(default {d.seed})")
+    system.add_argument("--partitions", type=int, metavar="C",
+                        help="cut the training set into C fixed partitions that every batch "
+                             "draws from alike, so that the run's batches, and its result, "
+                             "are the same on any number of ranks up to C, also when it "
+                             "resumes on another number; needs C <= --batch-size. Fixed for "
+                             "the run (default: 64, at most --batch-size, at least the "
+                             "ranks it starts on)")
     system.add_argument("--reduce", choices=REDUCERS,
                         help="how ranks sum gradients: allreduce = one MPI Allreduce, every "
                              "rank updates every parameter; shm = the ranks of a node share "

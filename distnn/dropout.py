@@ -8,9 +8,10 @@ and ``distnn.evaluate`` use the whole network as it is:
     a~^{l-1} = a^{l-1} (.) r^{l-1},   r_k = 1/(1 - p) with probability 1 - p, else 0
 
 ``masks`` draws the r for one batch; ``MLP.gradient(..., masks=...)`` runs
-feed-forward and backprop through them. The generator is the caller's: the
-trainer seeds it by (seed, epoch, rank, step), so a run is reproducible and
-resumes bitwise, and every rank and step draws other masks.
+feed-forward and backprop through them. The draws are the caller's
+``distnn.noise.Noise``, seeded by (seed, epoch, step) and laid out sample by
+sample: a run is reproducible and resumes bitwise, every step draws other
+masks, and a sample's masks are the same whichever rank serves it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+from distnn.noise import Noise
 
 __all__ = ["Dropout"]
 
@@ -42,9 +45,9 @@ class Dropout:
     def __bool__(self) -> bool:
         return any(self.p)
 
-    def masks(self, rng: np.random.Generator, m: int) -> list[np.ndarray | None] | None:
-        """For a batch of m: r^{l-1} of shape (m, n_{l-1}) per layer (None where p = 0),
-        or None when nothing drops."""
+    def masks(self, noise: Noise) -> list[np.ndarray | None] | None:
+        """For the noise's batch of m samples: r^{l-1} of shape (m, n_{l-1}) per layer
+        (None where p = 0), or None when nothing drops."""
         if not self:
             return None
         masks: list[np.ndarray | None] = []
@@ -52,7 +55,6 @@ class Dropout:
             if p == 0:
                 masks.append(None)
                 continue
-            r = rng.random((m, n), dtype=self.dtype)
-            keep = r >= self.dtype.type(p)
-            masks.append(np.multiply(keep, self.dtype.type(1 / (1 - p)), out=r))
+            keep = noise.uniform(n) >= np.float32(p)
+            masks.append(np.where(keep, self.dtype.type(1 / (1 - p)), self.dtype.type(0)))
         return masks

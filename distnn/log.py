@@ -91,4 +91,5 @@ def banner(cfg: Config, info: dict[str, Any], ranks: int, summing: str,
             f"{cfg.data}: {info['train_size']} train / {info['test_size']} test; "
             f"net {','.join(map(str, cfg.layers))} {cfg.activation}/{cfg.cost} {cfg.dtype}"
             + "".join(f", {r}" for r in regularised) +
-            f"; m={cfg.batch_size} ({m_here} on rank 0), {steps} steps/epoch")
+            f"; m={cfg.batch_size} ({m_here} on rank 0) from {cfg.partitions} partitions, "
+            f"{steps} steps/epoch")

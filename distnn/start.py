@@ -10,6 +10,7 @@ the same message. The result, a ``Start``, is final: training changes none of it
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from distnn.augment import Augment, AugmentError
 from distnn.checkpoint import CheckpointError, read_checkpoint
 from distnn.comm import Comm
 from distnn.config import DEFAULT_DATA, Config, ConfigError, merge_resumed
-from distnn.data import DataError, describe, prepare, shard_range
+from distnn.data import DataError, Partitions, default_partitions, describe, prepare
 from distnn.memory import shortfall
 from distnn.memory import size as show_size
 from distnn.network import MLP
@@ -37,20 +38,6 @@ class UsageError(Exception):
     """Raised identically on every rank before training: bad settings or data."""
 
 
-def steps_per_epoch(n_train: int, m: int, ranks: int) -> int:
-    """Steps every rank runs per epoch: the fewest any rank's shard allows.
-
-    Rank r holds n_r of the n_train samples and takes m_r of each global batch
-    of m (both split by shard_range). All ranks must run the same number of
-    steps, or the one with a step more waits forever in the Allreduce.
-    """
-    def size(n: int, r: int) -> int:
-        start, stop = shard_range(n, r, ranks)
-        return stop - start
-
-    return min(size(n_train, r) // size(m, r) for r in range(ranks))
-
-
 @dataclass
 class Position:
     """Where in the run training is: the next step of an epoch, and that epoch's cost so far."""
@@ -62,8 +49,8 @@ class Position:
     def resumed(cls, saved: dict[str, Any], steps: int) -> Position:
         """The position a checkpoint saved, for a run of ``steps`` steps per epoch.
 
-        Mid-epoch on another number of ranks (another ``steps``), the run goes on
-        at the same fraction of the epoch.
+        With other steps per epoch (a data file of another size), the run goes on at
+        the same fraction of the epoch.
         """
         step = saved["step"] if saved["steps"] == steps else saved["step"] * steps // saved["steps"]
         return cls(saved["epoch"], step, saved["epoch_cost"])
@@ -74,7 +61,7 @@ class Start:
     """Everything a run starts from: the same on every rank, but for the last three."""
     cfg: Config  # final: a resumed run's settings come from its checkpoint
     info: dict[str, Any]  # the data file's shape (distnn.data.describe)
-    steps: int  # per epoch, for every rank
+    order: Partitions  # the training set's canonical partitions (cfg.partitions of them)
     position: Position
     resumed: bool
     # This rank's own: ranks on its node, and the BLAS threads it took (None: the
@@ -127,13 +114,15 @@ def _start_on_root(cfg: Config, given: dict[str, Any], ranks: int,
         print(f"distnn: {cfg.data} is missing: preparing MNIST there first", file=sys.stderr)
         prepare(cfg.data)
     info = describe(cfg.data)
-    steps = _check_fit(cfg, info, ranks)
+    if not cfg.partitions:  # a new run: C is chosen now, and saved with its settings
+        cfg = dataclasses.replace(cfg, partitions=default_partitions(cfg.batch_size, ranks))
+    order = _check_fit(cfg, info, ranks)
     _check_memory(cfg, info, ranks, ranks_here)
     if ckpt is None:
-        return Start(cfg, info, steps, Position(), resumed=False), None
+        return Start(cfg, info, order, Position(), resumed=False), None
     arrays = {"params": ckpt["params"], "optimizer": ckpt["optimizer"]}
-    position = Position.resumed(ckpt["position"], steps)
-    return Start(cfg, info, steps, position, resumed=True), arrays
+    position = Position.resumed(ckpt["position"], order.steps)
+    return Start(cfg, info, order, position, resumed=True), arrays
 
 
 def _resumed_config(ckpt: dict[str, Any], given: dict[str, Any], path: str) -> Config:
@@ -142,7 +131,10 @@ def _resumed_config(ckpt: dict[str, Any], given: dict[str, Any], path: str) -> C
         Config.from_dict(ckpt["config"]).validate()
     except ConfigError as err:
         raise CheckpointError(f"{path}: corrupt checkpoint: its settings: {err}") from None
-    cfg = merge_resumed(ckpt["config"], given)
+    # Written before partitions: each rank shuffled its own shard, which is the
+    # order of one partition per rank (distnn.data.order).
+    saved = {"partitions": ckpt["position"]["ranks"], **ckpt["config"]}
+    cfg = merge_resumed(saved, given)
     model = ckpt["model"]
     if (model.get("sizes"), model.get("dtype")) != (cfg.layers, cfg.dtype) \
             or ckpt["params"].dtype != np.dtype(cfg.dtype) \
@@ -184,9 +176,9 @@ def _checkpoint_to_resume(cfg: Config) -> dict[str, Any] | None:
     return None
 
 
-def _check_fit(cfg: Config, info: dict[str, Any], ranks: int) -> int:
-    """The data fits the network, and the batch and the training set fit the ranks;
-    returns the steps per epoch (which are only defined once the batch fits)."""
+def _check_fit(cfg: Config, info: dict[str, Any], ranks: int) -> Partitions:
+    """The data fits the network, and the batch and the training set fit the partitions
+    and the ranks; returns the partitions, whose steps per epoch are then defined."""
     if info["n_features"] != cfg.layers[0] or info["n_classes"] != cfg.layers[-1]:
         raise DataError(
             f"{cfg.data} has {info['n_features']} features and {info['n_classes']} classes, "
@@ -202,11 +194,14 @@ def _check_fit(cfg: Config, info: dict[str, Any], ranks: int) -> int:
         Augment.parse(cfg.augment, info["image_shape"])
     except AugmentError as err:
         raise ConfigError(f"{cfg.data}: {err}") from None
-    steps = steps_per_epoch(info["train_size"], cfg.batch_size, ranks)
-    if steps < 1:
+    order = Partitions(info["train_size"], cfg.batch_size, cfg.partitions)
+    problem = order.problem(ranks)
+    if problem:
+        raise ConfigError(problem)
+    if order.steps < 1:
         raise ConfigError(f"--batch-size {cfg.batch_size} is larger than the "
                           f"{info['train_size']} training samples allow")
-    return steps
+    return order
 
 
 def replicas(start: Start, comm: Comm) -> tuple[MLP, SGD]:

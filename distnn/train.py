@@ -38,11 +38,12 @@ from distnn.checkpoint import save_checkpoint
 from distnn.comm import Comm, world
 from distnn.config import Config, parse_args
 from distnn.constraints import max_norm
-from distnn.data import read_shard, shard_range
+from distnn.data import Partitions, read_rows, read_shard
 from distnn.dropout import Dropout
 from distnn.evaluate import accuracy, confusion_over_ranks
 from distnn.log import RunLog, banner
 from distnn.network import MLP
+from distnn.noise import Noise
 from distnn.optim import SGD
 from distnn.reduce import make_reducer
 from distnn.replicas import ReplicaMismatch
@@ -59,19 +60,6 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
 class Diverged(Exception):
     """The training cost is not a finite number; the update was not applied."""
-
-
-def epoch_order(n_local: int, seed: int, epoch: int, rank: int) -> np.ndarray:
-    """This epoch's shuffle of this rank's shard: a pure function of (seed, epoch, rank)."""
-    return np.random.default_rng([seed, epoch, rank]).permutation(n_local)
-
-
-def step_noise(seed: int, epoch: int, rank: int, step: int) -> np.random.Generator:
-    """The generator of this step's distortions and dropout masks on this rank: a pure
-    function of (seed, epoch, rank, step), so a resumed run draws the same ones."""
-    # The last word keeps it apart from epoch_order's: numpy's seeding reads
-    # [seed, epoch, rank, 0] as [seed, epoch, rank].
-    return np.random.default_rng([seed, epoch, rank, step, 1])
 
 
 class StopRequest:
@@ -116,8 +104,15 @@ class Shard:
     y: np.ndarray  # (n_r,) class labels
 
     @classmethod
-    def load(cls, path: str, split: str, comm: Comm, dtype: np.dtype) -> Shard:
-        images, labels = read_shard(path, split, comm.rank, comm.size)
+    def load(cls, path: str, split: str, comm: Comm, dtype: np.dtype,
+             order: Partitions | None = None) -> Shard:
+        """The rows of ``order``'s partitions that this rank serves, or without an
+        order (the test set) its block of the split."""
+        if order is None:
+            images, labels = read_shard(path, split, comm.rank, comm.size)
+        else:
+            images, labels = read_rows(path, split, lambda n: order.rows_of(comm.rank, comm.size),
+                                       f"rank {comm.rank}'s")
         return cls(images.astype(dtype) / dtype.type(255), labels.astype(np.intp))
 
 
@@ -126,8 +121,9 @@ class Plan:
     """The run's fixed numbers: batch sizes, steps, learning rates, where to start."""
     cfg: Config
     m: int  # the global mini-batch
-    m_here: int  # this rank's part of it
+    share: tuple[int, int]  # this rank's part of it: (first, count) of the batch's samples
     steps: int  # per epoch
+    order: Partitions  # which samples make up each batch, whatever the number of ranks
     eta: Schedule  # the learning rate at each step of the run
     first: Position
     augment: Augment  # distortions of the training images (none by default)
@@ -143,19 +139,19 @@ def fit(net: MLP, optimizer: SGD, reducer, train_set: Shard, test_set: Shard, pl
     """
     cfg, m, steps, first = plan.cfg, plan.m, plan.steps, plan.first
     for epoch in range(first.epoch, cfg.epochs):
-        order = epoch_order(len(train_set.y), cfg.seed, epoch, comm.rank)
+        batches = plan.order.epoch(cfg.seed, epoch, comm.rank, comm.size)  # this rank's parts
         start = first if epoch == first.epoch else Position(epoch)
         epoch_cost, reducer.comm_seconds = start.epoch_cost, 0.0
         bar = log.progress(steps, start.step, epoch)
         t0 = time.perf_counter()
         for step in range(start.step, steps):
             stall.at(epoch, step, epoch_cost)  # where a stall report will say the job was
-            rows = order[step * plan.m_here:(step + 1) * plan.m_here]  # this rank's part
+            rows = batches[step]  # this rank's part of the global batch
             x, y = train_set.x.take(rows, axis=0), train_set.y[rows]  # take(): a faster x[rows]
             masks = None
-            if plan.augment or plan.dropout:  # this rank's own draws: no communication
-                noise = step_noise(cfg.seed, epoch, comm.rank, step)
-                x, masks = plan.augment(x, noise), plan.dropout.masks(noise, len(y))
+            if plan.augment or plan.dropout:  # its samples' own draws: no communication
+                noise = Noise(cfg.seed, epoch, step, m, *plan.share)
+                x, masks = plan.augment(x, noise), plan.dropout.masks(noise)
             # sum_x dC_x/dw over this rank's samples (BP1-BP4), then over every rank's
             cost, _ = net.gradient(x, y, out=reducer.local_grad(), masks=masks)
             cost, stopping = reducer.sum(cost, stop.requested)  # MPI
@@ -227,15 +223,15 @@ def train(start: Start, comm: Comm, stop: StopRequest) -> int:
     log.note(crowded_note(start.ranks_here))
     stall = watch(comm, cfg.stall_timeout)  # MPI
     net, optimizer = replicas(start, comm)  # MPI
-    train_set = Shard.load(cfg.data, "train", comm, net.dtype)
+    order = start.order
+    train_set = Shard.load(cfg.data, "train", comm, net.dtype, order)
     test_set = Shard.load(cfg.data, "test", comm, net.dtype)
-    m_start, m_stop = shard_range(cfg.batch_size, comm.rank, comm.size)
-    steps = start.steps
+    steps = order.steps
     eta = make_schedule(cfg.schedule, cfg.lr, total_steps=cfg.epochs * steps,
                         warmup_steps=round(cfg.warmup_epochs * steps),
                         step_size=cfg.step_epochs * steps, gamma=cfg.gamma)
-    plan = Plan(cfg, cfg.batch_size, m_stop - m_start, steps, eta, start.position,
-                Augment.parse(cfg.augment, start.info["image_shape"]),
+    plan = Plan(cfg, cfg.batch_size, order.share_of(comm.rank, comm.size), steps, order, eta,
+                start.position, Augment.parse(cfg.augment, start.info["image_shape"]),
                 Dropout(cfg.layers, cfg.dropout, cfg.input_dropout, net.dtype))
     if start.resumed:
         log.say(f"distnn: resuming {cfg.checkpoint} at epoch {plan.first.epoch + 1}, "
@@ -245,7 +241,7 @@ def train(start: Start, comm: Comm, stop: StopRequest) -> int:
     except ValueError as err:  # every rank saw the same node sizes and room
         raise UsageError(str(err)) from None
     log.note(reducer.note)
-    log.say(banner(cfg, start.info, comm.size, reducer.describe(), start.threads, plan.m_here,
+    log.say(banner(cfg, start.info, comm.size, reducer.describe(), start.threads, plan.share[1],
                    steps))
     log.record({"event": "start", "ranks": comm.size, "config": cfg.to_dict(),
                 "epoch": plan.first.epoch, "step": plan.first.step})

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from distnn.augment import Augment, AugmentError, warp
-from distnn.train import step_noise
+from distnn.noise import Noise
 
 SHAPE = (28, 28)
 
@@ -31,15 +31,16 @@ def centre_of_mass(images: np.ndarray) -> np.ndarray:
 
 def test_no_augmentation_is_the_same_array():
     x = blob(3)
-    assert Augment(shape=SHAPE)(x, np.random.default_rng(0)) is x
+    assert Augment(shape=SHAPE)(x, Noise(0, 0, 0, 3)) is x
     assert not Augment.parse("", SHAPE)
 
 
 def test_a_shift_moves_the_centre_of_mass_by_the_shift_and_copies_pixels_exactly():
     x = blob(64)
-    rng = step_noise(0, 0, 0, 0)
-    out = Augment(shift=3, shape=SHAPE)(x, rng)
-    shifts = step_noise(0, 0, 0, 0).integers(-3, 3, (2, 64), endpoint=True).T  # the same draw
+    out = Augment(shift=3, shape=SHAPE)(x, Noise(0, 0, 0, 64))
+    u = Noise(0, 0, 0, 64).uniform(2)  # the same draw, uniform in [0, 1): 7 whole pixels
+    shifts = np.floor(u * 7).astype(int) - 3
+    assert set(shifts.ravel()) == set(range(-3, 4))  # every shift, and only those
     np.testing.assert_allclose(centre_of_mass(out) - centre_of_mass(x), shifts, atol=1e-9)
     assert len({tuple(s) for s in shifts}) > 20  # the shifts really vary over the batch
     for i, (dy, dx) in enumerate(shifts):  # whole pixels: np.roll, bit for bit
@@ -81,25 +82,35 @@ def test_rotation_and_scaling_keep_a_centred_digit_centred_and_scale_its_spread(
 
 def test_elastic_distortion_is_smooth_bounded_and_keeps_the_digit_in_place():
     aug = Augment(elastic=8, sigma=4, shape=SHAPE)
-    d = aug._displacement(32, 28, 28, np.dtype(np.float32), np.random.default_rng(2))
+    d = aug._displacement(Noise(2, 0, 0, 32), 28, 28, np.dtype(np.float32))
     assert d.shape == (2, 32, 28, 28)
     assert 0.1 < np.abs(d).max() < 8  # moves pixels, less than alpha
     # Smooth: neighbours move nearly alike, far less than independent noise would.
     assert np.abs(np.diff(d, axis=-1)).mean() < 0.2 * np.abs(d).mean()
     x = blob(32)
-    out = aug(x, np.random.default_rng(3))
+    out = aug(x, Noise(3, 0, 0, 32))
     assert np.abs(centre_of_mass(out) - centre_of_mass(x)).max() < 2
     assert not np.array_equal(out, x)
 
 
-def test_draws_are_reproducible_from_the_seed_and_differ_by_rank_and_step():
+def test_draws_are_reproducible_from_the_seed_and_differ_by_epoch_and_step():
     aug = Augment.parse("shift=2,rotate=10,scale=0.1,elastic=6", SHAPE)
     x = blob(8)
-    first = aug(x, step_noise(5, 1, 0, 3))
-    assert np.array_equal(first, aug(x, step_noise(5, 1, 0, 3)))
-    for other in [(6, 1, 0, 3), (5, 2, 0, 3), (5, 1, 1, 3), (5, 1, 0, 4)]:
-        assert not np.array_equal(first, aug(x, step_noise(*other))), other
+    first = aug(x, Noise(5, 1, 3, 8))
+    assert np.array_equal(first, aug(x, Noise(5, 1, 3, 8)))
+    for other in [(6, 1, 3), (5, 2, 3), (5, 1, 4)]:
+        assert not np.array_equal(first, aug(x, Noise(*other, 8))), other
     assert first.dtype == x.dtype and first.shape == x.shape
+
+
+def test_an_image_gets_the_same_distortion_whichever_rank_serves_it():
+    """A batch of 8 cut at 3 and 5, as ranks serve it: each part's distortions are
+    those of the same images distorted in one piece."""
+    aug = Augment.parse("shift=2,rotate=10,scale=0.1,elastic=6", SHAPE)
+    x = blob(8)
+    whole = aug(x, Noise(5, 1, 3, 8))
+    parts = [aug(x[a:b], Noise(5, 1, 3, 8, a, b - a)) for a, b in ((0, 3), (3, 5), (5, 8))]
+    assert np.array_equal(np.vstack(parts), whole)
 
 
 def test_the_spec_reads_back():

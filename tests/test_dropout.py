@@ -8,7 +8,7 @@ import pytest
 
 from distnn.dropout import Dropout
 from distnn.network import MLP
-from distnn.train import step_noise
+from distnn.noise import Noise
 
 
 def net_and_batch(activation: str, cost: str, sizes=(10, 7, 5, 3), m: int = 6):
@@ -26,7 +26,7 @@ def net_and_batch(activation: str, cost: str, sizes=(10, 7, 5, 3), m: int = 6):
 def test_gradient_through_a_fixed_mask_matches_finite_differences(activation, cost, hidden,
                                                                   inputs):
     net, x, y = net_and_batch(activation, cost)
-    masks = Dropout(net.sizes, hidden, inputs, "float64").masks(np.random.default_rng(1), len(y))
+    masks = Dropout(net.sizes, hidden, inputs, "float64").masks(Noise(1, 0, 0, len(y)))
     assert sum(r is not None for r in masks) == (hidden > 0) * 2 + (inputs > 0)
     _, grad = net.gradient(x, y, masks=masks)
     grad = grad.copy()
@@ -77,7 +77,7 @@ def test_a_dropped_unit_is_a_network_without_that_unit():
 
 
 def test_masks_keep_one_minus_p_scaled_by_its_inverse():
-    masks = Dropout([784, 500, 300, 10], 0.5, 0.2).masks(np.random.default_rng(0), 256)
+    masks = Dropout([784, 500, 300, 10], 0.5, 0.2).masks(Noise(0, 0, 0, 256))
     assert [r.shape for r in masks] == [(256, 784), (256, 500), (256, 300)]
     for r, p in zip(masks, (0.2, 0.5, 0.5)):
         assert r.dtype == np.float32
@@ -87,18 +87,29 @@ def test_masks_keep_one_minus_p_scaled_by_its_inverse():
         assert abs(r.mean() - 1) < 0.02  # inverted dropout: the mean input is unchanged
 
 
-def test_masks_are_reproducible_from_the_seed_and_differ_by_rank_and_step():
+def test_masks_are_reproducible_from_the_seed_and_differ_by_epoch_and_step():
     dropout = Dropout([20, 30, 4], 0.5)
-    first = dropout.masks(step_noise(3, 1, 2, 7), 16)
+    first = dropout.masks(Noise(3, 1, 7, 16))
     assert first[0] is None  # no input dropout asked for
-    again = dropout.masks(step_noise(3, 1, 2, 7), 16)
+    again = dropout.masks(Noise(3, 1, 7, 16))
     assert np.array_equal(first[1], again[1])
-    for other in [(4, 1, 2, 7), (3, 0, 2, 7), (3, 1, 0, 7), (3, 1, 2, 8)]:
-        assert not np.array_equal(first[1], dropout.masks(step_noise(*other), 16)[1]), other
+    for other in [(4, 1, 7), (3, 0, 7), (3, 1, 8)]:
+        assert not np.array_equal(first[1], dropout.masks(Noise(*other, 16))[1]), other
+
+
+@pytest.mark.parametrize("cuts", [[(0, 16)], [(0, 5), (5, 16)], [(0, 1), (1, 8), (8, 16)]])
+def test_a_sample_gets_the_same_masks_whichever_rank_serves_it(cuts):
+    """Odd widths (7 inputs, 5 hidden): a sample's numbers do not start on a whole word
+    of the stream unless the layout pads them (distnn.noise)."""
+    dropout = Dropout([7, 5, 3, 2], 0.4, 0.3)
+    whole = dropout.masks(Noise(3, 1, 7, 16))
+    parts = [dropout.masks(Noise(3, 1, 7, 16, a, b - a)) for a, b in cuts]
+    for layer, mask in enumerate(whole):
+        assert np.array_equal(np.vstack([part[layer] for part in parts]), mask), layer
 
 
 def test_no_dropout_draws_nothing():
-    assert Dropout([4, 3, 2]).masks(np.random.default_rng(0), 5) is None
+    assert Dropout([4, 3, 2]).masks(Noise(0, 0, 0, 5)) is None
     with pytest.raises(ValueError, match="in \\[0, 1\\)"):
         Dropout([4, 3, 2], hidden=1.0)
 

@@ -13,12 +13,10 @@ import numpy as np
 import pytest
 
 from distnn import load_checkpoint
-from distnn.checkpoint import read_checkpoint
+from distnn.checkpoint import read_checkpoint, save_checkpoint
 from distnn.comm import SerialComm
 from distnn.config import Config, parse_args
-from distnn.data import shard_range
-from distnn.start import steps_per_epoch
-from distnn.train import EXIT_INTERRUPTED, epoch_order, run
+from distnn.train import EXIT_INTERRUPTED, run
 from tests.synthetic import make_dataset
 
 SMALL = ["--layers", "16,12,4", "--batch-size", "16", "--lr", "0.5", "--warmup-epochs", "0",
@@ -38,29 +36,6 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 def run_inprocess(argv: list[str]) -> int:
     cfg, given = parse_args(argv)
     return run(cfg, given, SerialComm())
-
-
-# -- pure pieces -----------------------------------------------------------------
-
-@pytest.mark.parametrize("n,m,ranks", [(60000, 128, 1), (60000, 128, 3), (60000, 128, 4),
-                                       (10, 3, 3), (17, 5, 4), (1000, 7, 7), (9, 9, 9)])
-def test_steps_per_epoch_is_what_every_rank_can_run(n, m, ranks):
-    steps = steps_per_epoch(n, m, ranks)
-    per_rank = []
-    for r in range(ranks):
-        n_r = np.subtract(*shard_range(n, r, ranks)[::-1])
-        m_r = np.subtract(*shard_range(m, r, ranks)[::-1])
-        assert steps * m_r <= n_r  # no rank runs out of samples
-        per_rank.append(n_r // m_r)
-    assert steps == min(per_rank)  # and none could have run all ranks one step more
-
-
-def test_epoch_order_is_a_seeded_permutation():
-    a = epoch_order(100, seed=3, epoch=2, rank=1)
-    assert sorted(a) == list(range(100))
-    assert np.array_equal(a, epoch_order(100, seed=3, epoch=2, rank=1))
-    for other in [(4, 2, 1), (3, 3, 1), (3, 2, 0)]:
-        assert not np.array_equal(a, epoch_order(100, *other))
 
 
 # -- training in one process -------------------------------------------------------
@@ -113,6 +88,38 @@ def test_resume_after_interrupt_equals_uninterrupted_bitwise(data, tmp_path, ext
     full = load_checkpoint(tmp_path / "full.h5").params
     resumed = load_checkpoint(tmp_path / "cut.h5").params
     assert np.array_equal(full, resumed)
+
+
+def test_a_checkpoint_from_before_partitions_resumes_with_its_own_order(data, tmp_path):
+    """A checkpoint whose settings name no partitions (distnn before them) resumes with
+    one partition per rank that wrote it, the order it was written with: as the same
+    checkpoint naming --partitions 1 does, and unlike the one naming 16."""
+    args = ["--data", str(data), "--epochs", "2", "--momentum", "0.9", *SMALL]
+    first = tmp_path / "first.h5"
+    assert run_inprocess([*args, "--epochs", "1", "--checkpoint", str(first)]) == 0
+    saved = read_checkpoint(first)
+    assert saved["config"]["partitions"] == 16  # the default here: 64, at most m
+    ends = {}
+    for name, partitions in (("old", None), ("one", 1), ("sixteen", 16)):
+        config = {k: v for k, v in saved["config"].items() if k != "partitions"}
+        if partitions:
+            config["partitions"] = partitions
+        path = tmp_path / f"{name}.h5"
+        save_checkpoint(path, load_checkpoint(first), saved["optimizer"], config,
+                        saved["position"])
+        assert run_inprocess([*args, "--checkpoint", str(path), "--resume"]) == 0
+        ends[name] = read_checkpoint(path)
+    assert ends["old"]["config"]["partitions"] == 1  # the one rank that wrote it
+    assert np.array_equal(ends["old"]["params"], ends["one"]["params"])
+    assert not np.array_equal(ends["old"]["params"], ends["sixteen"]["params"])
+
+
+def test_partitions_are_kept_on_resume(data, tmp_path, capsys):
+    args = ["--data", str(data), "--epochs", "1", *SMALL, "--checkpoint", str(tmp_path / "c.h5")]
+    assert run_inprocess(args) == 0
+    done = run_cli(*args, "--epochs", "2", "--resume", "--partitions", "4")
+    assert done.returncode == 2
+    assert "--partitions 4 differs from the checkpoint's 16" in done.stderr
 
 
 def test_regularised_training_learns_within_its_constraint(data, tmp_path):

@@ -34,17 +34,28 @@ def read_shard(path: str | Path, split: str, rank: int = 0,
                size: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Read rank `rank` of `size`'s block of `split` from the data file at `path`.
 
-    Returns images uint8 (n_rows, n_features) and labels uint8 (n_rows,). The
-    file is opened read-only and validated first; only rows [start, stop) are
-    read, as one hyperslab per dataset.
+    Returns images uint8 (n_rows, n_features) and labels uint8 (n_rows,).
+    """
+    return read_rows(path, split, lambda n: shard_range(n, rank, size), f"rank {rank}'s")
+
+
+def read_rows(path: str | Path, split: str, span, whose: str = "the") -> tuple[np.ndarray,
+                                                                               np.ndarray]:
+    """Rows [start, stop) = span(n) of `split` (n rows) from the data file at `path`.
+
+    The file is opened read-only and validated first; only those rows are read,
+    as one hyperslab per dataset. `whose` names the rows in an error.
     """
     check_split(split)
     with open_checked(path) as f:
         images, labels = f[split]["images"], f[split]["labels"]
-        start, stop = shard_range(len(labels), rank, size)
+        start, stop = span(len(labels))
+        if not 0 <= start <= stop <= len(labels):
+            raise DataError(f"{path}: /{split} has {len(labels)} rows, not rows "
+                            f"{start}..{stop - 1}")
         short = shortfall((stop - start) * (images.shape[1] + 1))
         if short:
-            raise DataError(f"{path}: rank {rank}'s {stop - start} rows of /{split} need {short}")
+            raise DataError(f"{path}: {whose} {stop - start} rows of /{split} need {short}")
         try:
             return images[start:stop], labels[start:stop]
         except OSError as err:  # HDF5's word for a damaged file

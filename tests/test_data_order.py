@@ -1,0 +1,107 @@
+"""The training set's order (distnn.data.order): the same batches for any number of ranks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from distnn.data import Partitions, default_partitions, shard_range
+
+CASES = [(60000, 128, 64), (60000, 128, 1), (1003, 10, 10), (17, 5, 4), (1000, 7, 7), (9, 9, 9),
+         (100, 12, 5)]
+
+
+def batches(order: Partitions, seed: int, epoch: int, ranks: int) -> np.ndarray:
+    """Every rank's part of every batch, in file rows, side by side: (steps, m)."""
+    parts = [order.epoch(seed, epoch, r, ranks) + order.rows_of(r, ranks)[0]
+             for r in range(ranks)]
+    shares = [order.share_of(r, ranks) for r in range(ranks)]
+    assert [p.shape[1] for p in parts] == [count for _, count in shares]
+    assert [first for first, _ in shares] == list(np.cumsum([0] + [c for _, c in shares])[:-1])
+    return np.hstack(parts)
+
+
+@pytest.mark.parametrize("n,m,c", CASES)
+def test_steps_are_what_every_partition_can_give(n, m, c):
+    order = Partitions(n, m, c)
+    per_partition = []
+    for p in range(c):
+        n_c = np.subtract(*shard_range(n, p, c)[::-1])
+        m_c = np.subtract(*shard_range(m, p, c)[::-1])
+        assert order.steps * m_c <= n_c  # no partition runs out
+        per_partition.append(n_c // m_c)
+    assert order.steps == min(per_partition)  # and none could give one batch more
+
+
+@pytest.mark.parametrize("n,m,c", CASES)
+def test_the_batches_are_the_same_for_every_number_of_ranks(n, m, c):
+    order = Partitions(n, m, c)
+    alone = batches(order, seed=3, epoch=2, ranks=1)
+    assert alone.shape == (order.steps, m)
+    assert len(np.unique(alone)) == alone.size  # no sample twice in an epoch
+    for ranks in range(2, min(c, 6) + 1):
+        assert np.array_equal(batches(order, 3, 2, ranks), alone), ranks
+
+
+def test_each_batch_takes_its_share_of_every_partition():
+    order = Partitions(1003, 10, 4)  # partitions of 251, 251, 251, 250; shares 3, 3, 2, 2
+    every = batches(order, 0, 0, 1)
+    bounds = [shard_range(1003, p, 4) for p in range(4)]
+    for batch in every:
+        counts = [np.count_nonzero((batch >= a) & (batch < b)) for a, b in bounds]
+        assert counts == [3, 3, 2, 2]
+
+
+def test_a_rank_reads_one_block_its_partitions_rows():
+    order = Partitions(1003, 10, 10)
+    for ranks in (1, 3, 4, 10):
+        blocks = [order.rows_of(r, ranks) for r in range(ranks)]
+        assert blocks[0][0] == 0 and blocks[-1][1] == 1003
+        assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))  # contiguous, no overlap
+        for r, (start, stop) in enumerate(blocks):
+            local = order.epoch(0, 0, r, ranks)
+            assert local.min() >= 0 and local.max() < stop - start
+
+
+def test_one_partition_per_rank_is_the_order_before_partitions():
+    """C = P: rank r shuffles its own block shard_range(n, r, P) by (seed, epoch, r)
+    and takes shard_range(m, r, P) of it per step, as distnn did before partitions
+    (so that its checkpoints resume as they were)."""
+    n, m, ranks, seed, epoch = 1003, 10, 3, 5, 4
+    order = Partitions(n, m, ranks)
+    steps = min((shard_range(n, r, ranks)[1] - shard_range(n, r, ranks)[0])
+                // (shard_range(m, r, ranks)[1] - shard_range(m, r, ranks)[0])
+                for r in range(ranks))
+    assert order.steps == steps
+    for r in range(ranks):
+        n_r = shard_range(n, r, ranks)[1] - shard_range(n, r, ranks)[0]
+        m_r = shard_range(m, r, ranks)[1] - shard_range(m, r, ranks)[0]
+        before = np.random.default_rng([seed, epoch, r]).permutation(n_r)
+        expected = [before[k * m_r:(k + 1) * m_r] for k in range(steps)]
+        assert np.array_equal(order.epoch(seed, epoch, r, ranks), expected)
+        assert order.rows_of(r, ranks) == shard_range(n, r, ranks)
+
+
+def test_the_order_is_seeded_by_seed_and_epoch():
+    order = Partitions(1003, 10, 10)
+    first = batches(order, 3, 2, 1)
+    assert np.array_equal(first, batches(order, 3, 2, 1))
+    for seed, epoch in [(4, 2), (3, 3)]:
+        assert not np.array_equal(first, batches(order, seed, epoch, 1))
+
+
+@pytest.mark.parametrize("n,m,c,ranks,words", [
+    (1003, 10, 10, 11, "11 ranks but the run has 10 partitions"),
+    (1003, 10, 11, 1, "--partitions 11 is more than --batch-size 10"),
+    (5, 10, 8, 1, "--partitions 8 is more than the 5 training samples"),
+    (1003, 10, 0, 1, "--partitions must be at least 1"),
+])
+def test_what_cannot_work_is_named(n, m, c, ranks, words):
+    assert words in Partitions(n, m, c).problem(ranks)
+
+
+def test_the_default_is_64_partitions_within_the_batch_and_the_ranks():
+    assert default_partitions(128, 4) == 64
+    assert default_partitions(10, 4) == 10  # at most m
+    assert default_partitions(256, 100) == 100  # at least the ranks
+    assert Partitions(60000, 128, 64).steps == 60000 // 128  # no batch lost to the partitions
