@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass, field
 
 from distnn.activations import ACTIVATIONS
+from distnn import commits
 from distnn.augment import SPEC_HELP, Augment, AugmentError
 from distnn.costs import COSTS
 from distnn.initializers import INITIALIZERS
@@ -28,7 +29,7 @@ REDUCERS = ("auto", "allreduce", "shm")
 # to train. Everything else must match the checkpoint, or the resumed run would
 # not be the run that was interrupted.
 RESUMABLE_CHANGES = ("data", "checkpoint", "resume", "metrics", "epochs", "progress", "reduce",
-                     "stall_timeout", "check_every", "take_lock")
+                     "stall_timeout", "check_every", "take_lock", "commit_every")
 # This invocation's own settings: where the run writes, and whether it may take
 # another run's lock. They come from its command line (or the defaults), never
 # from a checkpoint: a copied, shared or tampered checkpoint must not choose
@@ -80,6 +81,8 @@ class Config:
     stall_timeout: float = 300.0
     # The replicas are compared after every epoch, and every check_every steps if > 0.
     check_every: int = 0
+    # The checkpoint is also written mid-epoch this often: steps, or seconds ("10s").
+    commit_every: str = commits.DEFAULT
     progress: bool = True  # a progress bar, only when stderr is a terminal
     take_lock: bool = False  # write the checkpoint even if another run's lock names it
 
@@ -134,6 +137,10 @@ class Config:
             raise ConfigError("--metrics must name a file")
         if self.check_every < 0:
             raise ConfigError(f"--check-every must be >= 0 steps, got {self.check_every}")
+        try:
+            commits.parse(self.commit_every)
+        except commits.CommitError as err:
+            raise ConfigError(f"--commit-every: {err}") from None
         if not (math.isfinite(self.stall_timeout) and self.stall_timeout >= 0):
             raise ConfigError(f"--stall-timeout must be >= 0 seconds, got {self.stall_timeout}")
 
@@ -209,9 +216,10 @@ DESCRIPTION = """\
 Train a fully connected network on MNIST (or any file made by
 `python -m distnn.data prepare`) with data-parallel SGD over MPI.
 
-Every rank holds a replica of the network and reads its own shard of the
-training set. Each step the ranks backpropagate their part of the global
-mini-batch, sum the gradients with one Allreduce, and apply the same update.
+Every rank holds a replica of the network and reads its own part of the
+training set (whole partitions of it: see --partitions). Each step the ranks
+backpropagate their part of the global mini-batch, sum the gradients with one
+Allreduce, and apply the same update.
 (Ranks on one node share one replica instead: see --reduce.)
 """
 
@@ -361,6 +369,11 @@ def _system_arguments(system, d: Config) -> None:
                              "every N steps too, not only after each epoch; a difference "
                              f"stops the run, naming the ranks (default {d.check_every}: "
                              "after each epoch only)")
+    system.add_argument("--commit-every", dest="commit_every", metavar="N|Ss",
+                        help="also write the checkpoint mid-epoch, every N steps or every S "
+                             "seconds, so that a lost rank or host costs at most that "
+                             "much work; rank 0 writes it, atomically, as after each epoch; "
+                             f"{commits.HELP} (default {commits.DEFAULT})")
     system.add_argument("--no-progress", action="store_false", dest="progress",
                         help="no progress bar (it shows only when stderr is a terminal anyway)")
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from distnn.augment import Augment
 from distnn.checkpoint import save_checkpoint
+from distnn.commits import CommitClock
 from distnn.comm import Comm, world
 from distnn.config import Config, parse_args
 from distnn.constraints import max_norm
@@ -128,6 +129,7 @@ class Plan:
     first: Position
     augment: Augment  # distortions of the training images (none by default)
     dropout: Dropout  # masks of the layers' inputs (none by default)
+    commits: CommitClock  # when to write the checkpoint mid-epoch (--commit-every)
 
 
 def fit(net: MLP, optimizer: SGD, reducer, train_set: Shard, test_set: Shard, plan: Plan,
@@ -175,6 +177,10 @@ def fit(net: MLP, optimizer: SGD, reducer, train_set: Shard, test_set: Shard, pl
                 log.say(f"distnn: interrupted at epoch {epoch + 1}, step {step + 1}: checkpoint "
                         f"written to {cfg.checkpoint}; continue with --resume")
                 return EXIT_INTERRUPTED
+            if plan.commits.due() and step + 1 < steps:  # the epoch's end writes one anyway
+                if comm.rank == 0:  # every replica holds this state: no one waits for it
+                    _write(net, optimizer, plan, Position(epoch, step + 1, epoch_cost), comm.size)
+                plan.commits.reset()
         bar.close()
         seconds = time.perf_counter() - t0
         check_replicas(comm, net.params, optimizer.velocity, f"after epoch {epoch + 1}")  # MPI
@@ -182,6 +188,7 @@ def fit(net: MLP, optimizer: SGD, reducer, train_set: Shard, test_set: Shard, pl
         log.epoch(_epoch_record(epoch, epoch_cost, counts, seconds, steps - start.step, plan,
                                 reducer.comm_seconds))
         _save(comm, net, optimizer, plan, Position(epoch + 1))
+        plan.commits.reset()
     return 0
 
 
@@ -232,7 +239,8 @@ def train(start: Start, comm: Comm, stop: StopRequest) -> int:
                         step_size=cfg.step_epochs * steps, gamma=cfg.gamma)
     plan = Plan(cfg, cfg.batch_size, order.share_of(comm.rank, comm.size), steps, order, eta,
                 start.position, Augment.parse(cfg.augment, start.info["image_shape"]),
-                Dropout(cfg.layers, cfg.dropout, cfg.input_dropout, net.dtype))
+                Dropout(cfg.layers, cfg.dropout, cfg.input_dropout, net.dtype),
+                CommitClock(cfg.commit_every))
     if start.resumed:
         log.say(f"distnn: resuming {cfg.checkpoint} at epoch {plan.first.epoch + 1}, "
                 f"step {plan.first.step}")

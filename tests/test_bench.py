@@ -56,6 +56,20 @@ def test_smoke_mode_writes_table_and_plot(tmp_path):
     assert (tmp_path / "scaling.png").stat().st_size > 0
 
 
+def test_commits_mode_times_a_checkpoint_write_beside_the_step(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "distnn.bench", "--commits", "--out",
+                           str(tmp_path), "--sizes", "16,12,4"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    write = float(re.search(r"checkpoint write \(atomic, fsynced\): +([\d.]+) us", out).group(1))
+    step = float(re.search(r"training step: +([\d.]+) us", out).group(1))
+    share = float(re.search(r"--commit-every +100: +([\d.]+)%", out).group(1))
+    assert write > 0 and step > 0
+    assert share == pytest.approx(write / step, rel=0.02, abs=0.002)  # write / (100 steps)
+    assert list(tmp_path.iterdir()) == []  # its checkpoints are gone
+
+
 # -- two ranks ----------------------------------------------------------------
 
 

@@ -122,6 +122,42 @@ def test_partitions_are_kept_on_resume(data, tmp_path, capsys):
     assert "--partitions 4 differs from the checkpoint's 16" in done.stderr
 
 
+class CrashAtStep:
+    """A rank that dies at the given step (counted over the run): no checkpoint of its own."""
+
+    def __init__(self, step: int) -> None:
+        self.step, self.calls = step, 0
+
+    @property
+    def requested(self) -> bool:
+        self.calls += 1
+        if self.calls == self.step:
+            raise RuntimeError("crashed")
+        return False
+
+
+@pytest.mark.parametrize("every,crash,committed", [("7", 45, (1, 14)), ("7", 35, (1, 0)),
+                                                   ("0", 45, (1, 0))])
+def test_a_crash_costs_the_steps_since_the_last_commit_and_the_resume_is_exact(
+        data, tmp_path, every, crash, committed):
+    """30 steps an epoch; --commit-every 7 writes after steps 7, 14, 21, 28 of each. A
+    crash at the run's 45th step (epoch 2, step 15) leaves epoch 2's commit of step 14;
+    at its 35th, the end of epoch 1 (step 28's commit is older). Resumed, the run ends
+    bitwise where an uninterrupted one does."""
+    args = ["--data", str(data), "--epochs", "3", "--momentum", "0.9", *SMALL]
+    whole, cut = tmp_path / "whole.h5", tmp_path / "cut.h5"
+    assert run_inprocess([*args, "--checkpoint", str(whole)]) == 0
+    cfg, given = parse_args([*args, "--commit-every", every, "--checkpoint", str(cut)])
+    with pytest.raises(RuntimeError, match="crashed"):
+        run(cfg, given, SerialComm(), stop=CrashAtStep(crash))
+    position = read_checkpoint(cut)["position"]
+    assert (position["epoch"], position["step"]) == committed
+    redone = crash - 1 - (30 * position["epoch"] + position["step"])  # steps done, then lost
+    assert 0 <= redone <= (int(every) or 30)
+    assert run_inprocess([*args, "--checkpoint", str(cut), "--resume"]) == 0
+    assert np.array_equal(load_checkpoint(cut).params, load_checkpoint(whole).params)
+
+
 def test_regularised_training_learns_within_its_constraint(data, tmp_path):
     base = ["--data", str(data), "--epochs", "4", *SMALL, "--lr", "0.1"]  # 0.5 is for no noise
     assert run_inprocess([*base, "--checkpoint", str(tmp_path / "plain.h5")]) == 0

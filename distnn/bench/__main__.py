@@ -6,6 +6,7 @@ One command runs the whole matrix; it launches the P ranks itself:
     python -m distnn.bench --smoke         # one tiny cell at P = 1, 2 (CI, < 30 s)
     python -m distnn.bench --sizes 784,100,10 --batches 128 --ranks 1 2 --dtypes float32
     python -m distnn.bench --alphabeta     # allreduce alpha/beta fit + multi-node projection
+    python -m distnn.bench --commits       # a commit's cost (--commit-every) beside the step
     python -m distnn.bench --alphabeta --launcher "mpiexec -hosts a:1,b:1" --link-gbps 10
                                            # ... also across two hosts, beside the model
 
@@ -56,6 +57,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--alphabeta",
         action="store_true",
         help="fit allreduce time = alpha + beta*bytes; project to many nodes",
+    )
+    mode.add_argument(
+        "--commits",
+        action="store_true",
+        help="time a checkpoint write beside the step: the cost of --commit-every "
+             "(checkpoints written under --out)",
     )
     parser.add_argument(
         "--sizes",
@@ -138,6 +145,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         extra += ["--link-gbps", str(args.link_gbps)] if args.link_gbps else []
         extra += ["--rounds", str(args.rounds)] if args.rounds else []
         alphabeta.main(["--out", str(out), *extra])
+        return
+    if args.commits:
+        from distnn.bench import commit
+
+        commit.main(["--dir", str(out), *(["--sizes", *map(str, args.sizes[0])]
+                                          if args.sizes else [])])
         return
     cfg = config(args)
     t0 = time.perf_counter()

@@ -27,6 +27,7 @@ Run: python -m distnn.bench.step [--sizes 784 100 10] [--batch 128] [--repeats 2
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +39,7 @@ from distnn.augment import Augment
 from distnn.bench.peak import gemm_peak, step_flops
 from distnn.dropout import Dropout
 from distnn.network import MLP
+from distnn.noise import Noise
 from distnn.optim import SGD
 
 
@@ -48,10 +50,10 @@ def make_step(net: MLP, x: np.ndarray, y: np.ndarray,
     optimizer = SGD(net.params)
     grad = np.empty_like(net.params)
     scale = 1.0 / len(x)
-    rng = np.random.default_rng(0)
+    steps = itertools.count()
 
-    def step() -> None:
-        masks = None if dropout is None else dropout.masks(rng, len(x))
+    def step() -> None:  # the draws of a new step each time, as the trainer's
+        masks = None if dropout is None else dropout.masks(Noise(0, 0, next(steps), len(x)))
         net.gradient(x, y, out=grad, masks=masks)
         # grad_mean = (1/m) sum_x grad C_x, folded into the step as distnn.train does;
         # tiny lr: params stay put over repeats.
@@ -96,9 +98,10 @@ def run(sizes: Sequence[int], batch: int, repeats: int, inner: int, dropout: flo
     y = rng.integers(0, sizes[-1], batch)
     side = int(round(np.sqrt(sizes[0])))
     distort = Augment.parse(augment, (side, side))
+    steps = itertools.count()
     timed = {"step": make_step(net, x, y), "gemms": make_gemms(net, x),
              "dropout_step": make_step(net, x, y, Dropout(sizes, dropout)),
-             "augment": lambda: distort(x, rng)}
+             "augment": lambda: distort(x, Noise(0, 0, next(steps), batch))}
     times: dict[str, list[float]] = {name: [] for name in timed}
     for _ in range(5):  # warm caches, BLAS buffers and the network's workspace
         for fn in timed.values():
