@@ -55,6 +55,7 @@ class Dropout:
             if p == 0:
                 masks.append(None)
                 continue
-            keep = noise.uniform(n) >= np.float32(p)
-            masks.append(np.where(keep, self.dtype.type(1 / (1 - p)), self.dtype.type(0)))
+            r = noise.uniform(n, dtype=self.dtype)
+            keep = r >= self.dtype.type(p)
+            masks.append(np.multiply(keep, self.dtype.type(1 / (1 - p)), out=r))
         return masks

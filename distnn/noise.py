@@ -9,8 +9,9 @@ i's being numbers i k .. (i+1) k - 1 of them. A rank that serves samples
 own and draws only those, so every sample gets the same numbers whichever rank
 serves it, and each rank pays for its own share of the draws only. The skip is
 PCG64's ``advance``, cheap at any distance. It counts 64-bit words, of which a
-float32 takes half: a sample's block is rounded up to an even count of floats
-(one left unused when k is odd), so that every sample begins on a whole word.
+float64 takes one and a float32 half: a sample's block of float32 is rounded
+up to an even count (one left unused when k is odd), so that every sample
+begins on a whole word.
 """
 
 from __future__ import annotations
@@ -36,15 +37,20 @@ class Noise:
         self._used = 0  # words of the stream taken or skipped so far
         self._block = 0  # where the next draw's block for the whole batch begins
 
-    def uniform(self, per_sample: int, low: float = 0.0, high: float = 1.0) -> np.ndarray:
-        """(count, per_sample) float32, uniform in [low, high] (high itself only by
-        rounding): this rank's samples' part of the next draw for the whole batch."""
-        words = (per_sample + 1) // 2  # per sample: two float32 to a 64-bit word
+    def uniform(self, per_sample: int, low: float = 0.0, high: float = 1.0,
+                dtype: np.dtype | type = np.float32) -> np.ndarray:
+        """(count, per_sample) of ``dtype`` (float32 or float64), uniform in [low, high]
+        (high itself only by rounding): this rank's samples' part of the next draw for
+        the whole batch."""
+        dtype = np.dtype(dtype)
+        per_word = 8 // dtype.itemsize  # numbers to a 64-bit word: 2 float32, 1 float64
+        words = -(-per_sample // per_word)  # per sample, rounded up to whole words
         mine = self._block + self.first * words
         self._bits.advance(mine - self._used)  # also drops a half word kept from before
-        values = self._draw.random((self.count, 2 * words), dtype=np.float32)[:, :per_sample]
+        values = self._draw.random((self.count, words * per_word), dtype=dtype)
+        values = values[:, :per_sample]
         self._used = mine + self.count * words
         self._block += self.m * words
         if (low, high) != (0.0, 1.0):
-            values = np.float32(low) + np.float32(high - low) * values
+            values = dtype.type(low) + dtype.type(high - low) * values
         return values

@@ -97,11 +97,12 @@ def test_masks_are_reproducible_from_the_seed_and_differ_by_epoch_and_step():
         assert not np.array_equal(first[1], dropout.masks(Noise(*other, 16))[1]), other
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("cuts", [[(0, 16)], [(0, 5), (5, 16)], [(0, 1), (1, 8), (8, 16)]])
-def test_a_sample_gets_the_same_masks_whichever_rank_serves_it(cuts):
-    """Odd widths (7 inputs, 5 hidden): a sample's numbers do not start on a whole word
-    of the stream unless the layout pads them (distnn.noise)."""
-    dropout = Dropout([7, 5, 3, 2], 0.4, 0.3)
+def test_a_sample_gets_the_same_masks_whichever_rank_serves_it(cuts, dtype):
+    """Odd widths (7 inputs, 5 hidden): a sample's float32 numbers do not start on a
+    whole word of the stream unless the layout pads them (distnn.noise)."""
+    dropout = Dropout([7, 5, 3, 2], 0.4, 0.3, dtype)
     whole = dropout.masks(Noise(3, 1, 7, 16))
     parts = [dropout.masks(Noise(3, 1, 7, 16, a, b - a)) for a, b in cuts]
     for layer, mask in enumerate(whole):
