@@ -22,6 +22,10 @@ it not manage to. If that rank is rank 0 and its replica holds the state of
 the last completed step (it does unless it stalled in the middle of an
 update), it first writes that checkpoint: a lost host costs only time.
 
+Under a supervisor (``distnn.elastic``, which sets DISTNN_REPORT_SECONDS), rank
+0's watch also prints where the loop is, a ``distnn.position:`` line that often,
+for the supervisor to count the steps a lost host makes the run redo.
+
 A signal (a batch system's SIGTERM before its time limit) cannot reach a
 rank that waits in MPI either: Python runs its handler only once the main
 thread is back. The watch reads the signal from StopRequest's wakeup pipe
@@ -45,6 +49,8 @@ from typing import Any
 from distnn.comm import UNWATCHED, Comm, MPIComm, Unwatched, drain_output
 
 QUERY, ANSWER = 1, 2  # message tags on the watchdog's communicator
+# Rank 0's report of where the loop is (epoch, step, from 0), for distnn.elastic.
+REPORT_VARIABLE, POSITION = "DISTNN_REPORT_SECONDS", "distnn.position:"
 
 
 # Run by a process of its own: this one is gone by then (MPI_Abort exits).
@@ -136,6 +142,8 @@ class Watch:
         self._save: Callable[[tuple[int, int, float]], None] | None = None
         self._path = ""
         self.killed: list[int] = []  # ranks on this host that _abort ends too
+        every = float(os.environ.get(REPORT_VARIABLE) or 0) if self.side.rank == 0 else 0.0
+        self._report_every, self._next_report = every, time.monotonic()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="distnn-stall-watch", daemon=True)
         self._thread.start()
@@ -178,6 +186,10 @@ class Watch:
             now = time.monotonic()
             if self.op is not None and now - self.since > self.timeout:
                 self._census()
+            if self._report_every and now >= self._next_report and self.where is not None:
+                self._next_report = now + self._report_every
+                sys.stdout.write(f"{POSITION} {self.where[0]} {self.where[1]}\n")
+                sys.stdout.flush()
             if self.signalled is None and self._signal_came():
                 self.signalled = now
             if (self.signalled is not None and now - self.signalled > grace

@@ -20,11 +20,15 @@ plain process.
 from __future__ import annotations
 
 import ast
+import contextlib
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -445,3 +449,192 @@ def test_a_link_down_mid_epoch_ends_the_job_on_every_host(hosts, data, tmp_path)
         assert f"rank {rank} on dnn2 does not answer (stopped, or its host or link is down)" in err
     assert "rank 0 wrote the checkpoint of epoch" in err, err
     assert read_checkpoint(ckpt)["position"]["ranks"] == 4
+
+
+# -- elastic runs: a host lost mid-run, or added ---------------------------------------
+
+# Mini-batch, float64: 250 steps an epoch; a commit every 50 steps.
+ELASTIC = ["--layers", "16,12,4", "--dtype", "float64", "--batch-size", "8", "--epochs", "200",
+           "--no-progress", "--commit-every", "50"]
+COMMIT_STEPS = 50
+RECOVERY_BOUND = 10.0  # seconds from the failure to a running job, its start-up aside
+
+
+@pytest.fixture(scope="module")
+def elastic_data(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("elastic") / "data.h5", n_train=2000,
+                        n_test=200, shape=(4, 4), n_classes=4)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(elastic_data, tmp_path_factory) -> np.ndarray:
+    """One plain process, start to end: the batches do not depend on the ranks."""
+    ckpt = tmp_path_factory.mktemp("uninterrupted") / "c.h5"
+    done = subprocess.run([sys.executable, "-m", "distnn.train", "--data", str(elastic_data),
+                           "--checkpoint", str(ckpt), *ELASTIC], capture_output=True, text=True,
+                          timeout=300, env=_env())
+    assert done.returncode == 0, done.stderr
+    return load_checkpoint(ckpt).params
+
+
+class Supervised:
+    """``python -m distnn.elastic`` on the stand-in hosts; its output lines as they come."""
+
+    def __init__(self, cwd: Path, data: Path, where: list[str], *extra: str) -> None:
+        self.cwd, self.lines, self.times = cwd, [], []
+        launcher = f"bash {CLUSTER / 'mpiexec'} -hosts {{hosts}} -n {{ranks}}"
+        self.job = subprocess.Popen(
+            [sys.executable, "-m", "distnn.elastic", *where, "--launcher", launcher, *extra,
+             "--", "--data", str(data), "--checkpoint", "c.h5", "--metrics", "m.jsonl",
+             *ELASTIC],
+            cwd=cwd, env=dict(_env(), PRTE_MCA_hwloc_default_binding_policy="none"),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.job.stdout:
+            self.lines.append(line)
+            self.times.append(time.monotonic())
+
+    def wait_for(self, text: str, timeout: float = 60) -> float:
+        """When a line holding ``text`` came."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line, when in zip(list(self.lines), list(self.times)):
+                if text in line:
+                    return when
+            assert self.job.poll() is None or self._reader.is_alive(), self.output()
+            time.sleep(0.05)
+        raise AssertionError(f"no line with {text!r} in {timeout} s:\n{self.output()}")
+
+    def finish(self, timeout: float = 120) -> int:
+        try:
+            status = self.job.wait(timeout=timeout)
+        finally:
+            if self.job.poll() is None:
+                self.job.kill()
+                self.job.wait()
+        self._reader.join(timeout=10)
+        return status
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def records(self) -> list[dict]:
+        lines = (self.cwd / "m.jsonl").read_text().splitlines()
+        return [r for r in map(json.loads, lines) if r.get("event") == "membership"]
+
+
+def _trainer(pid: int) -> bool:
+    try:
+        return b"distnn.train" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _hurt(how: str, host: str) -> None:
+    if how == "kill":  # the host dies
+        for pid in _pids(host):
+            os.kill(pid, signal.SIGKILL)
+    elif how == "stop":  # the host hangs
+        for pid in _pids(host):
+            os.kill(pid, signal.SIGSTOP)
+    elif how == "stall":  # the host lives, its rank hangs
+        for pid in filter(_trainer, _pids(host)):
+            os.kill(pid, signal.SIGSTOP)
+    else:
+        subprocess.run(["ip", "link", "set", f"dnnv{host[-1]}", "down"], check=True, timeout=10)
+
+
+BARRIER = "from mpi4py import MPI; MPI.COMM_WORLD.Barrier()"
+
+
+def _heal(host: str) -> None:
+    """What the tests did to a host undone: its link up, its processes gone, and an MPI
+    job across the hosts able to start again (after a link comes back up, the hosts
+    take a few seconds to find each other: "No route to host")."""
+    subprocess.run(["ip", "link", "set", f"dnnv{host[-1]}", "up"], check=True, timeout=10)
+    for pid in _pids(host):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while True:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            if subprocess.run(_mpiexec("dnn1:1,dnn2:1", sys.executable, "-c", BARRIER),
+                              capture_output=True, timeout=10, env=_env()).returncode == 0:
+                return
+        assert time.monotonic() < deadline, f"{host} does not come back"
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize("how", ["kill", "stop", "link", "stall"])
+def test_an_elastic_run_that_loses_a_host_ends_as_if_it_had_not(hosts, elastic_data,
+                                                                 uninterrupted, tmp_path, how):
+    """Every process of dnn2 SIGKILLed, or SIGSTOPped, or its link down, mid-run, or only
+    its rank stopped (its sentinel lives: the trainer's stall watchdog names it): the
+    run goes on on dnn1 from the last commit and ends with the parameters of an
+    uninterrupted run, having redone at most one commit's steps."""
+    run = Supervised(tmp_path, elastic_data, ["--hosts", "dnn1:1,dnn2:1",
+                                              "--stall-timeout", "3"])
+    try:
+        run.wait_for("epoch 40/200")
+        hurt = time.monotonic()
+        _hurt(how, "dnn2")
+        back = run.wait_for("distnn.elastic: lost dnn2")
+        assert run.finish() == 0, run.output()
+    finally:
+        _heal("dnn2")
+    [record] = run.records()
+    assert (record["change"], record["hosts"]) == ("lost", ["dnn2"]), record
+    assert (record["ranks_before"], record["ranks_after"]) == (2, 1), record
+    assert 0 <= record["steps_redone"] <= COMMIT_STEPS, record
+    start_up = record["recovery_seconds"] - record["relaunch_seconds"]
+    # A hang counts once it has lasted --stall-timeout: then the same bound.
+    detection = 3 if how == "stall" else 0
+    assert back - hurt <= detection + RECOVERY_BOUND + start_up, (back - hurt, record)
+    if how == "stall":
+        assert "its ranks stalled the job" in record["why"], record
+    assert "going on with 1 ranks on dnn1" in run.output()
+    assert "final test accuracy" in run.output()
+    assert _relative(load_checkpoint(tmp_path / "c.h5").params, uninterrupted) < 1e-12
+    deadline = time.monotonic() + 10
+    while [p for p in _pids("dnn1") if _running(p, "python")]:
+        assert time.monotonic() < deadline, "a process of the run outlived it on dnn1"
+        time.sleep(0.1)
+
+
+def test_a_host_added_to_the_host_file_joins_and_the_result_is_the_same(
+        hosts, elastic_data, uninterrupted, tmp_path):
+    (tmp_path / "hosts").write_text("dnn1:1\n")
+    run = Supervised(tmp_path, elastic_data, ["--hostfile", str(tmp_path / "hosts")])
+    run.wait_for("epoch 40/200")
+    with open(tmp_path / "hosts", "a") as hostfile:
+        hostfile.write("dnn2:1  # back from repair\n")
+    run.wait_for("distnn.elastic: joined dnn2")
+    assert run.finish() == 0, run.output()
+    [record] = run.records()
+    assert (record["change"], record["hosts"], record["steps_redone"]) == ("joined", ["dnn2"], 0)
+    assert (record["ranks_before"], record["ranks_after"]) == (1, 2), record
+    assert "2 rank(s), summing by allreduce" in run.output()
+    assert _relative(load_checkpoint(tmp_path / "c.h5").params, uninterrupted) < 1e-12
+
+
+def test_below_min_ranks_the_run_stops_and_its_checkpoint_resumes(hosts, elastic_data,
+                                                                  uninterrupted, tmp_path):
+    run = Supervised(tmp_path, elastic_data, ["--hosts", "dnn1:1,dnn2:1", "--min-ranks", "2"])
+    try:
+        run.wait_for("epoch 40/200")
+        _hurt("kill", "dnn2")
+        assert run.finish() == 75, run.output()
+    finally:
+        _heal("dnn2")
+    assert "1 rank(s) left on dnn1, fewer than --min-ranks 2: stopping" in run.output()
+    assert [r["change"] for r in run.records()] == ["lost", "stopped"]
+    position = read_checkpoint(tmp_path / "c.h5")["position"]
+    assert 40 <= position["epoch"] < 200, position
+    done = subprocess.run([sys.executable, "-m", "distnn.train", "--data", str(elastic_data),
+                           "--checkpoint", str(tmp_path / "c.h5"), "--resume", *ELASTIC],
+                          capture_output=True, text=True, timeout=300, env=_env())
+    assert done.returncode == 0, done.stderr
+    assert _relative(load_checkpoint(tmp_path / "c.h5").params, uninterrupted) < 1e-12
