@@ -377,6 +377,8 @@ class Supervisor:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m distnn.elastic", description=__doc__.splitlines()[0],
+        usage="%(prog)s (--hosts H:N,... | --hostfile PATH) [options] -- [distnn.train "
+              "arguments]",
         epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--hosts", metavar="H:N,...", help="hosts and their ranks, a:2,b:2")
@@ -387,9 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop, keeping the checkpoint, when fewer ranks are left (default 1)")
     p.add_argument("--launcher", default=DEFAULT_LAUNCHER,
                    help="how to start processes on hosts: {hosts} becomes a:2,b:2, {ranks} "
-                        "their number, {nodelist} a,b (default: MPICH's and Intel MPI's "
-                        f"'{DEFAULT_LAUNCHER}'; Open MPI: 'mpirun --host {{hosts}} -n "
-                        "{ranks}' with --stop-signal USR1)")
+                        "their number, {nodelist} a,b (default: MPICH's "
+                        f"'{DEFAULT_LAUNCHER}'; for Open MPI, not verified: 'mpirun --host "
+                        "{hosts} -n {ranks}' with --stop-signal USR1)")
     p.add_argument("--stop-signal", type=lambda s: signal.Signals[f"SIG{s.upper()}"],
                    default=signal.SIGTERM, dest="stop_signal", metavar="SIG",
                    help="what the launcher passes on to the ranks as a stop request (TERM)")
