@@ -74,6 +74,32 @@ def parse_hosts(text: str) -> dict[str, int]:
     return hosts
 
 
+def slurm_hosts() -> dict[str, int]:
+    """The nodes of this Slurm allocation and their tasks: SLURM_JOB_NODELIST and
+    SLURM_TASKS_PER_NODE ("2(x3),1": 2 on each of three nodes, then 1)."""
+    nodes = os.environ.get("SLURM_JOB_NODELIST")
+    if not nodes:
+        raise ValueError("give --hosts or --hostfile (or run inside a Slurm allocation)")
+    names = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True,
+                           text=True, check=True, timeout=30).stdout.split()
+    tasks: list[int] = []
+    for part in os.environ.get("SLURM_TASKS_PER_NODE", "1").split(","):
+        count, _, times = part.partition("(x")
+        tasks += [int(count)] * int(times.rstrip(")") or 1)
+    if len(tasks) != len(names):
+        tasks = [tasks[0]] * len(names)
+    return dict(zip(names, tasks))
+
+
+def default_launcher() -> str:
+    """MPICH's mpiexec; inside a Slurm allocation, srun steps that survive a lost node."""
+    if not os.environ.get("SLURM_JOB_ID"):
+        return DEFAULT_LAUNCHER
+    pmi = os.environ.get("SRUN_MPI")
+    return ("srun --no-kill --kill-on-bad-exit=0 -N {nodes} -n {ranks} -w {nodelist} "
+            "--ntasks-per-node={per_node}" + (f" --mpi={pmi}" if pmi else ""))
+
+
 @dataclass
 class Sentinel:
     """A process on one host that prints its hostname every ``period`` seconds."""
@@ -90,7 +116,16 @@ class Sentinel:
 
 
 def _kill_group(process: subprocess.Popen) -> None:
-    """SIGKILL the launcher's process group: its remote processes end with it."""
+    """SIGKILL the launcher's process group: its remote processes end with it. srun
+    first gets two SIGINTs within a second, which cancel its job step: killed
+    outright, it would leave the step's tasks running."""
+    if process.poll() is None and Path(process.args[0]).name == "srun":
+        for _ in range(2):
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGINT)
+            time.sleep(0.2)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=5)
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
@@ -121,19 +156,25 @@ class Supervisor:
     def _read_hosts(self) -> dict[str, int]:
         if self.args.hostfile:
             return parse_hosts(Path(self.args.hostfile).read_text())
-        return parse_hosts(self.args.hosts)
+        if self.args.hosts:
+            return parse_hosts(self.args.hosts)
+        return slurm_hosts()
 
     def _members(self) -> dict[str, int]:
         return {h: n for h, n in self.hosts.items() if h not in self.lost}
 
-    def _command(self, hosts: dict[str, int], ranks: int) -> list[str]:
+    def _command(self, hosts: dict[str, int], ranks: int, sentinel: bool = False) -> list[str]:
         spec = ",".join(f"{h}:{n}" for h, n in hosts.items())
-        return shlex.split(self.args.launcher.format(hosts=spec, ranks=ranks,
-                                                     nodelist=",".join(hosts)))
+        command = shlex.split(self.args.launcher.format(
+            hosts=spec, ranks=ranks, nodelist=",".join(hosts), nodes=len(hosts),
+            per_node=max(hosts.values())))
+        if sentinel and Path(command[0]).name == "srun":  # beside the job's step, on its CPUs
+            command.insert(1, "--overlap")
+        return command
 
     def _start_sentinel(self, host: str) -> None:
-        command = self._command({host: 1}, 1) + [sys.executable, "-u", "-c", SENTINEL,
-                                                 str(self.args.heartbeat)]
+        command = self._command({host: 1}, 1, sentinel=True) + [
+            sys.executable, "-u", "-c", SENTINEL, str(self.args.heartbeat)]
         process = subprocess.Popen(command, stdout=subprocess.PIPE,
                                    stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
                                    text=True, start_new_session=True)
@@ -377,20 +418,24 @@ class Supervisor:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m distnn.elastic", description=__doc__.splitlines()[0],
-        usage="%(prog)s (--hosts H:N,... | --hostfile PATH) [options] -- [distnn.train "
+        usage="%(prog)s [--hosts H:N,... | --hostfile PATH] [options] -- [distnn.train "
               "arguments]",
         epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--hosts", metavar="H:N,...", help="hosts and their ranks, a:2,b:2")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--hosts", metavar="H:N,...",
+                       help="hosts and their ranks, a:2,b:2 (default, inside a Slurm "
+                            "allocation: its nodes and tasks)")
     where.add_argument("--hostfile", metavar="PATH",
                        help="one host[:ranks] a line; read again as the run goes, so a host "
                             "added to it joins")
     p.add_argument("--min-ranks", type=int, default=1, dest="min_ranks", metavar="N",
                    help="stop, keeping the checkpoint, when fewer ranks are left (default 1)")
-    p.add_argument("--launcher", default=DEFAULT_LAUNCHER,
+    p.add_argument("--launcher", default=default_launcher(),
                    help="how to start processes on hosts: {hosts} becomes a:2,b:2, {ranks} "
-                        "their number, {nodelist} a,b (default: MPICH's "
-                        f"'{DEFAULT_LAUNCHER}'; for Open MPI, not verified: 'mpirun --host "
+                        "their number, {nodelist} a,b, {nodes} 2, {per_node} the most ranks "
+                        f"on one (default: MPICH's '{DEFAULT_LAUNCHER}'; inside a Slurm "
+                        "allocation, srun --no-kill steps on the nodes left, with --mpi="
+                        "$SRUN_MPI if set; for Open MPI, not verified: 'mpirun --host "
                         "{hosts} -n {ranks}' with --stop-signal USR1)")
     p.add_argument("--stop-signal", type=lambda s: signal.Signals[f"SIG{s.upper()}"],
                    default=signal.SIGTERM, dest="stop_signal", metavar="SIG",
@@ -414,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(ours)
     try:
         supervisor = Supervisor(args, train_args)
-    except (OSError, ValueError, ConfigError) as err:
+    except (OSError, ValueError, ConfigError, subprocess.CalledProcessError) as err:
         print(f"distnn.elastic: error: {err}", file=sys.stderr)
         return 2
     if not supervisor.hosts:

@@ -454,7 +454,7 @@ def test_a_link_down_mid_epoch_ends_the_job_on_every_host(hosts, data, tmp_path)
 # -- elastic runs: a host lost mid-run, or added ---------------------------------------
 
 # Mini-batch, float64: 250 steps an epoch; a commit every 50 steps.
-ELASTIC = ["--layers", "16,12,4", "--dtype", "float64", "--batch-size", "8", "--epochs", "200",
+ELASTIC = ["--layers", "16,12,4", "--dtype", "float64", "--batch-size", "8", "--epochs", "120",
            "--no-progress", "--commit-every", "50"]
 COMMIT_STEPS = 50
 RECOVERY_BOUND = 10.0  # seconds from the failure to a running job, its start-up aside
@@ -578,7 +578,7 @@ def test_an_elastic_run_that_loses_a_host_ends_as_if_it_had_not(hosts, elastic_d
     run = Supervised(tmp_path, elastic_data, ["--hosts", "dnn1:1,dnn2:1",
                                               "--stall-timeout", "3"])
     try:
-        run.wait_for("epoch 40/200")
+        run.wait_for("epoch 30/120")
         hurt = time.monotonic()
         _hurt(how, "dnn2")
         back = run.wait_for("distnn.elastic: lost dnn2")
@@ -608,7 +608,7 @@ def test_a_host_added_to_the_host_file_joins_and_the_result_is_the_same(
         hosts, elastic_data, uninterrupted, tmp_path):
     (tmp_path / "hosts").write_text("dnn1:1\n")
     run = Supervised(tmp_path, elastic_data, ["--hostfile", str(tmp_path / "hosts")])
-    run.wait_for("epoch 40/200")
+    run.wait_for("epoch 30/120")
     with open(tmp_path / "hosts", "a") as hostfile:
         hostfile.write("dnn2:1  # back from repair\n")
     run.wait_for("distnn.elastic: joined dnn2")
@@ -624,7 +624,7 @@ def test_below_min_ranks_the_run_stops_and_its_checkpoint_resumes(hosts, elastic
                                                                   uninterrupted, tmp_path):
     run = Supervised(tmp_path, elastic_data, ["--hosts", "dnn1:1,dnn2:1", "--min-ranks", "2"])
     try:
-        run.wait_for("epoch 40/200")
+        run.wait_for("epoch 30/120")
         _hurt("kill", "dnn2")
         assert run.finish() == 75, run.output()
     finally:
@@ -632,7 +632,7 @@ def test_below_min_ranks_the_run_stops_and_its_checkpoint_resumes(hosts, elastic
     assert "1 rank(s) left on dnn1, fewer than --min-ranks 2: stopping" in run.output()
     assert [r["change"] for r in run.records()] == ["lost", "stopped"]
     position = read_checkpoint(tmp_path / "c.h5")["position"]
-    assert 40 <= position["epoch"] < 200, position
+    assert 30 <= position["epoch"] < 120, position
     done = subprocess.run([sys.executable, "-m", "distnn.train", "--data", str(elastic_data),
                            "--checkpoint", str(tmp_path / "c.h5"), "--resume", *ELASTIC],
                           capture_output=True, text=True, timeout=300, env=_env())

@@ -21,6 +21,7 @@
 # Exits 0 once `sinfo` shows the node idle; non-zero with the logs' tails
 # printed otherwise. DISTNN_SLURM_NO_DBD=1 skips the database;
 # DISTNN_SLURM_CPUS=N declares N CPUs on each node (default: nproc).
+# DISTNN_SLURM_EXTRA holds more lines for slurm.conf (e.g. SlurmdTimeout=5).
 #
 # Several nodes: DISTNN_SLURM_HOSTS="dnn1 dnn2" names stand-in hosts of
 # tests/cluster/up.sh. Then each runs its own slurmd (NodeName = the host's
@@ -212,6 +213,7 @@ $ACCOUNTING
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/filetxt
 JobCompLoc=$DIR/jobcomp.txt
+${DISTNN_SLURM_EXTRA:-}
 $(nodes)
 PartitionName=debug Nodes=$(node_names) Default=YES MaxTime=INFINITE State=UP
 EOF
