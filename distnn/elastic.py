@@ -54,6 +54,7 @@ SENTINEL = ("import socket, sys, time\n"
             "    print(socket.gethostname(), flush=True)\n"
             "    time.sleep(float(sys.argv[1]))\n")
 DEFAULT_LAUNCHER = "mpiexec -hosts {hosts} -n {ranks}"
+STEP, SENTINEL_STEP = "distnn-train", "sentinel"  # names of srun steps, to end them
 # The trainer's stall watchdog names the ranks it waits for, and their hosts.
 STALLED = re.compile(r"rank \d+ on (\S+) (?:does not answer|is in)")
 
@@ -116,21 +117,32 @@ class Sentinel:
 
 
 def _kill_group(process: subprocess.Popen) -> None:
-    """SIGKILL the launcher's process group: its remote processes end with it. srun
-    first gets two SIGINTs within a second, which cancel its job step: killed
-    outright, it would leave the step's tasks running."""
-    if process.poll() is None and Path(process.args[0]).name == "srun":
-        for _ in range(2):
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGINT)
-            time.sleep(0.2)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=5)
+    """SIGKILL the launcher's process group. mpiexec's remote processes end with it;
+    srun's job step does not (``_kill_steps``)."""
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
+        process.wait(timeout=5)
+
+
+def _kill_steps(name: str) -> None:
+    """SIGKILL the tasks of this Slurm job's steps called ``name``: a killed srun leaves
+    its step's tasks running, and an interrupted one waits for a lost node's."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return
+    listed = subprocess.run(["squeue", "--steps", "--noheader", "--format=%i %j",
+                             f"--jobs={job}"], capture_output=True, text=True, timeout=30)
+    steps = [line.split()[0] for line in listed.stdout.splitlines()
+             if line.strip().partition(" ")[2] == name]
+    if steps:
+        # slurmctld signals every node at once, but answers only once the lost one has
+        # timed out (MessageTimeout, 10 s by default): do not wait for that answer.
+        cancel = subprocess.Popen(["scancel", "--signal=KILL", *steps],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            cancel.wait(timeout=1)
 
 
 class Supervisor:
@@ -168,8 +180,11 @@ class Supervisor:
         command = shlex.split(self.args.launcher.format(
             hosts=spec, ranks=ranks, nodelist=",".join(hosts), nodes=len(hosts),
             per_node=max(hosts.values())))
-        if sentinel and Path(command[0]).name == "srun":  # beside the job's step, on its CPUs
-            command.insert(1, "--overlap")
+        if Path(command[0]).name == "srun":
+            # Sentinels run beside the job's step, on its CPUs; and a new job step must not
+            # wait for the old one's CPUs, which Slurm keeps until it has given up on the
+            # lost node (SlurmdTimeout): its tasks are dead (_end_job).
+            command[1:1] = ["--overlap", f"--job-name={SENTINEL_STEP if sentinel else STEP}"]
         return command
 
     def _start_sentinel(self, host: str) -> None:
@@ -235,9 +250,12 @@ class Supervisor:
 
     def _launch(self, hosts: dict[str, int]) -> None:
         ranks = sum(hosts.values())
+        # Once this supervisor has ended a job, the checkpoint's lock is its own (a rank
+        # of that job may not have gone yet).
+        again = ["--take-lock"] if self.job is not None else []
         command = self._command(hosts, ranks) + [
             sys.executable, "-m", "distnn.train", *self.train_args, "--resume",
-            "--stall-timeout", str(self.args.stall_timeout)]
+            "--stall-timeout", str(self.args.stall_timeout), *again]
         env = dict(os.environ, **{REPORT_VARIABLE: str(self.REPORT_SECONDS)})
         self.running = dict(hosts)
         self.position, self.stop_asked, self.resumed_at = None, False, None
@@ -267,6 +285,8 @@ class Supervisor:
         """End what is left of the job; its status, if it ended by itself."""
         job = self.job
         status = job.poll()
+        if Path(job.args[0]).name == "srun":
+            _kill_steps(STEP)
         _kill_group(job)
         return status
 
@@ -281,6 +301,8 @@ class Supervisor:
 
     def _committed(self) -> tuple[int, int, int] | None:
         """(epoch, step, steps per epoch) of the checkpoint, if there is one."""
+        if not self.checkpoint.exists():  # lost before the first commit: from the start
+            return None
         for _ in range(10):  # a rank that ended the job may have been writing it
             try:
                 position = read_checkpoint(self.checkpoint)["position"]
@@ -341,9 +363,10 @@ class Supervisor:
             return self._loop()
         finally:
             if self.job is not None:
-                _kill_group(self.job)
+                self._end_job()
             for sentinel in self.sentinels.values():
                 sentinel.stop()
+            _kill_steps(SENTINEL_STEP)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.signalled = True
