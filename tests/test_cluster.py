@@ -89,22 +89,25 @@ def data(tmp_path_factory) -> Path:
                         n_test=60)
 
 
-@pytest.fixture(scope="module")
-def one_process(data, tmp_path_factory):
-    """The parameters of one plain process after ``epochs`` full-batch epochs."""
-    out = tmp_path_factory.mktemp("one")
-
+def _alone(data: Path, out: Path, args: list[str], timeout: float):
+    """params(epochs): the parameters of one plain process trained on ``data`` with
+    ``args`` for that many epochs, each run once (its checkpoint kept in ``out``)."""
     def params(epochs: int) -> np.ndarray:
         ckpt = out / f"e{epochs}.h5"
         if not ckpt.exists():
             done = subprocess.run([sys.executable, "-m", "distnn.train", "--data", str(data),
-                                   "--checkpoint", str(ckpt), "--epochs", str(epochs),
-                                   *FULL_BATCH], capture_output=True, text=True, timeout=120,
-                                  env=_env())
+                                   "--checkpoint", str(ckpt), *args, "--epochs", str(epochs)],
+                                  capture_output=True, text=True, timeout=timeout, env=_env())
             assert done.returncode == 0, done.stderr
         return load_checkpoint(ckpt).params
 
     return params
+
+
+@pytest.fixture(scope="module")
+def one_process(data, tmp_path_factory):
+    """The parameters of one plain process after ``epochs`` full-batch epochs."""
+    return _alone(data, tmp_path_factory.mktemp("one"), FULL_BATCH, timeout=120)
 
 
 def _env() -> dict[str, str]:
@@ -508,19 +511,7 @@ def elastic_data(tmp_path_factory) -> Path:
 def one_run(elastic_data, tmp_path_factory):
     """The parameters of one plain process, start to end, after ``epochs`` (the batches
     do not depend on the ranks)."""
-    out = tmp_path_factory.mktemp("uninterrupted")
-
-    def params(epochs: int) -> np.ndarray:
-        ckpt = out / f"e{epochs}.h5"
-        if not ckpt.exists():
-            done = subprocess.run([sys.executable, "-m", "distnn.train", "--data",
-                                   str(elastic_data), "--checkpoint", str(ckpt), *ELASTIC,
-                                   "--epochs", str(epochs)],
-                                  capture_output=True, text=True, timeout=300, env=_env())
-            assert done.returncode == 0, done.stderr
-        return load_checkpoint(ckpt).params
-
-    return params
+    return _alone(elastic_data, tmp_path_factory.mktemp("uninterrupted"), ELASTIC, timeout=300)
 
 
 @pytest.fixture(scope="module")
