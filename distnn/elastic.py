@@ -281,14 +281,11 @@ class Supervisor:
             sys.stdout.write(line)
             sys.stdout.flush()
 
-    def _end_job(self) -> int | None:
-        """End what is left of the job; its status, if it ended by itself."""
-        job = self.job
-        status = job.poll()
-        if Path(job.args[0]).name == "srun":
+    def _end_job(self) -> None:
+        """End what is left of the job."""
+        if Path(self.job.args[0]).name == "srun":
             _kill_steps(STEP)
-        _kill_group(job)
-        return status
+        _kill_group(self.job)
 
     # -- records -----------------------------------------------------------------
 
