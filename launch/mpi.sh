@@ -119,3 +119,15 @@ mpi_wait() {
     [[ -n $launcher_group ]] && kill -KILL -- "-$launcher_group" 2>/dev/null
     return 0
 }
+
+# distnn_statuses PYTHON: the trainer's exit statuses as shell variables
+# (DISTNN_EXIT_INTERRUPTED and the others), from distnn/protocol.py, where
+# each number is written once. Fails, saying why, if PYTHON cannot import distnn.
+distnn_statuses() {
+    local assignments
+    if ! assignments=$("$1" -m distnn.protocol); then
+        echo "error: $1 cannot import distnn (activate its environment, or set PYTHON)" >&2
+        return 1
+    fi
+    eval "$assignments"
+}

@@ -62,6 +62,7 @@ if ! declare -F mpi_flavour >/dev/null; then
     echo "pbs.sh: error: launch/mpi.sh not found beside $0 or in ${PBS_O_WORKDIR:-.}/launch" >&2
     exit 2
 fi
+distnn_statuses "${PYTHON:-python}" || exit 2  # DISTNN_EXIT_INTERRUPTED and the others
 cd "${PBS_O_WORKDIR:-.}" || exit 1
 PYTHON=${PYTHON:-python}
 RUN_DIR=${DISTNN_RUN_DIR:-runs/${PBS_JOBNAME:-distnn}}
@@ -141,7 +142,7 @@ mpi_wait
 echo "=== $(date '+%F %T') distnn.train exited with status $status"
 
 # Resubmit only after our own walltime stop, never after a qdel.
-if [[ $status == 75 && -n $walltime_stop && ${DISTNN_RESUBMIT:-0} == 1 ]]; then
+if [[ $status == "$DISTNN_EXIT_INTERRUPTED" && -n $walltime_stop && ${DISTNN_RESUBMIT:-0} == 1 ]]; then
     count=${DISTNN_RESUBMIT_COUNT:-0}
     if ((count >= ${DISTNN_MAX_RESUBMITS:-10})); then
         echo "=== resubmitted $count times already: not again"

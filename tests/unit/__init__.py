@@ -1,0 +1,1 @@
+"""Unit tests: serial, in one process, no MPI launch, no root."""
