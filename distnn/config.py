@@ -19,11 +19,11 @@ from distnn import commits
 from distnn.augment import SPEC_HELP, Augment, AugmentError
 from distnn.costs import COSTS
 from distnn.initializers import INITIALIZERS
+from distnn.protocol import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TWICE, EXIT_USAGE
+from distnn.reduce import REDUCERS
 from distnn.schedules import SCHEDULES
 
 DEFAULT_DATA = "data/mnist.h5"
-# How ranks sum gradients (distnn.reduce.make_reducer); "auto" picks one of the others.
-REDUCERS = ("auto", "allreduce", "shm")
 
 # Settings that may differ when a run is resumed: where things are, and how long
 # to train. Everything else must match the checkpoint, or the resumed run would
@@ -48,13 +48,13 @@ class Config:
     checkpoint: str = "runs/checkpoint.h5"  # written after every epoch and on SIGTERM
     resume: bool = False
     metrics: str | None = None
-    # Model. The defaults reach >= 98% MNIST test accuracy (README, "Accuracy").
+    # Model. The defaults reach >= 98% MNIST test accuracy (docs/accuracy.md).
     layers: list[int] = field(default_factory=lambda: [784, 256, 10])
     activation: str = "relu"
     cost: str = "cross_entropy"
     init: str = "he"
     dtype: str = "float32"  # float32 is twice as fast and accurate enough for SGD
-    # Regularisation, all off by default (README, "Accuracy", for recipes that use them).
+    # Regularisation, all off by default (docs/accuracy.md, for recipes that use them).
     dropout: float = 0.0  # p of the hidden units (distnn.dropout)
     input_dropout: float = 0.0  # p of the input pixels
     max_norm: float = 0.0  # c of each hidden unit's incoming weights; 0 = none
@@ -223,7 +223,7 @@ Allreduce, and apply the same update.
 (Ranks on one node share one replica instead: see --reduce.)
 """
 
-EPILOG = """\
+EPILOG = f"""\
 examples:
   mpirun -n 4 python -m distnn.train                 # 4 ranks, defaults: >= 98% on MNIST
   python -m distnn.train --epochs 1                  # one process, to debug
@@ -232,12 +232,13 @@ examples:
       --schedule constant --warmup-epochs 0 --epochs 10   # the seed lecture's recipe
   mpirun -n 4 python -m distnn.train --resume       # continue an interrupted run
 
-exit status: 0 trained; 2 bad arguments, data or checkpoint, a --checkpoint or
+exit status: {EXIT_OK} trained; {EXIT_USAGE} bad arguments, data or checkpoint, a --checkpoint or
 --metrics that cannot be written, or a checkpoint another run writes (its
-PATH.lock); 75 interrupted by SIGTERM, SIGINT or SIGUSR1 after writing the
+PATH.lock); {EXIT_INTERRUPTED} interrupted by SIGTERM, SIGINT or SIGUSR1 after writing the
 checkpoint (rerun with --resume), also after a stall (see --stall-timeout)
-when rank 0 could write it; 1 any other failure, a stall without a
-checkpoint, or replicas that differ (see --check-every).
+when rank 0 could write it; {EXIT_TWICE} stopped at once by a second signal (the last
+checkpoint is kept); {EXIT_FAILED} any other failure, a stall without a checkpoint, or
+replicas that differ (see --check-every).
 
 BLAS threads: each rank uses cores/ranks-on-node threads; set DISTNN_THREADS=n,
 or OMP_NUM_THREADS / OPENBLAS_NUM_THREADS, to choose yourself.

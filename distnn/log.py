@@ -3,13 +3,16 @@
 Only rank 0 speaks; the other ranks' ``RunLog`` says nothing, so the trainer
 calls it the same way on every rank. Lines go out flushed, and the metrics
 file (``--metrics``) is opened, appended to and closed for every record, so a
-crash loses nothing that was reported before it.
+crash loses nothing that was reported before it. Under a supervisor, rank 0
+also prints event lines for it (``distnn.protocol``): where the loop is, and
+when training begins.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ import numpy as np
 from distnn.config import Config
 from distnn.evaluate import accuracy
 from distnn.outputs import OutputError
+from distnn.protocol import POSITION, emit, report_seconds
 
 
 class _NoBar:
@@ -30,10 +34,44 @@ class _NoBar:
         pass
 
 
+class _PositionReport:
+    """Rank 0's position, for a supervisor, every ``every`` seconds that it has changed.
+
+    From a thread of its own: a loop that waits for a lost host in a collective
+    has still had its last step reported, which tells the supervisor how many
+    steps the loss costs.
+    """
+
+    def __init__(self, every: float) -> None:
+        self.where: tuple[int, int] | None = None  # set by the loop, read by the thread
+        self._said: tuple[int, int] | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every,), daemon=True,
+                                        name="distnn-position")
+        self._thread.start()
+
+    def _run(self, every: float) -> None:
+        while not self._done.wait(every):
+            self._say()
+
+    def _say(self) -> None:
+        where = self.where
+        if where is not None and where != self._said:
+            emit(POSITION, epoch=where[0], step=where[1])
+            self._said = where
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join()
+        self._say()
+
+
 class RunLog:
     def __init__(self, cfg: Config, rank: int) -> None:
         self.cfg = cfg
         self.root = rank == 0
+        every = report_seconds() if self.root else 0.0
+        self._report = _PositionReport(every) if every else None
 
     def say(self, text: str) -> None:
         if self.root:
@@ -43,6 +81,21 @@ class RunLog:
         """A line on stderr about how the run goes, not about its results."""
         if self.root and text:
             print(f"distnn: note: {text}", file=sys.stderr, flush=True)
+
+    def event(self, event: str, **fields: Any) -> None:
+        """An event line for a supervisor, if one listens (``distnn.protocol``)."""
+        if self.root:
+            emit(event, **fields)
+
+    def position(self, epoch: int, step: int) -> None:
+        """The loop is about to run this step: a supervisor hears of it (soon)."""
+        if self._report is not None:
+            self._report.where = (epoch, step)
+
+    def close(self) -> None:
+        """The run is over: the last position is reported, and the reporting ends."""
+        if self._report is not None:
+            self._report.close()
 
     def record(self, record: dict[str, Any]) -> None:
         """One JSON line in the metrics file, if the run keeps one."""

@@ -56,24 +56,29 @@ class Position:
         return cls(saved["epoch"], step, saved["epoch_cost"])
 
 
-@dataclass
+@dataclass(frozen=True)
 class Start:
-    """Everything a run starts from: the same on every rank, but for the last three."""
+    """Everything a run starts from, the same on every rank."""
     cfg: Config  # final: a resumed run's settings come from its checkpoint
     info: dict[str, Any]  # the data file's shape (distnn.data.describe)
     order: Partitions  # the training set's canonical partitions (cfg.partitions of them)
     position: Position
     resumed: bool
-    # This rank's own: ranks on its node, and the BLAS threads it took (None: the
-    # user's setting); rank 0's only: the checkpoint's arrays (the others receive
-    # them by broadcast, see ``replicas``) and the checkpoint's lock.
-    ranks_here: int = 1
-    threads: int | None = None
+
+
+@dataclass
+class OnThisRank:
+    """What a rank starts with of its own, beside the ``Start`` every rank shares."""
+    ranks_here: int = 1  # ranks on this node
+    threads: int | None = None  # the BLAS threads it took (None: the user's setting)
+    # Rank 0's only: the checkpoint's arrays (the others receive them by broadcast, see
+    # ``network_and_optimizer``), and its hold on the checkpoint: release() it when done.
     arrays: dict[str, Any] | None = None
-    lock: Lock | None = None  # rank 0's hold on the checkpoint: release() it when done
+    lock: Lock | None = None
 
 
-def agree_on_start(comm: Comm, cfg: Config, given: dict[str, Any]) -> Start:
+def agree_on_start(comm: Comm, cfg: Config,
+                   given: dict[str, Any]) -> tuple[Start, OnThisRank]:
     """Rank 0 checks settings, data and checkpoint; every rank gets the same verdict.
 
     ``given`` holds the settings named on the command line: they decide what a
@@ -96,9 +101,7 @@ def agree_on_start(comm: Comm, cfg: Config, given: dict[str, Any]) -> Start:
     outcome = comm.bcast(outcome)  # MPI: the others wait here while rank 0 prepares data
     if isinstance(outcome, str):
         raise UsageError(outcome)
-    outcome.ranks_here, outcome.threads, outcome.arrays = ranks_here, threads, arrays
-    outcome.lock = lock
-    return outcome
+    return outcome, OnThisRank(ranks_here, threads, arrays, lock)
 
 
 def _start_on_root(cfg: Config, given: dict[str, Any], ranks: int,
@@ -204,16 +207,16 @@ def _check_fit(cfg: Config, info: dict[str, Any], ranks: int) -> Partitions:
     return order
 
 
-def replicas(start: Start, comm: Comm) -> tuple[MLP, SGD]:
-    """This rank's network and optimizer, the same on every rank: rank 0's."""
+def network_and_optimizer(start: Start, mine: OnThisRank, comm: Comm) -> tuple[MLP, SGD]:
+    """This rank's network and optimizer to start from, the same on every rank: rank 0's."""
     cfg = start.cfg
     net = MLP(cfg.layers, activation=cfg.activation, cost=cfg.cost, init=cfg.init,
               dtype=cfg.dtype, seed=cfg.seed)
     optimizer = SGD(net.params, momentum=cfg.momentum, nesterov=cfg.nesterov,
                     weight_decay=cfg.weight_decay, decay_mask=net.weight_mask)
-    if start.arrays is not None:
-        net.params[...] = start.arrays["params"]
-        optimizer.load_state_dict(start.arrays["optimizer"])
+    if mine.arrays is not None:
+        net.params[...] = mine.arrays["params"]
+        optimizer.load_state_dict(mine.arrays["optimizer"])
     comm.bcast_(net.params)  # MPI: every replica starts from rank 0's parameters
     comm.bcast_(optimizer.velocity)  # MPI: ... and its optimizer state
     return net, optimizer

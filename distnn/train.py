@@ -15,14 +15,15 @@ node the ranks can do better still: they share one copy of the network, sum
 through shared memory and each update a part of it (``--reduce``, see
 ``distnn.reduce``). The distributed lines are few and marked "# MPI:".
 
-``fit`` is that loop; ``train`` sets it up from a ``Start`` (``distnn.start``:
-settings, data and checkpoint agreed on by every rank), and ``main`` is the
-command line, which turns every failure into an exit status for the whole job.
+One such step is ``distnn.step.step``. ``fit`` is the loop of epochs and steps
+around it, with what happens between steps (replica checks, commits, a stop);
+``train`` sets it up from a ``Start`` (``distnn.start``: settings, data and
+checkpoint agreed on by every rank), and ``main`` is the command line, which
+turns every failure into an exit status for the whole job (``distnn.protocol``).
 """
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import sys
@@ -35,32 +36,24 @@ import numpy as np
 
 from distnn.augment import Augment
 from distnn.checkpoint import save_checkpoint
-from distnn.commits import CommitClock
 from distnn.comm import Comm, world
+from distnn.commits import CommitClock
 from distnn.config import Config, parse_args
-from distnn.constraints import max_norm
-from distnn.data import Partitions, read_rows, read_shard
 from distnn.dropout import Dropout
 from distnn.evaluate import accuracy, confusion_over_ranks
 from distnn.log import RunLog, banner
-from distnn.network import MLP
-from distnn.noise import Noise
-from distnn.optim import SGD
+from distnn.protocol import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TWICE, EXIT_USAGE,
+                             STOP_SIGNALS, TRAINING)
 from distnn.reduce import make_reducer
 from distnn.replicas import ReplicaMismatch
 from distnn.replicas import check as check_replicas
+from distnn.samples import Shard
+from distnn.data import Partitions
 from distnn.schedules import Schedule, make_schedule
 from distnn.stall import Watch, watch
-from distnn.start import (USER_ERRORS, Position, Start, UsageError, agree_on_start,
-                          crowded_note, replicas)
-
-EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: checkpoint written, rerun with --resume
-# Each asks the run to stop after its step, with a checkpoint (StopRequest).
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
-
-
-class Diverged(Exception):
-    """The training cost is not a finite number; the update was not applied."""
+from distnn.start import (USER_ERRORS, OnThisRank, Position, Start, UsageError,
+                          agree_on_start, crowded_note, network_and_optimizer)
+from distnn.step import Diverged, Recipe, Replica, step
 
 
 class StopRequest:
@@ -99,103 +92,78 @@ class StopRequest:
 
 
 @dataclass
-class Shard:
-    """This rank's rows of one split: pixels scaled to [0, 1] in the network's dtype."""
-    x: np.ndarray  # (n_r, n_features)
-    y: np.ndarray  # (n_r,) class labels
-
-    @classmethod
-    def load(cls, path: str, split: str, comm: Comm, dtype: np.dtype,
-             order: Partitions | None = None) -> Shard:
-        """The rows of ``order``'s partitions that this rank serves, or without an
-        order (the test set) its block of the split."""
-        if order is None:
-            images, labels = read_shard(path, split, comm.rank, comm.size)
-        else:
-            images, labels = read_rows(path, split, lambda n: order.rows_of(comm.rank, comm.size),
-                                       f"rank {comm.rank}'s")
-        return cls(images.astype(dtype) / dtype.type(255), labels.astype(np.intp))
-
-
-@dataclass
 class Plan:
-    """The run's fixed numbers: batch sizes, steps, learning rates, where to start."""
+    """The run's fixed numbers: what each step does, how many, learning rates, where to start."""
     cfg: Config
-    m: int  # the global mini-batch
-    share: tuple[int, int]  # this rank's part of it: (first, count) of the batch's samples
+    recipe: Recipe  # the batch, this rank's share of it, its draws, max-norm
     steps: int  # per epoch
     order: Partitions  # which samples make up each batch, whatever the number of ranks
     eta: Schedule  # the learning rate at each step of the run
     first: Position
-    augment: Augment  # distortions of the training images (none by default)
-    dropout: Dropout  # masks of the layers' inputs (none by default)
     commits: CommitClock  # when to write the checkpoint mid-epoch (--commit-every)
 
+    @property
+    def m(self) -> int:
+        return self.recipe.m
 
-def fit(net: MLP, optimizer: SGD, reducer, train_set: Shard, test_set: Shard, plan: Plan,
-        comm: Comm, log: RunLog, stop: StopRequest, stall: Watch) -> int:
+
+def fit(replica: Replica, train_set: Shard, test_set: Shard, plan: Plan, comm: Comm,
+        log: RunLog, stop: StopRequest, stall: Watch) -> int:
     """The seed's mini-batch SGD, epoch by epoch; returns the exit status.
 
-    Each step: this rank's part of the batch, its gradient by backprop, the sum
-    over all ranks, and the update w -> w - (eta/m) sum_x dC_x/dw.
+    Each step (``distnn.step``): this rank's part of the batch, its gradient by
+    backprop, the sum over all ranks, and the update w -> w - (eta/m) sum_x dC_x/dw.
     """
-    cfg, m, steps, first = plan.cfg, plan.m, plan.steps, plan.first
-    for epoch in range(first.epoch, cfg.epochs):
+    cfg, steps = plan.cfg, plan.steps
+    for epoch in range(plan.first.epoch, cfg.epochs):
         batches = plan.order.epoch(cfg.seed, epoch, comm.rank, comm.size)  # this rank's parts
-        start = first if epoch == first.epoch else Position(epoch)
-        epoch_cost, reducer.comm_seconds = start.epoch_cost, 0.0
+        start = plan.first if epoch == plan.first.epoch else Position(epoch)
+        epoch_cost, replica.reducer.comm_seconds = start.epoch_cost, 0.0
         bar = log.progress(steps, start.step, epoch)
         t0 = time.perf_counter()
-        for step in range(start.step, steps):
-            stall.at(epoch, step, epoch_cost)  # where a stall report will say the job was
-            rows = batches[step]  # this rank's part of the global batch
-            x, y = train_set.x.take(rows, axis=0), train_set.y[rows]  # take(): a faster x[rows]
-            masks = None
-            if plan.augment or plan.dropout:  # its samples' own draws: no communication
-                noise = Noise(cfg.seed, epoch, step, m, *plan.share)
-                x, masks = plan.augment(x, noise), plan.dropout.masks(noise)
-            # sum_x dC_x/dw over this rank's samples (BP1-BP4), then over every rank's
-            cost, _ = net.gradient(x, y, out=reducer.local_grad(), masks=masks)
-            cost, stopping = reducer.sum(cost, stop.requested)  # MPI
-            _check_finite(cost, epoch, step, cfg.checkpoint)
-            # w -> w - (eta/m) sum_x dC_x/dw, on the part of w that this rank updates
-            stall.updating()  # from here until the next step, no checkpoint of this replica
-            eta = plan.eta(epoch * steps + step)
-            optimizer.step(net.params, reducer.grad, eta, scale=1 / m, part=reducer.part)
-            reducer.publish()  # MPI (shm: a barrier, so the next forward pass sees every part)
-            if cfg.max_norm:  # |w_j| <= c for every hidden unit j (this rank's share of them)
-                max_norm(net.weights[:-1], cfg.max_norm, units=reducer.units)
-                reducer.publish()  # MPI (shm: every share is done before the next pass)
+        for k in range(start.step, steps):
+            stall.at(epoch, k, epoch_cost)  # where a stall report will say the job was
+            log.position(epoch, k)  # where a supervisor will say the job was
+            cost, stopping = step(replica, plan.recipe, train_set, batches[k], epoch, k,
+                                  plan.eta(epoch * steps + k), stop, stall)
             epoch_cost += cost
             bar.update()
-            if cfg.check_every and (step + 1) % cfg.check_every == 0:
-                check_replicas(comm, net.params, optimizer.velocity,
-                               f"at epoch {epoch + 1}, step {step + 1}")  # MPI
+            done = Position(epoch, k + 1, epoch_cost)
             if stopping:
                 bar.close()
-                _save(comm, net, optimizer, plan, Position(epoch, step + 1, epoch_cost))
-                log.say(f"distnn: interrupted at epoch {epoch + 1}, step {step + 1}: checkpoint "
-                        f"written to {cfg.checkpoint}; continue with --resume")
-                return EXIT_INTERRUPTED
-            if plan.commits.due() and step + 1 < steps:  # the epoch's end writes one anyway
-                if comm.rank == 0:  # every replica holds this state: no one waits for it
-                    _write(net, optimizer, plan, Position(epoch, step + 1, epoch_cost), comm.size)
-                plan.commits.reset()
+                return _interrupted(comm, replica, plan, done, log)
+            _after_step(comm, replica, plan, done)
         bar.close()
         seconds = time.perf_counter() - t0
-        check_replicas(comm, net.params, optimizer.velocity, f"after epoch {epoch + 1}")  # MPI
-        counts = confusion_over_ranks(comm, net, test_set.x, test_set.y, cfg.layers[-1])  # MPI
+        check_replicas(comm, replica.net.params, replica.optimizer.velocity,
+                       f"after epoch {epoch + 1}")  # MPI
+        counts = confusion_over_ranks(comm, replica.net, test_set.x, test_set.y,
+                                      cfg.layers[-1])  # MPI
         log.epoch(_epoch_record(epoch, epoch_cost, counts, seconds, steps - start.step, plan,
-                                reducer.comm_seconds))
-        _save(comm, net, optimizer, plan, Position(epoch + 1))
+                                replica.reducer.comm_seconds))
+        _save(comm, replica, plan, Position(epoch + 1))
         plan.commits.reset()
-    return 0
+    return EXIT_OK
 
 
-def _check_finite(cost: float, epoch: int, step: int, checkpoint: str) -> None:
-    if not math.isfinite(cost):
-        raise Diverged(f"the training cost became {cost} at epoch {epoch + 1}, step {step}; "
-                       f"{checkpoint} keeps the last good state (try a smaller --lr)")
+def _after_step(comm: Comm, replica: Replica, plan: Plan, done: Position) -> None:
+    """Between steps: the replica check every --check-every steps, and the commit when due."""
+    check_every = plan.cfg.check_every
+    if check_every and done.step % check_every == 0:
+        check_replicas(comm, replica.net.params, replica.optimizer.velocity,
+                       f"at epoch {done.epoch + 1}, step {done.step}")  # MPI
+    if plan.commits.due() and done.step < plan.steps:  # the epoch's end writes one anyway
+        if comm.rank == 0:  # every replica holds this state: no one waits for it
+            _write(replica, plan, done, comm.size)
+        plan.commits.reset()
+
+
+def _interrupted(comm: Comm, replica: Replica, plan: Plan, done: Position, log: RunLog) -> int:
+    """A stop was asked for: the checkpoint after this step, and the status that says so."""
+    _save(comm, replica, plan, done)
+    log.say(f"distnn: interrupted at epoch {done.epoch + 1}, step {done.step}: checkpoint "
+            f"written to {plan.cfg.checkpoint}; continue with --resume")
+    return EXIT_INTERRUPTED
 
 
 def _epoch_record(epoch: int, epoch_cost: float, counts: np.ndarray, seconds: float,
@@ -210,37 +178,29 @@ def _epoch_record(epoch: int, epoch_cost: float, counts: np.ndarray, seconds: fl
     }
 
 
-def _save(comm: Comm, net: MLP, optimizer: SGD, plan: Plan, position: Position) -> None:
+def _save(comm: Comm, replica: Replica, plan: Plan, position: Position) -> None:
     """The checkpoint at ``position``, written by rank 0."""
     if comm.rank == 0:
-        _write(net, optimizer, plan, position, comm.size)
+        _write(replica, plan, position, comm.size)
     comm.barrier()  # MPI: nobody exits before the checkpoint is on disk
 
 
-def _write(net: MLP, optimizer: SGD, plan: Plan, position: Position, ranks: int) -> None:
-    save_checkpoint(plan.cfg.checkpoint, net, optimizer.state_dict(), plan.cfg.to_dict(),
+def _write(replica: Replica, plan: Plan, position: Position, ranks: int) -> None:
+    save_checkpoint(plan.cfg.checkpoint, replica.net, replica.optimizer.state_dict(),
+                    plan.cfg.to_dict(),
                     {"epoch": position.epoch, "step": position.step, "steps": plan.steps,
                      "epoch_cost": position.epoch_cost, "ranks": ranks})
 
 
-def train(start: Start, comm: Comm, stop: StopRequest) -> int:
+def train(start: Start, mine: OnThisRank, comm: Comm, stop: StopRequest, log: RunLog) -> int:
     """Run (or continue) the training ``start`` describes; returns the process exit status."""
     cfg = start.cfg
-    log = RunLog(cfg, comm.rank)
-    log.note(crowded_note(start.ranks_here))
+    log.note(crowded_note(mine.ranks_here))
     stall = watch(comm, cfg.stall_timeout)  # MPI
-    net, optimizer = replicas(start, comm)  # MPI
-    order = start.order
-    train_set = Shard.load(cfg.data, "train", comm, net.dtype, order)
+    net, optimizer = network_and_optimizer(start, mine, comm)  # MPI
+    train_set = Shard.load(cfg.data, "train", comm, net.dtype, start.order)
     test_set = Shard.load(cfg.data, "test", comm, net.dtype)
-    steps = order.steps
-    eta = make_schedule(cfg.schedule, cfg.lr, total_steps=cfg.epochs * steps,
-                        warmup_steps=round(cfg.warmup_epochs * steps),
-                        step_size=cfg.step_epochs * steps, gamma=cfg.gamma)
-    plan = Plan(cfg, cfg.batch_size, order.share_of(comm.rank, comm.size), steps, order, eta,
-                start.position, Augment.parse(cfg.augment, start.info["image_shape"]),
-                Dropout(cfg.layers, cfg.dropout, cfg.input_dropout, net.dtype),
-                CommitClock(cfg.commit_every))
+    plan = _plan(start, comm, net.dtype)
     if start.resumed:
         log.say(f"distnn: resuming {cfg.checkpoint} at epoch {plan.first.epoch + 1}, "
                 f"step {plan.first.step}")
@@ -248,22 +208,37 @@ def train(start: Start, comm: Comm, stop: StopRequest) -> int:
         reducer = make_reducer(comm, net, optimizer, cfg.reduce)  # MPI
     except ValueError as err:  # every rank saw the same node sizes and room
         raise UsageError(str(err)) from None
+    replica = Replica(net, optimizer, reducer)
     log.note(reducer.note)
-    log.say(banner(cfg, start.info, comm.size, reducer.describe(), start.threads, plan.share[1],
-                   steps))
+    log.say(banner(cfg, start.info, comm.size, reducer.describe(), mine.threads,
+                   plan.recipe.share[1], plan.steps))
     log.record({"event": "start", "ranks": comm.size, "config": cfg.to_dict(),
                 "epoch": plan.first.epoch, "step": plan.first.step})
     if comm.rank == 0:  # a signal during a stall: what rank 0 writes before the job ends
-        stall.keep(lambda where: _write(net, optimizer, plan, Position(*where), comm.size),
+        stall.keep(lambda where: _write(replica, plan, Position(*where), comm.size),
                    cfg.checkpoint)
     stall.listen(getattr(stop, "wakeup", None))
+    log.event(TRAINING, epoch=plan.first.epoch, step=plan.first.step, resumed=start.resumed)
     # Leaving the block normally (or on a stop) frees shared memory; a crash just exits.
     with reducer:
-        status = fit(net, optimizer, reducer, train_set, test_set, plan, comm, log, stop, stall)
-    if status == 0:
+        status = fit(replica, train_set, test_set, plan, comm, log, stop, stall)
+    if status == EXIT_OK:
         log.final(confusion_over_ranks(comm, net, test_set.x, test_set.y, cfg.layers[-1]))  # MPI
     stall.close()  # MPI
     return status
+
+
+def _plan(start: Start, comm: Comm, dtype: np.dtype) -> Plan:
+    """The run's fixed numbers, on this rank."""
+    cfg, order = start.cfg, start.order
+    steps = order.steps
+    eta = make_schedule(cfg.schedule, cfg.lr, total_steps=cfg.epochs * steps,
+                        warmup_steps=round(cfg.warmup_epochs * steps),
+                        step_size=cfg.step_epochs * steps, gamma=cfg.gamma)
+    recipe = Recipe(cfg.batch_size, order.share_of(comm.rank, comm.size), cfg.seed,
+                    Augment.parse(cfg.augment, start.info["image_shape"]),
+                    Dropout(cfg.layers, cfg.dropout, cfg.input_dropout, dtype), cfg.max_norm)
+    return Plan(cfg, recipe, steps, order, eta, start.position, CommitClock(cfg.commit_every))
 
 
 def run(cfg: Config, given: dict[str, Any], comm: Comm, stop: StopRequest | None = None) -> int:
@@ -272,12 +247,14 @@ def run(cfg: Config, given: dict[str, Any], comm: Comm, stop: StopRequest | None
     ``stop`` lets a test stand in for the signals.
     """
     stop = stop or StopRequest()  # before the start: a signal while preparing data is kept too
-    start = agree_on_start(comm, cfg, given)
+    start, mine = agree_on_start(comm, cfg, given)
+    log = RunLog(start.cfg, comm.rank)
     try:
-        return train(start, comm, stop)
+        return train(start, mine, comm, stop, log)
     finally:
-        if start.lock is not None:  # rank 0's; a process killed outright drops it too
-            start.lock.release()
+        log.close()
+        if mine.lock is not None:  # rank 0's; a process killed outright drops it too
+            mine.lock.release()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -288,11 +265,16 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:  # every rank raised it: all exit, rank 0 says why
         if comm.rank == 0:
             print(f"distnn.train: error: {err}", file=sys.stderr)
-        return 2
-    except (Diverged, ReplicaMismatch) as err:  # every rank saw the same sum, or hashes
+        return EXIT_USAGE
+    except Diverged as err:  # every rank saw the same sum
+        if comm.rank == 0:
+            print(f"distnn.train: error: {err}; {cfg.checkpoint} keeps the last good state "
+                  "(try a smaller --lr)", file=sys.stderr)
+        return EXIT_FAILED
+    except ReplicaMismatch as err:  # every rank saw the same hashes
         if comm.rank == 0:
             print(f"distnn.train: error: {err}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except BaseException as err:  # one rank's trouble: end the whole job, not just this rank
         if isinstance(err, USER_ERRORS):
             print(f"distnn.train: rank {comm.rank}: error: {err}", file=sys.stderr)
@@ -302,8 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         else:  # the summary first: the line a user needs, even if the traceback is cut
             print(f"distnn.train: rank {comm.rank} failed; aborting all ranks", file=sys.stderr)
             traceback.print_exc()
-        comm.abort(130 if isinstance(err, KeyboardInterrupt) else 1)
-        return 1
+        comm.abort(EXIT_TWICE if isinstance(err, KeyboardInterrupt) else EXIT_FAILED)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

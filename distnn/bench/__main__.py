@@ -41,70 +41,39 @@ def _sizes(text: str) -> list[int]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m distnn.bench",
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n", 2)[2],
-    )
+        prog="python -m distnn.bench", description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--smoke",
-        "--quick",
-        action="store_true",
-        help="tiny: [784,30,10], batch 10, float32, P=1,2, few steps",
-    )
-    mode.add_argument(
-        "--alphabeta",
-        action="store_true",
-        help="fit allreduce time = alpha + beta*bytes; project to many nodes",
-    )
-    mode.add_argument(
-        "--commits",
-        action="store_true",
-        help="time a checkpoint write beside the step: the cost of --commit-every "
-             "(checkpoints written under --out)",
-    )
-    parser.add_argument(
-        "--sizes",
-        type=_sizes,
-        nargs="+",
-        metavar="N,N,...",
-        help="nets (default 784,30,10 784,100,10 784,800,10)",
-    )
-    parser.add_argument(
-        "--batches", type=int, nargs="+", help="global batches (default 10 128 1024)"
-    )
+    mode.add_argument("--smoke", "--quick", action="store_true",
+                      help="tiny: [784,30,10], batch 10, float32, P=1,2, few steps")
+    mode.add_argument("--alphabeta", action="store_true",
+                      help="fit allreduce time = alpha + beta*bytes; project to many nodes")
+    mode.add_argument("--commits", action="store_true",
+                      help="time a checkpoint write beside the step: the cost of --commit-every "
+                           "(checkpoints written under --out)")
+    parser.add_argument("--sizes", type=_sizes, nargs="+", metavar="N,N,...",
+                        help="nets (default 784,30,10 784,100,10 784,800,10)")
+    parser.add_argument("--batches", type=int, nargs="+",
+                        help="global batches (default 10 128 1024)")
     parser.add_argument("--ranks", type=int, nargs="+", help="values of P (default 1 2 4)")
     parser.add_argument("--dtypes", nargs="+", choices=["float32", "float64"])
     parser.add_argument("--out", default="bench-results", help="output directory")
-    parser.add_argument(
-        "--peers",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="PyTorch and per-sample-loop peers (default: on, off with --smoke)",
-    )
-    parser.add_argument(
-        "--reducers",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="also time the target cell with --reduce allreduce at P > 1, beside the "
-        "default auto (shm on one node) (default: on, off with --smoke)",
-    )
-    parser.add_argument("--rounds", type=int, help="interleaved rounds; medians kept (default 3)")
-    parser.add_argument(
-        "--launcher",
-        metavar="CMD",
-        help="with --alphabeta: also measure across two hosts, launched by CMD -n 2 ...",
-    )
-    parser.add_argument(
-        "--link-gbps",
-        type=float,
-        metavar="G",
-        help="with --alphabeta --launcher: the link's calibrated rate, for the model's check",
-    )
-    parser.add_argument(
-        "--budget", type=float, help="timed seconds per cell per round (default 0.6)"
-    )
+    parser.add_argument("--peers", action=argparse.BooleanOptionalAction, default=None,
+                        help="PyTorch and per-sample-loop peers (default: on, off with --smoke)")
+    parser.add_argument("--reducers", action=argparse.BooleanOptionalAction, default=None,
+                        help="also time the target cell with --reduce allreduce at P > 1, "
+                             "beside the default auto (shm on one node) (default: on, off "
+                             "with --smoke)")
+    parser.add_argument("--rounds", type=int,
+                        help="interleaved rounds; medians kept (default 3)")
+    parser.add_argument("--launcher", metavar="CMD",
+                        help="with --alphabeta: also measure across two hosts, launched by "
+                             "CMD -n 2 ...")
+    parser.add_argument("--link-gbps", type=float, metavar="G",
+                        help="with --alphabeta --launcher: the link's calibrated rate, for the "
+                             "model's check")
+    parser.add_argument("--budget", type=float,
+                        help="timed seconds per cell per round (default 0.6)")
     return parser.parse_args(argv)
 
 

@@ -14,7 +14,7 @@ with that MPI's own means (``PATHS``):
 
 A row the MPI cannot be made to take is left out, and the report says why
 (``LEFT_OUT``). Which path a row took is checked by the bytes it moves over
-the loopback interface (tests/test_bench.py): a tcp row's megabytes and a
+the loopback interface (tests/system/test_bench.py): a tcp row's megabytes and a
 packet per small sum, a shared-memory row's none.
 
 The model is what MPICH runs (read in its source and checked by counting

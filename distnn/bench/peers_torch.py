@@ -24,9 +24,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 
-from distnn.bench.worker import LEARNING_RATE, local_rows, write_results
+from distnn.bench.worker import LEARNING_RATE, batches, synthetic_shard, write_results
 
 ACTIVATIONS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "ReLU"}
 
@@ -62,7 +61,8 @@ def _model(torch, cell: dict[str, Any], dtype):
 
 
 def make_step(torch, dist, cell: dict[str, Any]) -> Callable[[], None]:
-    """The worker's step in torch: this rank's m/P rows of its shuffled shard, backprop, SGD."""
+    """The worker's step in torch: this rank's rows of the batch from the trainer's
+    partitions (the worker's own data and order), backprop, SGD."""
     rank, size = (dist.get_rank(), dist.get_world_size()) if dist else (0, 1)
     dtype = {"float32": torch.float32, "float64": torch.float64}[cell["dtype"]]
     sizes = cell["sizes"]
@@ -70,21 +70,13 @@ def make_step(torch, dist, cell: dict[str, Any]) -> Callable[[], None]:
     if dist:
         model = torch.nn.parallel.DistributedDataParallel(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
-    m = local_rows(int(cell["batch"]), rank, size)
-    rng = np.random.default_rng(1000 + rank)
-    n_rows = max(4096, 4 * m)
-    x_shard = torch.from_numpy(rng.random((n_rows, sizes[0])).astype(cell["dtype"]))
-    y_shard = torch.from_numpy(rng.integers(0, sizes[-1], n_rows))
+    x, y, order = synthetic_shard(cell, rank, size)
+    x_shard, y_shard = torch.from_numpy(x), torch.from_numpy(y)
     eye = torch.eye(sizes[-1], dtype=dtype)
-    order = torch.from_numpy(rng.permutation(n_rows))
-    pos = 0
+    rows = batches(order, rank, size)
 
     def step() -> None:
-        nonlocal pos
-        if pos + m > n_rows:
-            pos = 0
-        idx = order[pos : pos + m]
-        pos += m
+        idx = torch.from_numpy(next(rows))
         x, y = x_shard[idx], y_shard[idx]  # (m/P, n_in), (m/P,)
         optimizer.zero_grad(set_to_none=True)
         a = model(x)

@@ -1,8 +1,9 @@
 """Cost of one training step against its matrix products alone.
 
-One step = ``net.gradient`` + ``SGD.step`` with the 1/m of the mean folded in
-(as ``distnn.train`` does) on a [784, 100, 10] float32 net with a 128-sample
-batch. The reference is the same step's GEMMs and nothing else: a @ w.T per
+One step = the trainer's own (``distnn.step``) on one process: the batch's rows
+gathered, ``net.gradient``, the sum (nothing to add on one process) and
+``SGD.step`` with the 1/m of the mean folded in, on a [784, 100, 10] float32
+net with a 128-sample batch. The reference is the same step's GEMMs and nothing else: a @ w.T per
 layer (forward), delta.T @ a per dW, delta @ w per propagated delta.
 The ratio step / GEMMs says how much the elementwise work and Python cost on top
 of the unavoidable arithmetic; the target is <= 1.5. Both are also given as a
@@ -37,29 +38,31 @@ from threadpoolctl import threadpool_limits
 
 from distnn.augment import Augment
 from distnn.bench.peak import gemm_peak, step_flops
+from distnn.comm import SerialComm
 from distnn.dropout import Dropout
 from distnn.network import MLP
 from distnn.noise import Noise
 from distnn.optim import SGD
+from distnn.reduce import make_reducer
+from distnn.samples import Shard
+from distnn.step import Recipe, Replica, step
 
 
 def make_step(net: MLP, x: np.ndarray, y: np.ndarray,
               dropout: Dropout | None = None) -> Callable[[], None]:
-    """One training step: summed gradient, then the seed's SGD update w - (eta/m) sum;
-    with ``dropout``, through masks drawn for the step."""
+    """The trainer's step (``distnn.step``) on one process, on the batch (x, y) each time:
+    summed gradient, then the seed's SGD update w - (eta/m) sum; with ``dropout``,
+    through masks drawn for the step."""
     optimizer = SGD(net.params)
-    grad = np.empty_like(net.params)
-    scale = 1.0 / len(x)
+    replica = Replica(net, optimizer, make_reducer(SerialComm(), net, optimizer, "allreduce"))
+    recipe = Recipe(len(x), (0, len(x)), dropout=dropout)
+    shard, rows = Shard(x, y), np.arange(len(x))
     steps = itertools.count()
 
-    def step() -> None:  # the draws of a new step each time, as the trainer's
-        masks = None if dropout is None else dropout.masks(Noise(0, 0, next(steps), len(x)))
-        net.gradient(x, y, out=grad, masks=masks)
-        # grad_mean = (1/m) sum_x grad C_x, folded into the step as distnn.train does;
-        # tiny lr: params stay put over repeats.
-        optimizer.step(net.params, grad, 1e-6, scale=scale)
+    def one_step() -> None:  # the draws of a new step each time, as the trainer's
+        step(replica, recipe, shard, rows, 0, next(steps), 1e-6)  # tiny eta: params stay put
 
-    return step
+    return one_step
 
 
 def make_gemms(net: MLP, x: np.ndarray) -> Callable[[], None]:

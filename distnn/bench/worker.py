@@ -9,28 +9,31 @@ Launched by ``python -m distnn.bench`` as
 "allreduce" | "shm", as ``distnn.train --reduce``; default "auto"). Rank 0
 writes one result per cell to ``--out``.
 
-The timed step is the trainer's (``distnn.train``), line by line: gather this
-rank's m/P rows of its shuffled shard (``take``); ``net.gradient`` into the
-reducer's ``local_grad()`` (backprop, BP1-BP4); ``reducer.sum`` of gradient,
-cost and stop flag over ranks; ``SGD.step`` of the summed gradient with
-``scale=1/m`` on ``reducer.part`` (with "shm", this rank's part of the
-parameters); ``reducer.publish()`` (with "shm", a barrier after which every
-part is visible). Data are synthetic, of MNIST's shape: uniform pixels in
-[0, 1), random labels.
+The timed step is the trainer's own, ``distnn.step.step``: gather this rank's
+rows of the batch from its partitions (``distnn.data.order``, as the trainer
+serves them); ``net.gradient`` into the reducer's ``local_grad()`` (backprop,
+BP1-BP4); ``reducer.sum`` of gradient, cost and stop flag over ranks;
+``SGD.step`` of the summed gradient with ``scale=1/m`` on ``reducer.part``
+(with "shm", this rank's part of the parameters); ``reducer.publish()`` (with
+"shm", a barrier after which every part is visible). Data are synthetic, of
+the cell's shape: uniform pixels in [0, 1), random labels.
 
 Timing: per cell, a few warm-up steps, then repeats of n steps each (n chosen on
 rank 0 so that a repeat lasts about budget/repeats, then broadcast), a barrier
 before each repeat. For each repeat every rank measures wall time, time inside
 MPI (``reducer.comm_seconds``, in ``sum`` and ``publish``: starting, waiting,
-load imbalance included), and the gather, backprop and update lines' times; the
+load imbalance included), and the step's own laps for its gather, backprop and
+update (``distnn.step.Laps``); the
 ranks' figures are averaged and the median repeat (by wall time) is reported.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -38,25 +41,40 @@ from threadpoolctl import threadpool_limits
 
 from distnn.atomic import atomic_path
 from distnn.comm import Comm, world
+from distnn.data import Partitions, default_partitions
 from distnn.network import MLP
 from distnn.optim import SGD
 from distnn.reduce import make_reducer
+from distnn.samples import Shard
+from distnn.step import Recipe, Replica, step
 
 LEARNING_RATE = 1e-3  # small: parameters stay in range over thousands of timed steps
 
 
-def local_rows(n: int, rank: int, size: int) -> int:
-    """How many of n rows rank ``rank`` of ``size`` gets (the first n % size get one more)."""
-    base, extra = divmod(n, size)
-    return base + (rank < extra)
+def synthetic_shard(cell: dict[str, Any], rank: int, size: int
+                    ) -> tuple[np.ndarray, np.ndarray, Partitions]:
+    """This rank's rows of a synthetic training set for ``cell`` (pixels uniform in
+    [0, 1) in the cell's dtype, random labels), and the partitions that order it."""
+    sizes, m = cell["sizes"], int(cell["batch"])
+    n = size * max(4096, 4 * -(-m // size))  # enough rows that an epoch has many steps
+    order = Partitions(n, m, default_partitions(m, size))
+    start, stop = order.rows_of(rank, size)
+    rng = np.random.default_rng(1000 + rank)
+    x = rng.random((stop - start, sizes[0]), dtype=np.dtype(cell["dtype"]))  # (n_r, n_in)
+    return x, rng.integers(0, sizes[-1], stop - start), order
+
+
+def batches(order: Partitions, rank: int, size: int) -> Iterator[np.ndarray]:
+    """This rank's rows of every batch, epoch after epoch, as the trainer serves them."""
+    for epoch in itertools.count():
+        yield from order.epoch(0, epoch, rank, size)
 
 
 class Step:
-    """The trainer's step on synthetic data, with its phases timed."""
+    """The trainer's step (``distnn.step``) on synthetic data, with its phases timed."""
 
     def __init__(self, comm: Comm, cell: dict[str, Any]) -> None:
         self.global_batch = int(cell["batch"])
-        self.m = local_rows(self.global_batch, comm.rank, comm.size)
         net = MLP(
             cell["sizes"],
             activation=cell.get("activation", "sigmoid"),
@@ -64,76 +82,53 @@ class Step:
             dtype=cell["dtype"],
             seed=0,
         )
-        rng = np.random.default_rng(1000 + comm.rank)
-        n_rows = max(4096, 4 * self.m)  # this rank's shard of the synthetic training set
-        self.x_shard = rng.random((n_rows, net.sizes[0]), dtype=net.dtype)  # (n_rows, n_in)
-        self.y_shard = rng.integers(0, net.sizes[-1], n_rows)
-        self.order = rng.permutation(n_rows)
-        self.pos = 0
-        self.net = net
-        self.optimizer = SGD(net.params)
-        self.reducer = make_reducer(comm, net, self.optimizer, cell.get("reducer", "auto"))
-        self.gather_seconds = self.backprop_seconds = self.update_seconds = 0.0
-
-    def batch(self) -> tuple[np.ndarray, np.ndarray]:
-        """This rank's next m/P rows of its shuffled shard, as distnn.train takes them."""
-        if self.pos + self.m > len(self.order):  # next epoch of the shard
-            self.pos = 0
-        idx = self.order[self.pos : self.pos + self.m]
-        self.pos += self.m
-        # take() is faster than fancy indexing, and than np.take(..., out=) into a
-        # reused buffer.
-        return self.x_shard.take(idx, axis=0), self.y_shard[idx]  # (m/P, n_in), (m/P,)
+        x, y, order = synthetic_shard(cell, comm.rank, comm.size)
+        self.shard = Shard(x, y)
+        self.rows = batches(order, comm.rank, comm.size)
+        self.recipe = Recipe(self.global_batch, order.share_of(comm.rank, comm.size))
+        optimizer = SGD(net.params)
+        self.replica = Replica(net, optimizer,
+                               make_reducer(comm, net, optimizer, cell.get("reducer", "auto")))
+        self.net, self.reducer = net, self.replica.reducer
+        self.k = 0
 
     def __call__(self) -> None:
-        net, reducer = self.net, self.reducer
-        t0 = time.perf_counter()
-        self.xb, self.yb = self.batch()
-        t1 = time.perf_counter()
-        cost, _ = net.gradient(self.xb, self.yb, out=reducer.local_grad())  # BP1-BP4
-        t2 = time.perf_counter()
-        reducer.sum(cost, False)  # MPI: gradient, cost and stop flag over ranks
-        t3 = time.perf_counter()
-        # The sum's 1/m folded into the step, as distnn.train does.
-        self.optimizer.step(net.params, reducer.grad, LEARNING_RATE,
-                            scale=1.0 / self.global_batch, part=reducer.part)
-        t4 = time.perf_counter()
-        reducer.publish()  # MPI: with shm, every rank's part is visible after it
-        self.gather_seconds += t1 - t0
-        self.backprop_seconds += t2 - t1
-        self.update_seconds += t4 - t3
+        self.last_rows = next(self.rows)
+        step(self.replica, self.recipe, self.shard, self.last_rows, 0, self.k, LEARNING_RATE)
+        self.k += 1
 
     def phase_seconds(self) -> np.ndarray:
         """Seconds so far in [comm, gather, backprop, update]."""
-        return np.array([self.reducer.comm_seconds, self.gather_seconds,
-                         self.backprop_seconds, self.update_seconds])
+        laps = self.replica.lap.seconds
+        return np.array([self.reducer.comm_seconds, laps["batch"], laps["backprop"],
+                         laps["update"]])
 
 
 def time_cell(comm: Comm, cell: dict[str, Any], budget: float, repeats: int) -> dict[str, Any]:
-    step = Step(comm, cell)
+    timed = Step(comm, cell)
     for _ in range(3):  # warm: workspaces, BLAS buffers, MPI connections
-        step()
+        timed()
     comm.barrier()
     t0 = time.perf_counter()
-    step()
+    timed()
     one = time.perf_counter() - t0
     n_steps = comm.bcast(max(1, int(budget / repeats / max(one, 1e-6))) if comm.rank == 0 else None)
     rows = []
     for _ in range(repeats):
-        before = step.phase_seconds()
+        before = timed.phase_seconds()
         comm.barrier()
         t0 = time.perf_counter()
         for _ in range(n_steps):
-            step()
+            timed()
         wall = time.perf_counter() - t0
         # Mean over ranks of [wall, comm, gather, backprop, update] per step; max wall too.
-        figures = np.concatenate([[wall], step.phase_seconds() - before]) / n_steps
+        figures = np.concatenate([[wall], timed.phase_seconds() - before]) / n_steps
         total = comm.allreduce_(figures.copy()) / comm.size
         slowest = comm.max_(np.array([wall / n_steps]))[0]
         rows.append((slowest, total))
     # Collective: frees this cell's shared table (shm) before the next cell maps its own,
     # so a long matrix cannot fill /dev/shm and send "auto" to allreduce.
-    step.reducer.close()
+    timed.reducer.close()
     rows.sort(key=lambda row: row[0])
     wall, (mean_wall, comm_s, gather_s, backprop_s, update_s) = rows[len(rows) // 2]
     return {
@@ -142,7 +137,7 @@ def time_cell(comm: Comm, cell: dict[str, Any], budget: float, repeats: int) -> 
         "steps_per_repeat": n_steps,
         "repeats": repeats,
         "step_s": wall,
-        "samples_per_s": step.global_batch / wall,
+        "samples_per_s": timed.global_batch / wall,
         "comm_s": comm_s,
         "compute_s": mean_wall - comm_s,
         "gather_s": gather_s,
