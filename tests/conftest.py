@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 # Time limits, failures reported by rank as they happen, and the ranks meeting
-# after each test: no run of this suite can hang (see tests/watchdog.py).
-pytest_plugins = ["tests.watchdog"]
+# after each test: no run of this suite can hang (see tests/support/watchdog.py).
+pytest_plugins = ["tests.support.watchdog"]
 
 IDX_NAMES = {
     ("train", "images"): "train-images-idx3-ubyte",

@@ -24,7 +24,7 @@ for arg in "$@"; do
     if [ "$arg" = "-m" ]; then markers=(); fi  # the caller chose the markers
 done
 
-# Every test has a time limit (tests/watchdog.py). Behind it, no mpirun may
+# Every test has a time limit (tests/support/watchdog.py). Behind it, no mpirun may
 # outlive LIMIT seconds: a job whose ranks all hang where even that cannot
 # reach them still ends, and CI is not held until its own time limit.
 LIMIT=${DISTNN_MPIRUN_LIMIT:-900}
@@ -33,7 +33,7 @@ if command -v timeout >/dev/null; then limit=(timeout --kill-after=30 "$LIMIT");
 
 # The jobs that tests end on purpose (killed, aborted, stalled) leave MPICH's
 # shared-memory segments in /dev/shm, 2 MB each: remove this run's, once no
-# process maps them (the README's "What a crash leaves").
+# process maps them (docs/failures.md, "What a crash leaves").
 started=$(mktemp)
 clean_shm() {
     local status=$? mapped

@@ -1,7 +1,7 @@
 """The shared-memory reducer sums and updates like one process and like Allreduce.
 
-    mpirun -n 2 python -m pytest --with-mpi tests/test_reduce_mpi.py
-    mpirun -n 4 python -m pytest --with-mpi tests/test_reduce_mpi.py
+    mpirun -n 2 python -m pytest --with-mpi tests/mpi/test_reduce_mpi.py
+    mpirun -n 4 python -m pytest --with-mpi tests/mpi/test_reduce_mpi.py
 
 Several nodes are stood in for by splitting this node's ranks into groups
 ("nodes" of 1 rank each at P=2, of 2 ranks at P=4), so the Allreduce across

@@ -1,7 +1,7 @@
 """Data parallelism checked against one process: run under mpirun with --with-mpi.
 
-    mpirun -n 2 python -m pytest --with-mpi tests/test_train_mpi.py
-    mpirun -n 4 python -m pytest --with-mpi tests/test_train_mpi.py
+    mpirun -n 2 python -m pytest --with-mpi tests/mpi/test_train_mpi.py
+    mpirun -n 4 python -m pytest --with-mpi tests/mpi/test_train_mpi.py
 
 Sub-communicators of the first P ranks give P = 1, 2, 3, 4 in one job, so a
 4-rank run checks every P up to 4 against the same one-process answer.
@@ -20,8 +20,9 @@ from distnn.comm import MPIComm, SerialComm
 from distnn.config import parse_args
 from distnn.data import shard_range
 from distnn.reduce import FusedAllreduce, SharedMemoryReduce
-from distnn.train import EXIT_INTERRUPTED, run
-from tests.synthetic import make_dataset
+from distnn.protocol import EXIT_INTERRUPTED
+from distnn.train import run
+from tests.support.synthetic import make_dataset
 
 pytestmark = pytest.mark.mpi(min_size=2)
 

@@ -1,1 +1,1 @@
-"""Helpers the tests import (tests.support.NAME) or run (faulty_train.py), and the watchdog plugin."""
+"""What the tests import (tests.support.NAME) or run (faulty_train.py); the watchdog plugin."""

@@ -1,6 +1,6 @@
 """distnn.train with a fault injected on rank 1 at its 5th step: `raise`, `kill`, `sleep`, `stop`.
 
-    mpirun -n 2 python tests/faulty_train.py raise --data ... (train arguments)
+    mpirun -n 2 python tests/support/faulty_train.py raise --data ... (train arguments)
 
 raise: an exception; kill: SIGKILL; sleep: the step never ends (a hang in the
 step itself); stop: SIGSTOP (the whole process stands still, its threads too).

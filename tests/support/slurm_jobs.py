@@ -11,9 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from tests.mpi_envs import mpi_env
+from tests.support.mpi_envs import mpi_env
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SBATCH_SCRIPT = REPO / "launch" / "slurm.sbatch"
 START = REPO / "tests" / "slurm" / "start_slurm.sh"
 STOP = REPO / "tests" / "slurm" / "stop_slurm.sh"
@@ -39,7 +39,7 @@ def why_not() -> str | None:
 
 def job_env(slurm: dict[str, str], flavour: str = "mpich", **extra: str) -> dict[str, str]:
     """The job's environment (sbatch exports ours): the repo's distnn, and the launcher
-    and Python of MPI ``flavour`` (tests/mpi_envs.py; skips where it is missing)."""
+    and Python of MPI ``flavour`` (tests/support/mpi_envs.py; skips where it is missing)."""
     return dict(mpi_env(flavour, slurm), **extra)
 
 

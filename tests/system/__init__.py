@@ -1,1 +1,1 @@
-"""System tests: whole jobs launched as subprocesses (mpirun, launch scripts, Slurm, stand-in hosts)."""
+"""System tests: whole jobs as subprocesses (mpirun, launch scripts, Slurm, stand-in hosts)."""

@@ -2,7 +2,7 @@
 
 Serial tests run under plain pytest. The distributed ones need two ranks:
 
-    mpirun -n 2 python -m pytest --with-mpi tests/test_bench.py
+    mpirun -n 2 python -m pytest --with-mpi tests/system/test_bench.py
 
 Reference for the timed step: the update computed in one process from the
 gradient of every rank's samples together (no communication at all).
@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from distnn.network import MLP
-from tests.mpi_envs import FLAVOURS, mpi_env
+from tests.support.mpi_envs import FLAVOURS, mpi_env
 
 SIZES = [784, 30, 20, 10]
 
@@ -91,8 +91,8 @@ def test_timed_step_is_the_trainers_update(comm, reducer):
     step = Step(comm, cell)
     reference = MLP(SIZES, dtype="float64", seed=0)  # the net Step starts from
     step()
-    batches = [comm.bcast((step.xb, step.yb) if comm.rank == r else None, root=r)
-               for r in range(comm.size)]
+    mine = step.shard.batch(step.last_rows)  # this rank's samples of the batch
+    batches = [comm.bcast(mine if comm.rank == r else None, root=r) for r in range(comm.size)]
     _, grad = reference.gradient(np.concatenate([b[0] for b in batches]),
                                  np.concatenate([b[1] for b in batches]))
     expected = reference.params - LEARNING_RATE / cell["batch"] * grad

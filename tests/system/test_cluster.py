@@ -1,6 +1,6 @@
 """Training across stand-in cluster hosts: network namespaces on this machine (tests/cluster/).
 
-    python -m pytest tests/test_cluster.py -v
+    python -m pytest tests/system/test_cluster.py -v
 
 The module brings up two hosts, dnn1 and dnn2 (tests/cluster/up.sh), and runs
 jobs across them with MPICH's mpiexec (tests/cluster/mpiexec), whose data
@@ -37,12 +37,12 @@ import pytest
 
 from distnn import load_checkpoint
 from distnn.checkpoint import read_checkpoint
-from tests.mpi_envs import FLAVOURS
-from tests.slurm_jobs import (SBATCH_SCRIPT, START, STOP, job_env, release_requeued, wait,
-                              why_not)
-from tests.synthetic import make_dataset
+from tests.support.mpi_envs import FLAVOURS
+from tests.support.slurm_jobs import (SBATCH_SCRIPT, START, STOP, job_env, release_requeued,
+                                      wait, why_not)
+from tests.support.synthetic import make_dataset
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "tests" / "cluster"
 HOSTS = ("dnn1", "dnn2")
 # Full batch (240 samples), float64, a constant learning rate: the same updates
@@ -304,10 +304,10 @@ def jobs(slurm, data, tmp_path_factory) -> Path:
 
 
 # Every MPI under its own launcher, and srun with the PMI each speaks. MPICH
-# under srun is left to tests/test_slurm.py (one node): across these hosts,
+# under srun is left to tests/system/test_slurm.py (one node): across these hosts,
 # Slurm 22.05's PMI2 server now and then misread a request of MPICH's
 # ("mpi/pmi2: value not properly terminated in client request") and MPI_Init
-# failed, in about one CI run of twenty; README, "Which MPI".
+# failed, in about one CI run of twenty; docs/cluster.md, "Which MPI".
 @pytest.mark.parametrize("flavour,launcher,pmi", [
     ("mpich", "mpirun", ""), ("openmpi", "mpirun", ""), ("intel", "mpirun", ""),
     ("openmpi", "srun", "pmix"), ("intel", "srun", "pmi2")])
@@ -346,7 +346,7 @@ def test_a_pmi_that_does_not_fit_the_mpi_is_named_before_training(slurm, jobs):
 def test_a_signalled_two_node_job_requeues_and_resumes_to_the_uninterrupted_result(
         slurm, jobs, flavour):
     """Slurm's warning before a time limit (--signal=B:TERM) sent at once, by scancel
-    --batch, rather than at a time limit's mercy (tests/test_slurm.py waits for a
+    --batch, rather than at a time limit's mercy (tests/system/test_slurm.py waits for a
     real one): the batch shell passes it on the way this MPI's mpirun forwards it
     (Open MPI's would abort the job on SIGTERM; Intel MPI's is a script that
     SIGTERM kills alone), the ranks checkpoint mid-epoch, the job requeues
@@ -416,8 +416,9 @@ def test_an_elastic_slurm_job_that_loses_a_node_goes_on_on_the_other(
     text = output.read_text()
     assert "distnn.elastic exited with status 0" in text, text
     assert "distnn.elastic: lost dnn2" in text and "going on with 1 ranks on dnn1" in text, text
-    [record] = [r for r in map(json.loads, (jobs / "elastic.jsonl").read_text().splitlines())
-                if r.get("event") == "membership"]
+    # The supervisor's own metrics file, beside the trainer's elastic.jsonl.
+    supervisor = (jobs / "elastic.elastic.jsonl").read_text().splitlines()
+    [record] = [r for r in map(json.loads, supervisor) if r.get("event") == "membership"]
     assert record["relaunch_seconds"] < RECOVERY_BOUND, record
     assert 0 <= record["steps_redone"] <= COMMIT_STEPS, record
     assert _relative(load_checkpoint(jobs / "elastic.h5").params, uninterrupted) < 1e-12
@@ -565,7 +566,11 @@ class Supervised:
         return "".join(self.lines)
 
     def records(self) -> list[dict]:
-        lines = (self.cwd / "m.jsonl").read_text().splitlines()
+        """The supervisor's membership records, from its own metrics file (beside the
+        trainer's, which has none)."""
+        trainer = (self.cwd / "m.jsonl").read_text().splitlines()
+        assert not [line for line in trainer if '"membership"' in line]
+        lines = (self.cwd / "m.elastic.jsonl").read_text().splitlines()
         return [r for r in map(json.loads, lines) if r.get("event") == "membership"]
 
 

@@ -1,4 +1,4 @@
-"""The elastic supervisor's own pieces, on this machine (tests/test_cluster.py: on hosts)."""
+"""The elastic supervisor's own pieces, on this machine (tests/system/test_cluster.py: on hosts)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import pytest
 
 from distnn.checkpoint import read_checkpoint
 from distnn.elastic import parse_hosts
-from tests.synthetic import make_dataset
+from distnn.protocol import PREFIX
+from tests.support.synthetic import make_dataset
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 LOCAL = "mpirun -n {ranks}"  # every "host" is this machine
 pytestmark = pytest.mark.skipif(os.environ.get("PMI_SIZE", "1") != "1",
                                 reason="launches its own jobs: not inside an MPI job")
@@ -68,4 +69,5 @@ def test_a_stop_request_reaches_the_job_which_checkpoints(tmp_path):
     assert time.monotonic() - t0 < 10
     assert "checkpoint written" in "".join(lines)
     assert read_checkpoint(tmp_path / "c.h5")["position"]["epoch"] >= 2
-    assert "distnn.position:" not in "".join(lines)  # the supervisor's, not the user's
+    assert PREFIX not in "".join(lines)  # event lines are the supervisor's, not the user's
+    assert "asked to stop: the job ended with status 75" in "".join(lines)

@@ -21,13 +21,13 @@ from pathlib import Path
 import pytest
 
 from distnn.checkpoint import read_checkpoint
-from distnn.train import EXIT_INTERRUPTED
-from tests.mpi_envs import FLAVOURS, mpi_env
-from tests.synthetic import make_dataset
+from tests.support.mpi_envs import FLAVOURS, mpi_env
+from tests.support.stopping import stop_after_an_epoch
+from tests.support.synthetic import make_dataset
 
 MPIRUN = shutil.which("mpirun")
 pytestmark = pytest.mark.skipif(MPIRUN is None, reason="no mpirun on PATH (pip install mpich)")
-HERE = Path(__file__).parent
+FAULTY_TRAIN = Path(__file__).resolve().parents[1] / "support" / "faulty_train.py"
 # Long enough that a hung job would be obvious: thousands of steps.
 TRAIN = ["--layers", "16,12,4", "--batch-size", "4", "--epochs", "1000", "--no-progress",
          "--warmup-epochs", "0"]
@@ -44,7 +44,7 @@ def test_one_failing_rank_ends_the_job_quickly(mode, flavour, data, tmp_path):
     env = mpi_env(flavour)  # a user's `mpirun` under each MPI
     t0 = time.monotonic()
     result = subprocess.run(
-        ["mpirun", "-n", "2", env["PYTHON"], str(HERE / "faulty_train.py"), mode,
+        ["mpirun", "-n", "2", env["PYTHON"], str(FAULTY_TRAIN), mode,
          "--data", str(data), "--checkpoint", str(tmp_path / "c.h5"), *TRAIN],
         capture_output=True, text=True, timeout=120, env=env)
     elapsed = time.monotonic() - t0
@@ -60,7 +60,7 @@ STALL = 2  # --stall-timeout in the tests below, seconds
 
 def run_fault(mode: str, ranks: int, *args: str,
               then: signal.Signals | None = None) -> tuple[int, float, str]:
-    """tests/faulty_train.py MODE on ``ranks`` ranks, and once rank 1 says it injects
+    """tests/support/faulty_train.py MODE on ``ranks`` ranks, and once rank 1 says it injects
     the fault, ``then`` (a signal) to mpirun: (status, seconds after the fault, stderr).
 
     Every wait has a deadline. stderr is read by a thread, because its end comes
@@ -68,7 +68,7 @@ def run_fault(mode: str, ranks: int, *args: str,
     ranks): one left behind must fail the test with what was said, not hang it.
     """
     job = subprocess.Popen([MPIRUN, "-n", str(ranks), sys.executable,
-                            str(HERE / "faulty_train.py"), mode, *args],
+                            str(FAULTY_TRAIN), mode, *args],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                            start_new_session=True)  # one group: all of it can be killed
     lines: list[str] = []
@@ -150,19 +150,9 @@ def test_sigterm_during_a_stall_checkpoints_and_ends_the_job(mode, data, tmp_pat
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_to_mpirun_checkpoints_every_rank_out(sig, data, tmp_path):
     ckpt = tmp_path / "c.h5"
-    proc = subprocess.Popen(
+    position = stop_after_an_epoch(
         [MPIRUN, "-n", "2", sys.executable, "-m", "distnn.train", "--data", str(data),
-         "--checkpoint", str(ckpt), *TRAIN],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().startswith("distnn:")  # set up, training
-    for line in proc.stdout:  # an epoch has ended: both ranks are well into training
-        if line.startswith("epoch "):
-            break
-    proc.send_signal(sig)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == EXIT_INTERRUPTED, err
-    assert "continue with --resume" in out
-    position = read_checkpoint(ckpt)["position"]
+         "--checkpoint", str(ckpt), *TRAIN], sig, ckpt)
     assert position["ranks"] == 2 and (position["epoch"], position["step"]) > (0, 0)
 
 

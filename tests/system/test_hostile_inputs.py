@@ -30,9 +30,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import IDX_NAMES, idx_bytes
-from tests.synthetic import make_dataset
+from tests.support.synthetic import make_dataset
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ADDRESS_SPACE = 1 << 30  # the memory cases' ulimit -v, in bytes
 SECONDS = 30  # every case ends well within this
 TRAIN = ["--layers", "16,12,4", "--epochs", "1", "--batch-size", "8", "--no-progress",

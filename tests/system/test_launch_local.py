@@ -1,7 +1,7 @@
 """launch/local.sh under each MPI: SIGTERM mid-epoch checkpoints, ends every rank, resumes bitwise.
 
 MPICH is the suite's own; Open MPI and Intel MPI run from the environments
-that tests/run.sh builds (tests/mpi_envs.py).
+that tests/run.sh builds (tests/support/mpi_envs.py).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import pytest
 
 from distnn import load_checkpoint
 from distnn.checkpoint import read_checkpoint
-from distnn.train import EXIT_INTERRUPTED
-from tests.mpi_envs import FLAVOURS, ROOT, mpi_env
-from tests.synthetic import make_dataset
+from distnn.protocol import EXIT_INTERRUPTED
+from tests.support.mpi_envs import FLAVOURS, ROOT, mpi_env
+from tests.support.synthetic import make_dataset
 
 # Many short steps per epoch, so that the signal lands inside one.
 TRAIN = ["--layers", "16,64,4", "--batch-size", "4", "--lr", "0.1", "--warmup-epochs", "0",

@@ -1,6 +1,6 @@
-"""The README's accuracy recipes reach what it says, on real MNIST: slow, minutes each.
+"""The accuracy recipes (docs/accuracy.md) reach what it says, on real MNIST: slow, minutes each.
 
-    python -m pytest -m slow tests/test_recipes.py -s
+    python -m pytest -m slow tests/system/test_recipes.py -s
 
 Needs mpirun (the mpich extra); the default data/mnist.h5 is prepared first if
 missing. The accuracy is counted again here from the checkpoint, by the whole
@@ -21,7 +21,7 @@ import pytest
 
 from distnn import load_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_recipe(script: str, tmp_path: Path, *args: str, timeout: float) -> tuple[float, list]:

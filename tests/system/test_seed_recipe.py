@@ -3,7 +3,7 @@
 Recipe (Nielsen, chapter 1): sizes [784, 30, 10], sigmoid, quadratic cost,
 standard-normal init, mini-batches of 10, eta = 3.0, pixels scaled to [0, 1].
 Needs data/mnist.h5 (written by the data pipeline); skipped without it.
-Run: python -m pytest tests/test_seed_recipe.py -m slow -s
+Run: python -m pytest tests/system/test_seed_recipe.py -m slow -s
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 from distnn.network import MLP
 from distnn.optim import SGD
 
-MNIST = Path(__file__).resolve().parents[1] / "data" / "mnist.h5"
+MNIST = Path(__file__).resolve().parents[2] / "data" / "mnist.h5"
 
 
 def seed_recipe_accuracies(

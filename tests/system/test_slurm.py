@@ -1,6 +1,6 @@
 """launch/slurm.sbatch on a real, throwaway, single-node Slurm cluster.
 
-    python -m pytest tests/test_slurm.py -v -s      # -s shows the sacct lines
+    python -m pytest tests/system/test_slurm.py -v -s      # -s shows the sacct lines
 
 The session fixture starts munged, mariadbd + slurmdbd (for sacct), slurmctld
 and slurmd on 127.0.0.1 with tests/slurm/start_slurm.sh, all as root, and
@@ -36,9 +36,9 @@ from pathlib import Path
 import pytest
 
 from distnn.checkpoint import read_checkpoint
-from tests.slurm_jobs import (FINAL_STATES, SBATCH_SCRIPT, START, STOP, job_env, job_state,
-                              release_requeued, wait, why_not)
-from tests.synthetic import make_dataset
+from tests.support.slurm_jobs import (FINAL_STATES, SBATCH_SCRIPT, START, STOP, job_env,
+                                      job_state, release_requeued, wait, why_not)
+from tests.support.synthetic import make_dataset
 
 LAYERS = "784,30,10"
 

@@ -1,6 +1,6 @@
 """launch/slurm.sbatch's signal forwarding, with stand-ins for Slurm's commands and the launcher.
 
-The real Slurm tests (tests/test_slurm.py) cannot choose what squeue answers at
+The real Slurm tests (tests/system/test_slurm.py) cannot choose what squeue answers at
 the moment the time-limit signal arrives; here the stand-in squeue answers what
 each case needs, and the stand-in launcher records the signal it gets.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 LAUNCHER = """#!/usr/bin/env bash
 # srun, mpirun or mpiexec.hydra: says which MPI it is, as each does; else waits

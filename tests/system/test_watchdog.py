@@ -1,4 +1,4 @@
-"""The test suite's own guard (tests/watchdog.py): no failure can leave a run hanging.
+"""The test suite's own guard (tests/support/watchdog.py): no failure can leave a run hanging.
 
 Serial tests that run small, made-up test files under `mpirun -n 2 pytest
 --with-mpi` (and one under plain pytest) with a time limit of a few seconds,
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 MPIRUN = shutil.which("mpirun")
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 LIMIT = 4  # seconds per test in the runs below
 ENDS_WITHIN = LIMIT + 3 + 40  # the limit, the grace for the other ranks, start-up under load
 
@@ -72,7 +72,7 @@ def run(tmp_path: Path, select: str, mpi: bool) -> tuple[subprocess.CompletedPro
     """
     (tmp_path / "test_made_up.py").write_text(TESTS)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    pytest_args = [sys.executable, "-m", "pytest", "-p", "tests.watchdog", "-p",
+    pytest_args = [sys.executable, "-m", "pytest", "-p", "tests.support.watchdog", "-p",
                    "no:cacheprovider", "-c", str(tmp_path / "pytest.ini"), "-k", select,
                    "-s", str(tmp_path / "test_made_up.py")]
     command = [MPIRUN, "-n", "2", *pytest_args, "--with-mpi"] if mpi else pytest_args

@@ -12,12 +12,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import IDX_NAMES, idx_bytes
+from tests.conftest import IDX_NAMES, idx_bytes
 
 from distnn.data import DataError, describe, prepare
 from distnn.data.idx import load_idx_dir, parse_idx
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

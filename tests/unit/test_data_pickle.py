@@ -19,7 +19,7 @@ import pytest
 from distnn.data import DataError, mnist_pickle
 from distnn.data.mnist_pickle import load_arrays, load_wheel
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def py2_array(a: np.ndarray) -> bytes:

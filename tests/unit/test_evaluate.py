@@ -15,7 +15,7 @@ from distnn.comm import SerialComm
 from distnn.config import parse_args
 from distnn.evaluate import accuracy, ascii_digit, confusion
 from distnn.train import run
-from tests.synthetic import make_dataset
+from tests.support.synthetic import make_dataset
 
 
 def test_confusion_counts_every_sample_once():

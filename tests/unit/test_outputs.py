@@ -16,9 +16,9 @@ import pytest
 
 from distnn.checkpoint import read_checkpoint
 from distnn.outputs import Lock, OutputError
-from tests.synthetic import make_dataset
+from tests.support.synthetic import make_dataset
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TRAIN = ["--layers", "16,12,4", "--batch-size", "8", "--no-progress", "--warmup-epochs", "0"]
 
 
@@ -68,7 +68,7 @@ def test_files_keep_the_users_umask(data, tmp_path):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o640, name
     prepared = subprocess.run(
         [sys.executable, "-c", "import os, sys; os.umask(0o077); "
-         "from tests.synthetic import make_dataset; make_dataset(sys.argv[1])",
+         "from tests.support.synthetic import make_dataset; make_dataset(sys.argv[1])",
          str(tmp_path / "d.h5")], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert prepared.returncode == 0, prepared.stderr
     assert (tmp_path / "d.h5").stat().st_mode & 0o777 == 0o600

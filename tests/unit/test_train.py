@@ -16,8 +16,10 @@ from distnn import load_checkpoint
 from distnn.checkpoint import read_checkpoint, save_checkpoint
 from distnn.comm import SerialComm
 from distnn.config import Config, parse_args
-from distnn.train import EXIT_INTERRUPTED, run
-from tests.synthetic import make_dataset
+from distnn.protocol import EXIT_INTERRUPTED
+from distnn.train import run
+from tests.support.stopping import stop_after_an_epoch
+from tests.support.synthetic import make_dataset
 
 SMALL = ["--layers", "16,12,4", "--batch-size", "16", "--lr", "0.5", "--warmup-epochs", "0",
          "--no-progress"]
@@ -254,17 +256,8 @@ def test_signal_checkpoints_and_resume_finishes(data, tmp_path, sig):
     ckpt = tmp_path / "c.h5"
     args = ["--data", str(data), "--checkpoint", str(ckpt), *SMALL, "--batch-size", "4",
             "--layers", "16,400,400,4"]
-    proc = subprocess.Popen([sys.executable, "-m", "distnn.train", *args, "--epochs", "1000"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().startswith("distnn:")  # set up: now training
-    for line in proc.stdout:  # a checkpoint exists once the first epoch has ended
-        if line.startswith("epoch "):
-            break
-    proc.send_signal(sig)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == EXIT_INTERRUPTED, err
-    assert "continue with --resume" in out
-    position = read_checkpoint(ckpt)["position"]
+    position = stop_after_an_epoch([sys.executable, "-m", "distnn.train", *args, "--epochs",
+                                    "1000"], sig, ckpt)
     done = position["epoch"]
     result = run_cli(*args, "--epochs", str(done + 1), "--resume")
     assert result.returncode == 0, result.stderr

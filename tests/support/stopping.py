@@ -1,0 +1,25 @@
+"""Stopping a training job as a batch system does: a signal once it is well into training."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from distnn.checkpoint import read_checkpoint
+from distnn.protocol import EXIT_INTERRUPTED
+
+
+def stop_after_an_epoch(command: list[str], sig: int, checkpoint: Path) -> dict[str, Any]:
+    """Start ``command`` (a distnn.train job), send it ``sig`` once its first epoch has
+    ended, check that it stopped as asked, and return the checkpoint's position."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("distnn:")  # set up: now training
+    for line in proc.stdout:  # a checkpoint exists once the first epoch has ended
+        if line.startswith("epoch "):
+            break
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    assert "continue with --resume" in out
+    return read_checkpoint(checkpoint)["position"]
