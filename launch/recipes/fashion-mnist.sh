@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The 99% recipe's network on Fashion-MNIST (README, "Accuracy").
+# The 99% recipe's network on Fashion-MNIST (docs/accuracy.md).
 #
 #   launch/recipes/fashion-mnist.sh [-n RANKS] [distnn.train arguments...]
 #
@@ -7,7 +7,7 @@
 # /usr/share/datasets/fashion-mnist) and is prepared into
 # data/fashion-mnist.h5 on first use. No distortions: the photographs are
 # centred and upright, and shifting them by up to 2 pixels cost 2 points of
-# accuracy (README, "Accuracy").
+# accuracy (docs/accuracy.md).
 # Writes to ${DISTNN_RUN_DIR:-runs/fashion-mnist}; other arguments as for
 # mnist-99.sh.
 set -uo pipefail

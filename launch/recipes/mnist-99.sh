@@ -4,7 +4,7 @@
 #   launch/recipes/mnist-99.sh                          # 2 ranks
 #   launch/recipes/mnist-99.sh -n 4 --seed 1 --metrics runs/seed1.jsonl
 #
-# Measured results, and how the recipe was chosen: README, "Accuracy". The
+# Measured results, and how the recipe was chosen: docs/accuracy.md. The
 # recipe: two hidden layers of 1024 ReLUs, dropout on them, max-norm on their
 # incoming weights, and every training image shifted, turned and scaled afresh
 # each step; SGD with momentum and a cosine schedule. Runs through
