@@ -11,7 +11,18 @@ import distnn.elastic
 from distnn.config import ConfigError
 from distnn.elastic.launch import DEFAULT_LAUNCHER, default_launcher
 from distnn.elastic.supervisor import Supervisor
-from distnn.protocol import EXIT_USAGE
+from distnn.protocol import EXIT_USAGE, STOP_SIGNALS
+
+
+def _stop_signal(name: str) -> signal.Signals:
+    """A stop signal by name (TERM, SIGTERM): one the trainer takes as a stop request."""
+    wanted = name.upper().removeprefix("SIG")
+    for sig in STOP_SIGNALS:
+        if sig.name == f"SIG{wanted}":
+            return sig
+    raise argparse.ArgumentTypeError(
+        f"{name!r} is not a stop signal of distnn.train: one of "
+        f"{', '.join(s.name[3:] for s in STOP_SIGNALS)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,9 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "allocation, srun --no-kill steps on the nodes left, with --mpi="
                         "$SRUN_MPI if set; for Open MPI, not verified: 'mpirun --host "
                         "{hosts} -n {ranks}' with --stop-signal USR1)")
-    p.add_argument("--stop-signal", type=lambda s: signal.Signals[f"SIG{s.upper()}"],
-                   default=signal.SIGTERM, dest="stop_signal", metavar="SIG",
-                   help="what the launcher passes on to the ranks as a stop request (TERM)")
+    p.add_argument("--stop-signal", type=_stop_signal, default=STOP_SIGNALS[0],
+                   dest="stop_signal", metavar="SIG",
+                   help="what the launcher passes on to the ranks as a stop request: "
+                        f"{', '.join(s.name[3:] for s in STOP_SIGNALS)} "
+                        f"({STOP_SIGNALS[0].name[3:]})")
     p.add_argument("--heartbeat", type=float, default=0.5, metavar="SECONDS",
                    help="each host's sentinel speaks this often (0.5)")
     p.add_argument("--lost-after", type=float, default=3.0, dest="lost_after",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 
@@ -62,3 +63,13 @@ def test_one_process_reports_its_position_only_to_a_supervisor(supervised, tmp_p
     positions = [(e["epoch"], e["step"]) for e in seen if e["event"] == "position"]
     assert positions and positions == sorted(set(positions))  # each new place once, in order
     assert positions[-1] == (1, 3)  # the last step run, reported as the run ends
+
+
+def test_the_supervisor_sends_only_a_signal_the_trainer_takes_as_a_stop():
+    from distnn.elastic.__main__ import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args([]).stop_signal == protocol.STOP_SIGNALS[0]
+    assert parser.parse_args(["--stop-signal", "usr1"]).stop_signal == signal.SIGUSR1
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--stop-signal", "HUP"])  # the trainer would just die of it
