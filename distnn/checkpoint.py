@@ -38,6 +38,7 @@ import numpy as np
 from distnn.atomic import atomic_path
 from distnn.memory import shortfall, unstored
 from distnn.network import MLP
+from distnn.writes import writing
 
 FORMAT = "distnn-checkpoint"
 VERSION = 3  # 3 added the checksum; 2 is still read. 1 stored each w row by row.
@@ -68,26 +69,23 @@ def save_checkpoint(path: str | os.PathLike[str], net: MLP, optimizer_state: dic
                     config: dict[str, Any], position: dict[str, Any]) -> None:
     """Write a checkpoint atomically: the old one stays until the new one is complete.
 
-    A write that fails (a full disk, a read-only place) is a CheckpointError.
+    A write that fails (a full disk, a read-only place) is a WriteFailed
+    (``distnn.writes``), and leaves no temporary file.
     """
     attrs = {"format": FORMAT, "version": str(VERSION), "model": json.dumps(net.config()),
              "config": json.dumps(config), "position": json.dumps(position),
              "rng": "numpy default_rng([seed, epoch, partition]) per epoch; see position"}
-    try:
-        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-            for key, value in attrs.items():
-                f.attrs[key] = VERSION if key == "version" else value
-            f.attrs["checksum"] = _checksum(attrs, net.params, optimizer_state)
-            f.create_dataset("params", data=net.params)
-            group = f.create_group("optimizer")
-            for name, value in optimizer_state.items():
-                if isinstance(value, np.ndarray):
-                    group.create_dataset(name, data=value)
-                else:
-                    group.attrs[name] = value
-    except OSError as err:
-        raise CheckpointError(f"cannot write checkpoint {path}: {err.strerror or err}; "
-                              "the last checkpoint written there, if any, is kept") from None
+    with writing(path), atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for key, value in attrs.items():
+            f.attrs[key] = VERSION if key == "version" else value
+        f.attrs["checksum"] = _checksum(attrs, net.params, optimizer_state)
+        f.create_dataset("params", data=net.params)
+        group = f.create_group("optimizer")
+        for name, value in optimizer_state.items():
+            if isinstance(value, np.ndarray):
+                group.create_dataset(name, data=value)
+            else:
+                group.attrs[name] = value
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -19,7 +19,8 @@ from distnn import commits
 from distnn.augment import SPEC_HELP, Augment, AugmentError
 from distnn.costs import COSTS
 from distnn.initializers import INITIALIZERS
-from distnn.protocol import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TWICE, EXIT_USAGE
+from distnn.protocol import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_IOERR, EXIT_OK, EXIT_TWICE,
+                             EXIT_USAGE)
 from distnn.reduce import REDUCERS
 from distnn.schedules import SCHEDULES
 
@@ -237,8 +238,9 @@ exit status: {EXIT_OK} trained; {EXIT_USAGE} bad arguments, data or checkpoint, 
 PATH.lock); {EXIT_INTERRUPTED} interrupted by SIGTERM, SIGINT or SIGUSR1 after writing the
 checkpoint (rerun with --resume), also after a stall (see --stall-timeout)
 when rank 0 could write it; {EXIT_TWICE} stopped at once by a second signal (the last
-checkpoint is kept); {EXIT_FAILED} any other failure, a stall without a checkpoint, or
-replicas that differ (see --check-every).
+checkpoint is kept); {EXIT_IOERR} a file could not be written (a full disk, a quota, a
+read-only file system: free space, then --resume); {EXIT_FAILED} any other failure, a
+stall without a checkpoint, or replicas that differ (see --check-every).
 
 BLAS threads: each rank uses cores/ranks-on-node threads; set DISTNN_THREADS=n,
 or OMP_NUM_THREADS / OPENBLAS_NUM_THREADS, to choose yourself.

@@ -13,15 +13,14 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from distnn.config import Config
 from distnn.evaluate import accuracy
-from distnn.outputs import OutputError
 from distnn.protocol import POSITION, emit, report_seconds
+from distnn.writes import WriteFailed, append
 
 
 class _NoBar:
@@ -70,6 +69,8 @@ class RunLog:
     def __init__(self, cfg: Config, rank: int) -> None:
         self.cfg = cfg
         self.root = rank == 0
+        self._unwritten: list[str] = []  # metrics lines not yet appended (a full disk)
+        self._metrics_failing = False
         every = report_seconds() if self.root else 0.0
         self._report = _PositionReport(every) if every else None
 
@@ -97,17 +98,35 @@ class RunLog:
         if self._report is not None:
             self._report.close()
 
+    def warn(self, text: str) -> None:
+        """A line on stderr about something that went wrong, which the run survives."""
+        if self.root:
+            print(f"distnn: warning: {text}", file=sys.stderr, flush=True)
+
     def record(self, record: dict[str, Any]) -> None:
-        """One JSON line in the metrics file, if the run keeps one."""
-        if self.root and self.cfg.metrics:
-            path = Path(self.cfg.metrics)
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with open(path, "a") as metrics:
-                    metrics.write(json.dumps(record) + "\n")
-            except OSError as err:  # a full disk: one line, not a traceback
-                raise OutputError(f"cannot append to --metrics {path}: "
-                                  f"{err.strerror or err}") from None
+        """One JSON line in the metrics file, if the run keeps one.
+
+        A line that cannot be appended (a full disk) is kept, and written before the
+        next one that can be: the metrics are the run's record, not its state, so the
+        run goes on (the checkpoint decides whether it can), with one warning, and a
+        disk freed later loses no line.
+        """
+        if not (self.root and self.cfg.metrics):
+            return
+        self._unwritten.append(json.dumps(record) + "\n")
+        try:
+            append(self.cfg.metrics, "".join(self._unwritten))
+        except WriteFailed as err:
+            if not self._metrics_failing:
+                self.warn(f"{err}; training goes on, and its records are kept until "
+                          "--metrics takes them again")
+            self._metrics_failing = True
+            return
+        if self._metrics_failing:
+            self.note(f"{self.cfg.metrics} takes records again: those kept meanwhile "
+                      "are written")
+            self._metrics_failing = False
+        self._unwritten.clear()
 
     def progress(self, total: int, initial: int, epoch: int):
         """A progress bar over the epoch's steps, when asked for and stderr is a terminal."""

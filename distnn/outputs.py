@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from distnn.writes import WriteFailed, writing
+
 
 class OutputError(Exception):
     """A place the run cannot write to, or that another run writes; one line."""
@@ -114,9 +116,14 @@ class Lock:
             raise OutputError(f"cannot lock {self.path}: it keeps changing")
         me = {"host": socket.gethostname(), "pid": os.getpid(), "job": _batch_job(),
               "since": time.strftime("%Y-%m-%d %H:%M:%S")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
         self._fd = fd
+        try:
+            with writing(self.path):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
+        except WriteFailed:  # a full disk, say: no lock that names no one is left behind
+            self.release()
+            raise
 
     def _holder(self) -> dict:
         try:

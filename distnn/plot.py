@@ -14,6 +14,9 @@ import json
 import sys
 from pathlib import Path
 
+from distnn.protocol import EXIT_IOERR
+from distnn.writes import WriteFailed, save_figure
+
 
 def read_epochs(path: Path) -> list[dict]:
     """The per-epoch records of a metrics file, one per epoch, in epoch order."""
@@ -49,8 +52,10 @@ def plot(records: list[dict], out: Path, title: str) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    try:
+        save_figure(fig, out, dpi=100)
+    finally:
+        plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     if not records:
         parser.exit(2, f"distnn.plot: error: {args.metrics} has no epoch records\n")
     out = args.out or args.metrics.with_suffix(".png")
-    plot(records, out, title=str(args.metrics))
+    try:
+        plot(records, out, title=str(args.metrics))
+    except WriteFailed as err:  # a full disk, say
+        print(f"distnn.plot: error: {err}; nothing was replaced; {err.remedy}, or give -o "
+              "another place", file=sys.stderr)
+        return EXIT_IOERR
     print(out)
     return 0
 

@@ -38,6 +38,9 @@ from typing import Any
 EXIT_OK = 0
 EXIT_FAILED = 1  # a failure a rerun will not mend as it is (a bug, a divergence, a stall)
 EXIT_USAGE = 2  # bad settings or data, found before training: nothing was written
+EXIT_IOERR = 74  # EX_IOERR: a file the run must write could not be (a full disk, a quota,
+#                  a read-only file system): the last good checkpoint is kept; free space,
+#                  then rerun with --resume (rerunning before that fails the same way)
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped with the checkpoint written; rerun with --resume
 EXIT_TWICE = 130  # a second stop signal: stopped at once, the last checkpoint kept
 

@@ -30,6 +30,7 @@ from distnn.network import MLP
 from distnn.optim import SGD
 from distnn.outputs import Lock, OutputError, check_output
 from distnn.threads import limit_blas_threads
+from distnn.writes import WriteFailed
 
 USER_ERRORS = (ConfigError, DataError, CheckpointError, OutputError)
 
@@ -98,9 +99,15 @@ def agree_on_start(comm: Comm, cfg: Config,
             lock.acquire(take=outcome.cfg.take_lock)
         except USER_ERRORS as err:
             outcome = str(err)
+        except WriteFailed as err:  # the lock, or the data prepared: a full disk, say
+            kept = (f"{cfg.checkpoint} is unchanged" if Path(cfg.checkpoint).exists()
+                    else "no checkpoint was written")
+            outcome = (f"{err}; {kept}", f"{err.remedy} and rerun the same command")
     outcome = comm.bcast(outcome)  # MPI: the others wait here while rank 0 prepares data
     if isinstance(outcome, str):
         raise UsageError(outcome)
+    if isinstance(outcome, tuple):
+        raise WriteFailed(*outcome)
     return outcome, OnThisRank(ranks_here, threads, arrays, lock)
 
 

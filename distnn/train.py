@@ -35,25 +35,26 @@ from typing import Any
 import numpy as np
 
 from distnn.augment import Augment
-from distnn.checkpoint import save_checkpoint
 from distnn.comm import Comm, world
 from distnn.commits import CommitClock
 from distnn.config import Config, parse_args
 from distnn.dropout import Dropout
 from distnn.evaluate import accuracy, confusion_over_ranks
 from distnn.log import RunLog, banner
-from distnn.protocol import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TWICE, EXIT_USAGE,
-                             STOP_SIGNALS, TRAINING)
+from distnn.protocol import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_IOERR, EXIT_OK, EXIT_TWICE,
+                             EXIT_USAGE, STOP_SIGNALS, TRAINING)
 from distnn.reduce import make_reducer
 from distnn.replicas import ReplicaMismatch
 from distnn.replicas import check as check_replicas
 from distnn.samples import Shard
+from distnn.saving import Saver
 from distnn.data import Partitions
 from distnn.schedules import Schedule, make_schedule
 from distnn.stall import Watch, watch
 from distnn.start import (USER_ERRORS, OnThisRank, Position, Start, UsageError,
                           agree_on_start, crowded_note, network_and_optimizer)
 from distnn.step import Diverged, Recipe, Replica, step
+from distnn.writes import WriteFailed
 
 
 class StopRequest:
@@ -93,7 +94,8 @@ class StopRequest:
 
 @dataclass
 class Plan:
-    """The run's fixed numbers: what each step does, how many, learning rates, where to start."""
+    """The run's fixed numbers (what each step does, how many, learning rates, where to
+    start), and where its state goes."""
     cfg: Config
     recipe: Recipe  # the batch, this rank's share of it, its draws, max-norm
     steps: int  # per epoch
@@ -101,6 +103,7 @@ class Plan:
     eta: Schedule  # the learning rate at each step of the run
     first: Position
     commits: CommitClock  # when to write the checkpoint mid-epoch (--commit-every)
+    saver: Saver  # writes the checkpoints, and knows the last one written
 
     @property
     def m(self) -> int:
@@ -131,7 +134,7 @@ def fit(replica: Replica, train_set: Shard, test_set: Shard, plan: Plan, comm: C
             done = Position(epoch, k + 1, epoch_cost)
             if stopping:
                 bar.close()
-                return _interrupted(comm, replica, plan, done, log)
+                return _interrupted(plan, done, log)
             _after_step(comm, replica, plan, done)
         bar.close()
         seconds = time.perf_counter() - t0
@@ -141,7 +144,7 @@ def fit(replica: Replica, train_set: Shard, test_set: Shard, plan: Plan, comm: C
                                       cfg.layers[-1])  # MPI
         log.epoch(_epoch_record(epoch, epoch_cost, counts, seconds, steps - start.step, plan,
                                 replica.reducer.comm_seconds))
-        _save(comm, replica, plan, Position(epoch + 1))
+        plan.saver.save(Position(epoch + 1))  # MPI
         plan.commits.reset()
     return EXIT_OK
 
@@ -154,13 +157,13 @@ def _after_step(comm: Comm, replica: Replica, plan: Plan, done: Position) -> Non
                        f"at epoch {done.epoch + 1}, step {done.step}")  # MPI
     if plan.commits.due() and done.step < plan.steps:  # the epoch's end writes one anyway
         if comm.rank == 0:  # every replica holds this state: no one waits for it
-            _write(replica, plan, done, comm.size)
+            plan.saver.commit(done)
         plan.commits.reset()
 
 
-def _interrupted(comm: Comm, replica: Replica, plan: Plan, done: Position, log: RunLog) -> int:
+def _interrupted(plan: Plan, done: Position, log: RunLog) -> int:
     """A stop was asked for: the checkpoint after this step, and the status that says so."""
-    _save(comm, replica, plan, done)
+    plan.saver.save(done)  # MPI
     log.say(f"distnn: interrupted at epoch {done.epoch + 1}, step {done.step}: checkpoint "
             f"written to {plan.cfg.checkpoint}; continue with --resume")
     return EXIT_INTERRUPTED
@@ -178,20 +181,6 @@ def _epoch_record(epoch: int, epoch_cost: float, counts: np.ndarray, seconds: fl
     }
 
 
-def _save(comm: Comm, replica: Replica, plan: Plan, position: Position) -> None:
-    """The checkpoint at ``position``, written by rank 0."""
-    if comm.rank == 0:
-        _write(replica, plan, position, comm.size)
-    comm.barrier()  # MPI: nobody exits before the checkpoint is on disk
-
-
-def _write(replica: Replica, plan: Plan, position: Position, ranks: int) -> None:
-    save_checkpoint(plan.cfg.checkpoint, replica.net, replica.optimizer.state_dict(),
-                    plan.cfg.to_dict(),
-                    {"epoch": position.epoch, "step": position.step, "steps": plan.steps,
-                     "epoch_cost": position.epoch_cost, "ranks": ranks})
-
-
 def train(start: Start, mine: OnThisRank, comm: Comm, stop: StopRequest, log: RunLog) -> int:
     """Run (or continue) the training ``start`` describes; returns the process exit status."""
     cfg = start.cfg
@@ -200,23 +189,22 @@ def train(start: Start, mine: OnThisRank, comm: Comm, stop: StopRequest, log: Ru
     net, optimizer = network_and_optimizer(start, mine, comm)  # MPI
     train_set = Shard.load(cfg.data, "train", comm, net.dtype, start.order)
     test_set = Shard.load(cfg.data, "test", comm, net.dtype)
-    plan = _plan(start, comm, net.dtype)
     if start.resumed:
-        log.say(f"distnn: resuming {cfg.checkpoint} at epoch {plan.first.epoch + 1}, "
-                f"step {plan.first.step}")
+        log.say(f"distnn: resuming {cfg.checkpoint} at epoch {start.position.epoch + 1}, "
+                f"step {start.position.step}")
     try:
         reducer = make_reducer(comm, net, optimizer, cfg.reduce)  # MPI
     except ValueError as err:  # every rank saw the same node sizes and room
         raise UsageError(str(err)) from None
     replica = Replica(net, optimizer, reducer)
+    plan = _plan(start, comm, replica, log)
     log.note(reducer.note)
     log.say(banner(cfg, start.info, comm.size, reducer.describe(), mine.threads,
                    plan.recipe.share[1], plan.steps))
     log.record({"event": "start", "ranks": comm.size, "config": cfg.to_dict(),
                 "epoch": plan.first.epoch, "step": plan.first.step})
     if comm.rank == 0:  # a signal during a stall: what rank 0 writes before the job ends
-        stall.keep(lambda where: _write(replica, plan, Position(*where), comm.size),
-                   cfg.checkpoint)
+        stall.keep(lambda where: plan.saver.write_or_say(Position(*where)), cfg.checkpoint)
     stall.listen(getattr(stop, "wakeup", None))
     log.event(TRAINING, epoch=plan.first.epoch, step=plan.first.step, resumed=start.resumed)
     # Leaving the block normally (or on a stop) frees shared memory; a crash just exits.
@@ -228,9 +216,9 @@ def train(start: Start, mine: OnThisRank, comm: Comm, stop: StopRequest, log: Ru
     return status
 
 
-def _plan(start: Start, comm: Comm, dtype: np.dtype) -> Plan:
-    """The run's fixed numbers, on this rank."""
-    cfg, order = start.cfg, start.order
+def _plan(start: Start, comm: Comm, replica: Replica, log: RunLog) -> Plan:
+    """The run's fixed numbers, on this rank, and its saver."""
+    cfg, order, dtype = start.cfg, start.order, replica.net.dtype
     steps = order.steps
     eta = make_schedule(cfg.schedule, cfg.lr, total_steps=cfg.epochs * steps,
                         warmup_steps=round(cfg.warmup_epochs * steps),
@@ -238,7 +226,9 @@ def _plan(start: Start, comm: Comm, dtype: np.dtype) -> Plan:
     recipe = Recipe(cfg.batch_size, order.share_of(comm.rank, comm.size), cfg.seed,
                     Augment.parse(cfg.augment, start.info["image_shape"]),
                     Dropout(cfg.layers, cfg.dropout, cfg.input_dropout, dtype), cfg.max_norm)
-    return Plan(cfg, recipe, steps, order, eta, start.position, CommitClock(cfg.commit_every))
+    saver = Saver(cfg, steps, comm, replica, log, start.position if start.resumed else None)
+    return Plan(cfg, recipe, steps, order, eta, start.position, CommitClock(cfg.commit_every),
+                saver)
 
 
 def run(cfg: Config, given: dict[str, Any], comm: Comm, stop: StopRequest | None = None) -> int:
@@ -257,8 +247,10 @@ def run(cfg: Config, given: dict[str, Any], comm: Comm, stop: StopRequest | None
             mine.lock.release()
 
 
-def main(argv: list[str] | None = None) -> int:
-    comm = world()
+def main(argv: list[str] | None = None, comm: Comm | None = None) -> int:
+    """The command line: train, and turn every outcome into the process's exit status
+    (``distnn.protocol``). ``comm`` lets a test run it in one process without MPI."""
+    comm = comm or world()
     cfg, given = parse_args(argv, quiet=comm.rank != 0)
     try:
         return run(cfg, given, comm)
@@ -266,6 +258,10 @@ def main(argv: list[str] | None = None) -> int:
         if comm.rank == 0:
             print(f"distnn.train: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except WriteFailed as err:  # every rank: rank 0 could not write, and told the others
+        if comm.rank == 0:
+            print(f"distnn.train: {err}; {err.remedy}", file=sys.stderr)
+        return EXIT_IOERR
     except Diverged as err:  # every rank saw the same sum
         if comm.rank == 0:
             print(f"distnn.train: error: {err}; {cfg.checkpoint} keeps the last good state "

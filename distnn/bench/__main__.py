@@ -30,6 +30,8 @@ from pathlib import Path
 from distnn.bench import report
 from distnn.bench.matrix import Config, run
 from distnn.config import parse_layers
+from distnn.protocol import EXIT_IOERR
+from distnn.writes import WriteFailed, write_text
 
 
 def _sizes(text: str) -> list[int]:
@@ -102,7 +104,15 @@ def config(args: argparse.Namespace) -> Config:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
+    try:
+        _main(parse_args(argv))
+    except WriteFailed as err:  # a full disk, say: one line, no traceback
+        print(f"distnn.bench: error: {err}; {err.remedy} and run it again, or give --out "
+              "another place", file=sys.stderr)
+        sys.exit(EXIT_IOERR)
+
+
+def _main(args: argparse.Namespace) -> None:
     if shutil.which("mpirun") is None:
         raise SystemExit("error: no mpirun on PATH; pip install -e '.[mpich]' (or load your MPI)")
     out = Path(args.out)
@@ -124,11 +134,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     cfg = config(args)
     t0 = time.perf_counter()
     data = run(cfg)
-    (out / "results.json").write_text(json.dumps(data, indent=1))
     text = report.markdown(data)
-    (out / "results.md").write_text(text)
+    print(text)  # first: what a full disk cannot take is still on the terminal
+    write_text(out / "results.json", json.dumps(data, indent=1))
+    write_text(out / "results.md", text)
     plotted = report.plot(data, str(out / "scaling.png"))
-    print(text)
     print(
         f"wrote {out / 'results.md'}, {out / 'results.json'}"
         + (f", {out / 'scaling.png'}" if plotted else " (no plot: pip install matplotlib)")

@@ -51,12 +51,16 @@ import json
 import math
 import shlex
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from distnn.protocol import EXIT_IOERR
+from distnn.writes import WriteFailed, save_figure, write_text
 
 # Per MPI (distnn.comm.mpi_flavour), the environment that sends its 2 ranks on one
 # machine down each path. Each checked by what crosses the loopback interface:
@@ -345,7 +349,7 @@ def plot(data: dict[str, Any], path: Path) -> bool:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return True
 
@@ -371,7 +375,7 @@ def main(argv: list[str] | None = None) -> None:
 
         rows = measure()
         if world().rank == 0:
-            Path(args.out).write_text(json.dumps({"results": rows}))
+            write_text(args.out, json.dumps({"results": rows}))
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -383,12 +387,16 @@ def main(argv: list[str] | None = None) -> None:
         data["projection"] = projection(data)
     if "across" in data and args.link_gbps and "tcp" in data["paths"]:
         data["check"] = check(data, args.link_gbps)
-    (out / "alphabeta.json").write_text(json.dumps(data, indent=1))
+    write_text(out / "alphabeta.json", json.dumps(data, indent=1))
     text = markdown(data, args.link_gbps)
-    (out / "alphabeta.md").write_text(text)
+    write_text(out / "alphabeta.md", text)
     plot(data, out / "alphabeta.png")
     print(text)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except WriteFailed as err:  # a full disk, say: one line (a worker's reaches the launch)
+        print(f"distnn.bench: error: {err}", file=sys.stderr)
+        sys.exit(EXIT_IOERR)

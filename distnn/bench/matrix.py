@@ -28,6 +28,8 @@ from typing import Any
 
 from distnn.bench.peak import gemm_peak
 from distnn.comm import mpi_library_version
+from distnn.protocol import EXIT_IOERR
+from distnn.writes import WriteFailed, write_text
 
 TARGET = {"sizes": [784, 100, 10], "batch": 128, "dtype": "float32"}  # the targets' cell
 SEED_RECIPE = {"sizes": [784, 30, 10], "batch": 10}
@@ -89,7 +91,7 @@ def launch(
     """
     spec_path = workdir / f"spec-{module.rsplit('.', 1)[-1]}-{P}.json"
     out_path = workdir / f"out-{module.rsplit('.', 1)[-1]}-{P}.json"
-    spec_path.write_text(json.dumps(spec))
+    write_text(spec_path, json.dumps(spec))
     out_path.unlink(missing_ok=True)
     cmd = [
         *launcher,
@@ -105,6 +107,9 @@ def launch(
         *(extra_args or []),
     ]
     proc = subprocess.run(cmd, env=_child_env(env), capture_output=True, text=True, timeout=900)
+    if proc.returncode == EXIT_IOERR:  # the launch said why, in its last line
+        raise WriteFailed(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else
+                          f"{' '.join(cmd)} could not write {out_path}")
     if proc.returncode != 0 or not out_path.exists():
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
         raise RuntimeError(f"{' '.join(cmd)} failed (exit {proc.returncode}):\n{tail}")

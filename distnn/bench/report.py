@@ -19,6 +19,7 @@ from typing import Any
 
 from distnn.bench.matrix import SEED_RECIPE, TARGET
 from distnn.bench.peak import step_flops
+from distnn.writes import save_figure
 
 EPOCH = 50_000  # samples in the seed's MNIST training split
 
@@ -321,6 +322,8 @@ def plot(data: dict[str, Any], path: str) -> bool:
             ax.grid(True, which="both", alpha=0.3)
     fig.legend(loc="lower center", ncol=3, fontsize=8)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
     return True

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -39,7 +40,6 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from distnn.atomic import atomic_path
 from distnn.comm import Comm, world
 from distnn.data import Partitions, default_partitions
 from distnn.network import MLP
@@ -47,6 +47,8 @@ from distnn.optim import SGD
 from distnn.reduce import make_reducer
 from distnn.samples import Shard
 from distnn.step import Recipe, Replica, step
+from distnn.protocol import EXIT_IOERR
+from distnn.writes import WriteFailed, write_text
 
 LEARNING_RATE = 1e-3  # small: parameters stay in range over thousands of timed steps
 
@@ -159,13 +161,16 @@ def main(argv: list[str] | None = None) -> None:
         for cell in spec["cells"]:
             results.append(time_cell(comm, cell, spec["budget"], spec.get("repeats", 5)))
     if comm.rank == 0:
-        write_results(args.out, comm.size, results)
+        try:
+            write_results(args.out, comm.size, results)
+        except WriteFailed as err:  # a full disk, say: the launcher passes the status on
+            print(f"distnn.bench: error: {err}", file=sys.stderr)
+            sys.exit(EXIT_IOERR)
 
 
 def write_results(path: str, P: int, results: list[dict[str, Any]]) -> None:
     """What a launch hands back to ``distnn.bench.matrix``: whole, or not at all."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps({"P": P, "results": results}))
+    write_text(path, json.dumps({"P": P, "results": results}))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Command line: `python -m distnn.data prepare|info`.
 
 Errors the user can fix print one line, `distnn.data: error: ...`, and exit
-with status 1 (2 for usage errors, as argparse does); never a traceback.
+with status 1 (2 for usage errors, as argparse does; 74 when a file cannot be
+written: a full disk, a quota, a read-only file system); never a traceback.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..protocol import EXIT_IOERR
+from ..writes import WriteFailed
 from .errors import DataError
 from .prepare import DEFAULT_OUT, DEFAULT_SEED, prepare
 from .store import SPLITS, class_counts, describe
@@ -81,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
                     n_classes=args.classes)
         else:
             print(info(args.path))
+    except WriteFailed as err:  # a full disk, say: what was at the path is untouched
+        print(f"{PROG}: error: {err}; nothing was replaced; {err.remedy} and run it again",
+              file=sys.stderr)
+        return EXIT_IOERR
     except (DataError, OSError) as err:
         # OSError here is the file system's word (permissions, full disk): the
         # user's to fix, so one line too.

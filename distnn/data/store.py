@@ -24,6 +24,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..memory import unstored
+from ..writes import writing
 from .errors import DataError
 
 SCHEMA_VERSION = 1
@@ -46,16 +47,13 @@ def write_atomic(path: str | Path, splits: dict[str, dict[str, np.ndarray]],
     path = Path(path)
     if path.is_dir():
         raise DataError(f"output path is a directory: {path}")
-    try:
-        with atomic_path(path) as tmp:
-            with h5py.File(tmp, "w") as f:
-                for key, value in attrs.items():
-                    f.attrs[key] = value
-                for split, arrays in splits.items():
-                    _write_split(f, split, arrays)
-            validate(tmp)
-    except OSError as err:
-        raise DataError(f"cannot write {path}: {err.strerror or err}") from None
+    with writing(path), atomic_path(path) as tmp:  # WriteFailed: a full disk, say
+        with h5py.File(tmp, "w") as f:
+            for key, value in attrs.items():
+                f.attrs[key] = value
+            for split, arrays in splits.items():
+                _write_split(f, split, arrays)
+        validate(tmp)
     return path
 
 

@@ -1,0 +1,92 @@
+"""Saving the run's state: rank 0 writes the checkpoint, and what happens when it cannot.
+
+Every replica holds the same state once a step is over, so rank 0 alone writes
+it (``distnn.checkpoint``), atomically: the last good checkpoint stays until a
+new one is complete. Three kinds of write, and what a failed one means
+(``distnn.writes``: a full disk, a quota, a read-only file system):
+
+- ``save``, after each epoch and when the run is asked to stop: every rank
+  waits for it, and if it cannot be written every rank raises WriteFailed,
+  naming the checkpoint that is kept; the trainer then stops (EXIT_IOERR).
+- ``commit``, mid-epoch (``--commit-every``): rank 0's alone, which no one
+  waits for. One that cannot be written is skipped with a warning, once until
+  one succeeds again: a commit only bounds the work a crash can cost, and the
+  next one may find room.
+- ``write_or_say``, for the stall watchdog's last checkpoint as it ends a
+  stalled job: a failed one is named in the watchdog's line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from distnn.checkpoint import save_checkpoint
+from distnn.comm import Comm
+from distnn.config import Config
+from distnn.start import Position
+from distnn.writes import WriteFailed
+
+
+class Saver:
+    """Writes this run's checkpoints (on rank 0), and knows the last one written."""
+
+    def __init__(self, cfg: Config, steps: int, comm: Comm, replica: Any, log: Any,
+                 saved: Position | None) -> None:
+        self.cfg, self.steps, self.comm, self.replica, self.log = cfg, steps, comm, replica, log
+        self.saved = saved  # the last checkpoint of this run on disk, if any
+        self._failing = False  # the last commit could not be written
+
+    def write(self, position: Position) -> None:
+        """Write the checkpoint of ``position`` (rank 0); raises WriteFailed."""
+        net, optimizer = self.replica.net, self.replica.optimizer
+        save_checkpoint(self.cfg.checkpoint, net, optimizer.state_dict(), self.cfg.to_dict(),
+                        {"epoch": position.epoch, "step": position.step, "steps": self.steps,
+                         "epoch_cost": position.epoch_cost, "ranks": self.comm.size})
+        self.saved = position
+
+    def save(self, position: Position) -> None:
+        """The checkpoint every rank waits for; WriteFailed on every rank if it cannot be."""
+        failed = None
+        if self.comm.rank == 0:  # it alone knows which checkpoint is on disk: it says
+            try:
+                self.write(position)
+            except WriteFailed as err:
+                again = "rerun with --resume" if self.saved is not None else "rerun"
+                failed = (f"{err}; {self.kept()}", f"{err.remedy} and {again}")
+        failed = self.comm.bcast(failed)  # MPI: nobody goes on before it is on disk
+        if failed:
+            raise WriteFailed(*failed)
+        self.saved = position
+
+    def write_or_say(self, position: Position) -> None:
+        """``write``, for the stall watchdog as it ends the job: WriteFailed names the
+        checkpoint kept."""
+        try:
+            self.write(position)
+        except WriteFailed as err:
+            raise WriteFailed(f"{err}; {self.kept()}", err.remedy) from None
+
+    def commit(self, position: Position) -> None:
+        """A mid-epoch commit (rank 0): skipped, with a warning, if it cannot be written."""
+        try:
+            self.write(position)
+        except WriteFailed as err:
+            if not self._failing:
+                self.log.warn(f"{err}; the commit of epoch {position.epoch + 1}, step "
+                              f"{position.step} is skipped and {self.kept()}; training goes "
+                              "on, and the next commit tries again")
+            self._failing = True
+            return
+        if self._failing:
+            self.log.note(f"commits are written again, to {self.cfg.checkpoint}")
+            self._failing = False
+
+    def kept(self) -> str:
+        """What a failed write leaves: the last checkpoint of this run, named."""
+        if self.saved is None:
+            there = self.cfg.checkpoint
+            return (f"{there}, another run's, is unchanged" if Path(there).exists() else
+                    f"no checkpoint of this run is in {there} yet")
+        return (f"the checkpoint of epoch {self.saved.epoch + 1}, step {self.saved.step} "
+                f"is kept")

@@ -1,0 +1,113 @@
+"""When the file system refuses a write: one line that says which file, why, and what to do.
+
+On a cluster a full scratch file system, an exceeded quota, a file system
+remounted read-only, a failing disk or a permission taken away end long runs
+more often than bugs do. None of them is a bug, so none gets a traceback:
+every write a run makes goes through ``writing(path)``, which turns the
+``OSError`` into ``WriteFailed``, whose message is the file and the reason in
+words (``cannot write runs/checkpoint.h5: no space left on device``), and whose
+``remedy`` says what would let the write succeed. The caller adds what is
+kept, which only it knows (the checkpoint of which step), and decides what
+happens next (``docs/failures.md``): the trainer stops with EXIT_IOERR when a
+checkpoint it must write cannot be, and goes on when a mid-epoch commit or a
+metrics line cannot be.
+
+h5py reports a failed write once as an exception, and may complain again, as
+"Exception ignored in ...", when it drops the objects of the half-written file:
+``writing`` keeps those complaints off the terminal, since the one line says it
+all and the half-written file is removed (``distnn.atomic``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import gc
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from distnn.atomic import atomic_path
+
+# What lets the write succeed, by errno; the file system's own words say what is wrong.
+REMEDIES = {
+    errno.ENOSPC: "free some space",
+    errno.EDQUOT: "free some of your quota (or ask for more)",
+    errno.EROFS: "write to a file system that is not read-only",
+    errno.EACCES: "make it writable for you, or write elsewhere",
+    errno.EPERM: "make it writable for you, or write elsewhere",
+    errno.EIO: "check the disk or the network file system it is on",
+}
+
+
+class WriteFailed(Exception):
+    """A file the run writes could not be written; ``remedy`` says what would help."""
+
+    def __init__(self, message: str, remedy: str = "") -> None:
+        super().__init__(message)
+        self.remedy = remedy or "make the write possible"
+
+    @classmethod
+    def of(cls, path: str | os.PathLike[str], err: OSError) -> WriteFailed:
+        return cls(f"cannot write {path}: {reason(err)}", REMEDIES.get(err.errno, ""))
+
+
+def reason(err: OSError) -> str:
+    """What went wrong, in the file system's words: "no space left on device"."""
+    if err.errno:
+        return os.strerror(err.errno).lower()
+    return str(err.strerror or err)
+
+
+@contextmanager
+def writing(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Raise WriteFailed for ``path`` where the body raises OSError; no noise from h5py."""
+    hook = sys.unraisablehook
+    sys.unraisablehook = _quiet
+    try:
+        yield
+    except OSError as err:
+        raise WriteFailed.of(path, err) from None
+    finally:
+        gc.collect()  # the failed file's objects go now, while their complaints are quiet
+        sys.unraisablehook = hook
+
+
+def _quiet(unraisable: object) -> None:
+    """What Python would print as "Exception ignored in ...": nothing, while writing."""
+
+
+def append(path: str | os.PathLike[str], text: str) -> None:
+    """Append ``text`` to ``path`` whole, or not at all: a failed append leaves no half
+    line for a reader to trip on, nor an empty file it made. Raises WriteFailed."""
+    with writing(path):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        made = not os.path.exists(path)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            size, data = os.fstat(fd).st_size, text.encode()
+            try:
+                while data:
+                    data = data[os.write(fd, data):]
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)
+                    if made:
+                        os.unlink(path)
+                raise
+        finally:
+            os.close(fd)
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write a text file all at once (``distnn.atomic``); raises WriteFailed."""
+    with writing(path), atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def save_figure(fig: object, path: str | os.PathLike[str], **options: object) -> None:
+    """``fig.savefig`` (matplotlib) all at once (``distnn.atomic``); raises WriteFailed."""
+    kind = os.path.splitext(path)[1].lstrip(".") or "png"
+    with writing(path), atomic_path(path) as tmp:
+        fig.savefig(tmp, format=kind, **options)
