@@ -40,6 +40,7 @@ mkdir -p "$RUN_DIR" || exit 1
 
 # shellcheck source=launch/mpi.sh
 . "$(dirname "$0")/mpi.sh"
+distnn_statuses "$PYTHON" || exit 2  # DISTNN_EXIT_IOERR and the others
 flavour=$(mpi_flavour)
 mapfile -t options < <(mpi_options "$flavour" "$ranks" "$(nproc)")
 echo "=== distnn: $ranks ranks ($flavour), checkpoint $RUN_DIR/checkpoint.h5"
@@ -55,4 +56,5 @@ mpi_start --own-group "$(mpi_launcher "$flavour")" -n "$ranks" "${options[@]}" $
     "$PYTHON" -m distnn.train --checkpoint "$RUN_DIR/checkpoint.h5" --resume \
     --metrics "$RUN_DIR/metrics.jsonl" "$@"
 mpi_wait
+distnn_status_note "$status" >&2
 exit "$status"

@@ -131,3 +131,15 @@ distnn_statuses() {
     fi
     eval "$assignments"
 }
+
+# distnn_status_note STATUS: a line on what distnn.train's exit status means for
+# whoever would run it again, where rerunning alone would not help (needs
+# distnn_statuses first); nothing for the other statuses.
+distnn_status_note() {
+    if [[ $1 == "${DISTNN_EXIT_IOERR:-}" ]]; then
+        echo "=== status $1: distnn.train could not write its checkpoint or its lock (a full" \
+            "disk, a quota, a read-only file system: its last line says which); the last" \
+            "good checkpoint is kept. Free some space, then run it again: a requeue or a" \
+            "resubmission before that fails the same way."
+    fi
+}

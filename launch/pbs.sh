@@ -140,6 +140,7 @@ while kill -0 "$launcher_pid" 2>/dev/null; do
 done
 mpi_wait
 echo "=== $(date '+%F %T') distnn.train exited with status $status"
+distnn_status_note "$status"
 
 # Resubmit only after our own walltime stop, never after a qdel.
 if [[ $status == "$DISTNN_EXIT_INTERRUPTED" && -n $walltime_stop && ${DISTNN_RESUBMIT:-0} == 1 ]]; then

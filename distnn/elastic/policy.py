@@ -17,11 +17,13 @@ out, which ``distnn.elastic.supervisor`` does. The rules:
   sentinel has run for two heartbeats and speaks: a host that flickers stays
   out. The job is asked to stop (it writes the checkpoint after its step), and
   when it exits EXIT_INTERRUPTED it is launched again with the host.
-- **The job's own end.** EXIT_OK: done. EXIT_INTERRUPTED not asked for, or
-  EXIT_USAGE: stop with that status. Any other status waits ``lost_after`` and
-  a heartbeat for a host to be found lost (a dead host can end the job before
-  its sentinel does); if none is, stop with that status: relaunching the same
-  code on the same data would fail the same way.
+- **The job's own end.** EXIT_OK: done. EXIT_INTERRUPTED not asked for,
+  EXIT_USAGE, or EXIT_IOERR (its checkpoint could not be written: a relaunch
+  would fail the same way until there is room): stop with that status. Any
+  other status waits ``lost_after`` and a heartbeat for a host to be found
+  lost (a dead host can end the job before its sentinel does); if none is,
+  stop with that status: relaunching the same code on the same data would
+  fail the same way.
 - **A signal to the supervisor** goes on to the job as its stop signal; the
   supervisor then ends with the job's status and launches nothing again.
 """
@@ -31,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from distnn.protocol import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from distnn.protocol import EXIT_INTERRUPTED, EXIT_IOERR, EXIT_OK, EXIT_USAGE
 
 LOST, JOINED = "lost", "joined"  # the kinds of change to the job's hosts
 # Why the supervisor ends (Action.why).
@@ -274,7 +276,7 @@ def _job_ended(state: State, event: JobEnded) -> tuple[State, Action]:
                         tried={h: t for h, t in state.tried.items() if h not in ready})
         change = Change(JOINED, ready, JOIN_WHY) if ready else None
         return _launched(state, hosts), Action(change=change, launch=hosts)
-    if status in (EXIT_INTERRUPTED, EXIT_USAGE):
+    if status in (EXIT_INTERRUPTED, EXIT_USAGE, EXIT_IOERR):
         return state, Action(exit=status, why=JOB_STATUS)
     rules = state.rules
     return replace(state, ended=status,

@@ -20,6 +20,7 @@ from typing import Any
 
 from distnn.checkpoint import CheckpointError, read_checkpoint
 from distnn.elastic.policy import Change
+from distnn.writes import WriteFailed, append
 
 READ_TRIES, READ_PAUSE = 10, 0.1  # a rank that ended the job may have been writing the checkpoint
 
@@ -42,8 +43,11 @@ class Records:
         print(f"distnn.elastic: {text}", file=sys.stderr, flush=True)
         if self.metrics and record is not None:
             record = {"event": "membership", "time": time.time(), **record}
-            with open(self.metrics, "a") as metrics:
-                metrics.write(json.dumps(record) + "\n")
+            try:
+                append(self.metrics, json.dumps(record) + "\n")
+            except WriteFailed as err:  # the run goes on: the line above said it all
+                print(f"distnn.elastic: warning: {err}; this record is on stderr only",
+                      file=sys.stderr, flush=True)
 
     def committed(self) -> tuple[int, int, int] | None:
         """(epoch, step, steps per epoch) of the checkpoint, if there is one."""

@@ -40,6 +40,15 @@ REPORT_SECONDS = 0.05  # how often rank 0 says where the loop is
 SETTLE_SECONDS = 0.1  # after the job ends, for a sentinel that ends with it to be seen
 
 
+# What the job's own status means for the run, where a relaunch would not mend it.
+_MEANING = {
+    protocol.EXIT_INTERRUPTED: "",
+    protocol.EXIT_IOERR: ": it could not write its checkpoint (a full disk, a quota, a read-only "
+                         "file system; its line above says which); a relaunch would fail the "
+                         "same way: free some space, then run the same command again",
+}
+_NOT_MENDED = " and no host was lost: not a failure a relaunch would mend"
+
 class Job:
     """One launch of the trainer: its launcher's process, and what its event lines said."""
 
@@ -185,8 +194,7 @@ class Supervisor:
                 " is kept (resume it with the same command once hosts are back)",
                 {"change": "stopped", "ranks": ranks(left)})
         elif action.why == JOB_STATUS:
-            self.records.say(f"the job ended with status {status}" + (
-                "" if status == protocol.EXIT_INTERRUPTED else " and no host was lost: not a "
-                "failure a relaunch would mend") + "; stopping")
+            meaning = _MEANING.get(status, _NOT_MENDED)
+            self.records.say(f"the job ended with status {status}{meaning}; stopping")
         elif action.why == SIGNALLED:
             self.records.say(f"asked to stop: the job ended with status {status}; stopping")
