@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
+from distnn.writes import WriteFailed
 from distnn import atomic
 from distnn.data import DataError, describe, prepare, read_shard, store
 
@@ -70,7 +71,7 @@ def test_failed_rename_is_one_line_and_cleans_up(make_idx_dir, tmp_path, monkeyp
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(atomic.os, "replace", no_replace)
-    with pytest.raises(DataError, match="cannot write .*d.h5: Permission denied"):
+    with pytest.raises(WriteFailed, match="cannot write .*d.h5: permission denied"):
         prepare(tmp_path / "d.h5", idx_dir=directory)
     assert list(tmp_path.glob("d.h5*")) == []
 

@@ -16,8 +16,8 @@ from distnn.elastic.policy import (DONE, JOB_STATUS, JOIN_WHY, JOINED, LOST, SIG
                                    STALL_WHY, TOO_FEW, Action, JobEnded, Rules, Seen,
                                    Signalled, Stalled, Start, State, Tick, decide)
 from distnn.elastic.records import metrics_beside
-from distnn.protocol import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, POSITION,
-                             STALLED, TRAINING, format_event)
+from distnn.protocol import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_IOERR, EXIT_OK, EXIT_USAGE,
+                             POSITION, STALLED, TRAINING, format_event)
 
 RULES = Rules(min_ranks=1, heartbeat=0.5, lost_after=3.0, rejoin_after=60.0)
 AB = {"a": 1, "b": 1}
@@ -247,8 +247,10 @@ def test_a_job_that_ends_well_ends_the_run():
     assert action == Action(exit=EXIT_OK, why=DONE)
 
 
-@pytest.mark.parametrize("status", [EXIT_INTERRUPTED, EXIT_USAGE])
+@pytest.mark.parametrize("status", [EXIT_INTERRUPTED, EXIT_USAGE, EXIT_IOERR])
 def test_a_job_that_stopped_unasked_or_was_refused_ends_the_run_with_its_status(status):
+    """75 not asked for, 2 (its settings), 74 (it could not write its checkpoint): a
+    relaunch would meet the same, so the run stops at once, with the job's status."""
     _, action = decide(started(), JobEnded(5.0, status, well(5.0)))
     assert action == Action(exit=status, why=JOB_STATUS)
 

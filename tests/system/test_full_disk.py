@@ -1,0 +1,84 @@
+"""A real full file system (a small tmpfs, as root): the trainer's one line, status 74, the
+checkpoint kept, on one process and on 2 ranks under each reducer; then, with room again,
+the run resumes to the parameters of an uninterrupted one, bit for bit.
+
+The same cases, refused in-process with each errno, are tests/unit/test_full_disk.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from distnn import load_checkpoint
+from distnn.protocol import EXIT_IOERR
+from tests.support.synthetic import make_dataset
+
+REPO = Path(__file__).resolve().parents[2]
+UNSHARE, MPIRUN = shutil.which("unshare"), shutil.which("mpirun")
+# A constant learning rate: the first run, of one epoch, schedules it as the longer
+# ones do. One checkpoint of this net (about 340 KB: parameters and velocity) fits the 512 KB
+# tmpfs; the next one, written beside it before it replaces it, does not.
+TRAIN = [sys.executable, "-m", "distnn.train", "--layers", "16,2000,4", "--batch-size", "8",
+         "--no-progress", "--warmup-epochs", "0", "--commit-every", "0", "--schedule", "constant"]
+SCRIPT = """
+mount -t tmpfs -o size=512k tmpfs "$D" || exit 99
+"$@" --checkpoint "$D/c.h5" --epochs 1 >/dev/null || exit 98
+cp "$D/c.h5" kept.h5
+"$@" --checkpoint "$D/c.h5" --epochs 3 --resume >/dev/null 2>one.err; echo "one $?"
+for reduce in allreduce shm; do
+    "$MPIRUN" -n 2 "$@" --checkpoint "$D/c.h5" --epochs 3 --resume --reduce $reduce \
+        >/dev/null 2>$reduce.err
+    echo "$reduce $?"
+done
+cmp -s "$D/c.h5" kept.h5 && echo "checkpoint unchanged"
+echo "left: $(ls -A "$D")"
+"""
+
+
+def _why_not() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root to mount a small tmpfs"
+    if UNSHARE is None or MPIRUN is None:
+        return "needs unshare (util-linux) and mpirun"
+    if subprocess.run([UNSHARE, "--mount", "true"], capture_output=True).returncode != 0:
+        return "unshare --mount is not allowed here"
+    return None
+
+
+@pytest.mark.time_limit(300)
+def test_a_full_tmpfs_ends_the_run_in_one_line_and_keeps_its_checkpoint(tmp_path):
+    why = _why_not()
+    if why:
+        pytest.skip(why)
+    data = make_dataset(tmp_path / "d.h5", n_train=160, n_test=40)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    done = subprocess.run(
+        [UNSHARE, "--mount", "sh", "-c", SCRIPT, "sh", *TRAIN, "--data", str(data)],
+        env={**os.environ, "PYTHONPATH": str(REPO), "D": str(disk), "MPIRUN": MPIRUN},
+        capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    out = done.stdout
+    for run in ("one", "allreduce", "shm"):
+        assert f"{run} {EXIT_IOERR}\n" in out, (run, out, done.stderr)
+        err = (tmp_path / f"{run}.err").read_text()
+        assert "Traceback" not in err and "Exception ignored" not in err, err
+        errors = [line for line in err.splitlines() if line.startswith("distnn.train:")]
+        assert errors == [f"distnn.train: cannot write {disk / 'c.h5'}: no space left on "
+                          "device; the checkpoint of epoch 2, step 0 is kept; free some space "
+                          "and rerun with --resume"], err
+    assert "checkpoint unchanged" in out and "left: c.h5\n" in out, out  # no temporary file
+    # Room again: the checkpoint kept goes on to where an uninterrupted run ends.
+    shutil.copy(tmp_path / "kept.h5", tmp_path / "c.h5")
+    for checkpoint, extra in (("c.h5", ["--resume"]), ("ref.h5", [])):
+        subprocess.run([*TRAIN, "--data", str(data), "--checkpoint", checkpoint, "--epochs",
+                        "3", *extra], check=True, capture_output=True, timeout=120,
+                       cwd=tmp_path)
+    assert np.array_equal(load_checkpoint(tmp_path / "c.h5").params,
+                          load_checkpoint(tmp_path / "ref.h5").params)
