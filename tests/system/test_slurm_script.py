@@ -23,7 +23,7 @@ LAUNCHER = """#!/usr/bin/env bash
 [[ $1 == --version ]] && { echo "$STUB_VERSION"; exit 0; }
 echo "$(basename "$0") $$" > "$STUB_DIR/launcher.pid"
 for sig in TERM USR1; do
-    trap "echo 'launcher got $sig' >> '$STUB_DIR/log'; exit 75" $sig
+    trap "echo 'launcher got $sig' >> '$STUB_DIR/log'; exit ${STUB_EXIT:-75}" $sig
 done
 for _ in $(seq 50); do sleep 0.1; done
 exit 0
@@ -48,8 +48,9 @@ VERSIONS = {
 }
 
 
-def run_batch_script(tmp_path: Path, launcher: str, state: str,
-                     flavour: str = "mpich") -> tuple[int, str, str]:
+def run_batch_script(tmp_path: Path, launcher: str, state: str, flavour: str = "mpich",
+                     exit_status: int = 75) -> tuple[int, str, str]:
+    """slurm.sbatch with stand-ins; the launcher, signalled, exits ``exit_status``."""
     stubs = tmp_path / "bin"
     stubs.mkdir()
     for name, text in STUBS.items():
@@ -57,7 +58,7 @@ def run_batch_script(tmp_path: Path, launcher: str, state: str,
         (stubs / name).chmod(0o755)
     env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}", "STUB_DIR": str(tmp_path),
            "STUB_STATE": state, "STUB_VERSION": VERSIONS[flavour], "SLURM_JOB_ID": "7",
-           "LAUNCHER": launcher,
+           "LAUNCHER": launcher, "STUB_EXIT": str(exit_status),
            "DISTNN_CHECK_MPI": "0", "DISTNN_RUN_DIR": str(tmp_path / "run")}
     script = subprocess.Popen(["bash", str(ROOT / "launch" / "slurm.sbatch")], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -107,3 +108,15 @@ def test_a_cancelled_job_is_signalled_by_slurm_not_twice_by_the_script(tmp_path,
     assert "job is CANCELLED: Slurm signals the ranks" in out, out
     # nothing forwarded, nothing requeued: the log holds only the launcher's start
     assert log.startswith(f"{launcher} ") and status == 0, (out, log)
+
+
+@pytest.mark.parametrize("launcher", ["mpirun", "srun"])
+def test_a_job_that_could_not_write_its_checkpoint_says_so_and_is_not_requeued(tmp_path,
+                                                                             launcher):
+    """Status 74 (a full disk, say) after the time-limit signal: a requeued job would
+    fail the same way, so the script says what 74 means and requeues nothing."""
+    status, out, log = run_batch_script(tmp_path, launcher, "RUNNING", exit_status=74)
+    assert status == 74, out
+    assert "status 74: distnn.train could not write its checkpoint" in out, out
+    assert "Free some space, then run it again" in out
+    assert "scontrol requeue" not in log, log
