@@ -12,6 +12,7 @@ The network asks a cost for three things about the output layer L:
 
 Targets y are integer class labels of shape (m,); the seed's one-hot vectors
 (y_j = 1 for j = label, else 0) are rows of an identity matrix picked per batch.
+For regression (the linear cost) they are real values of shape (m, n_L).
 Arrays are batches of rows: z, a have shape (m, n_L).
 """
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from distnn.activations import Activation
 
-__all__ = ["COSTS", "Cost", "CrossEntropyCost", "QuadraticCost", "get_cost"]
+__all__ = ["COSTS", "Cost", "CrossEntropyCost", "LinearCost", "QuadraticCost", "get_cost"]
 
 
 class Cost(Protocol):
@@ -161,11 +162,57 @@ class CrossEntropyCost:
         return self.fn(z, a, y), self.delta(z, a, y, activation, out)
 
 
-COSTS: dict[str, type] = {cls.name: cls for cls in (QuadraticCost, CrossEntropyCost)}
+class LinearCost:
+    """Regression: a linear output a^L = z^L with the quadratic cost C_x = 1/2 ||y - a^L||^2;
+    delta^L = a^L - y (BP1 with sigma' = 1).
+
+    The seed's cost for its regression task, predicting real values: targets y are
+    rows of reals, shape (m, n_L), not class numbers, and the output layer has no
+    activation, so it can reach any value.
+    """
+
+    name = "linear"
+
+    def output(
+        self, z: np.ndarray, activation: Activation, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        if out is None:
+            return z
+        np.copyto(out, z)
+        return out
+
+    def fn(self, z: np.ndarray, a: np.ndarray, y: np.ndarray) -> float:
+        diff = a - y
+        return 0.5 * float(np.vdot(diff, diff))  # sum_x 1/2 ||a - y||^2
+
+    def delta(
+        self,
+        z: np.ndarray,
+        a: np.ndarray,
+        y: np.ndarray,
+        activation: Activation,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        return np.subtract(a, y, out=out)  # delta^L = a^L - y
+
+    def fn_and_delta(
+        self,
+        z: np.ndarray,
+        a: np.ndarray,
+        y: np.ndarray,
+        activation: Activation,
+        out: np.ndarray | None = None,
+    ) -> tuple[float, np.ndarray]:
+        out = self.delta(z, a, y, activation, out)  # a^L - y
+        return 0.5 * float(np.vdot(out, out)), out
+
+
+COSTS: dict[str, type] = {cls.name: cls for cls in (QuadraticCost, CrossEntropyCost, LinearCost)}
+REGRESSION = LinearCost.name  # the one cost for real-valued targets
 
 
 def get_cost(spec: str | Cost) -> Cost:
-    """A cost from its name ("quadratic", "cross_entropy") or a cost object."""
+    """A cost from its name ("quadratic", "cross_entropy", "linear") or a cost object."""
     if isinstance(spec, str):
         if spec not in COSTS:
             raise ValueError(f"unknown cost {spec!r}; choose one of {sorted(COSTS)}")

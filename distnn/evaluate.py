@@ -1,11 +1,17 @@
-"""Test-set evaluation: accuracy, per-class accuracy, confusion matrix.
+"""Test-set evaluation: accuracy, per-class accuracy, confusion matrix; RMSE, MAE and R^2.
 
     python -m distnn.evaluate runs/checkpoint.h5                 # on the data it trained on
     python -m distnn.evaluate runs/checkpoint.h5 --show 5        # five digits as ASCII art
     mpirun -n 4 python -m distnn.evaluate runs/checkpoint.h5     # sharded over ranks
 
 Each rank counts its own shard of the test set into a confusion matrix; the
-matrices are summed over ranks, so every test image counts exactly once.
+matrices are summed over ranks, so every test image counts exactly once. A
+regression is scored the same way: each rank sums its rows' errors (in the
+target's own units, float64), the sums add over ranks, and
+
+    RMSE = sqrt(sum e^2 / n),   MAE = sum |e| / n,   R^2 = 1 - sum e^2 / sum (y - mean y)^2
+
+per target, with e = prediction - y.
 """
 
 from __future__ import annotations
@@ -40,6 +46,60 @@ def accuracy(counts: np.ndarray) -> float:
     return float(np.trace(counts) / max(1, counts.sum()))
 
 
+def regression_sums(net: MLP, x: np.ndarray, y: np.ndarray, mean: np.ndarray,
+                    std: np.ndarray) -> np.ndarray:
+    """Per target (columns), in its own units: rows [n, sum e^2, sum |e|, sum d, sum d^2],
+    float64, with e = prediction - y and d = y - mean (the training mean: the shift
+    keeps sum d^2 - (sum d)^2 / n accurate). The net predicts standardized targets,
+    y holds them in their units, (n, k)."""
+    sums = np.zeros((5, y.shape[1]))
+    for start in range(0, len(y), EVAL_BATCH):
+        truth = y[start:start + EVAL_BATCH]
+        e = net.forward(x[start:start + EVAL_BATCH]).astype(np.float64) * std + mean - truth
+        d = truth - mean
+        sums += [np.full(y.shape[1], len(truth)), (e * e).sum(0), np.abs(e).sum(0),
+                 d.sum(0), (d * d).sum(0)]
+    return sums
+
+
+def regression_scores(sums: np.ndarray) -> dict[str, list[float]]:
+    """RMSE, MAE and R^2 per target from ``regression_sums`` (summed over ranks)."""
+    n, sse, sae, sd, sd2 = sums
+    sst = sd2 - sd * sd / n  # sum (y - mean y)^2
+    return {"rmse": np.sqrt(sse / n).tolist(), "mae": (sae / n).tolist(),
+            "r2": (1 - sse / np.where(sst > 0, sst, np.nan)).tolist()}
+
+
+def test_scores(comm, net: MLP, shard, task: str, n_outputs: int,
+                scaling: dict[str, np.ndarray]) -> tuple[dict[str, object], str]:
+    """The test split scored over every rank, each row once (collective): the fields of
+    the epoch's metrics record, and the run's final line."""
+    if task == "classification":
+        counts = confusion_over_ranks(comm, net, shard.x, shard.y, n_outputs)
+        return ({"test_accuracy": accuracy(counts)},
+                f"final test accuracy: {accuracy(counts):.2%} "
+                f"({np.trace(counts)}/{counts.sum()})")
+    mean, std = scaling["target_mean"], scaling["target_std"]
+    sums = comm.allreduce_(regression_sums(net, shard.x, shard.units, mean, std))
+    scores = regression_scores(sums)
+    fields = {f"test_{name}": values[0] if len(values) == 1 else values
+              for name, values in scores.items()}
+    return fields, f"final test {scores_text(fields)} ({int(sums[0, 0])} rows)"
+
+
+def scores_text(fields: dict[str, object]) -> str:
+    """"RMSE 1.02  MAE 0.81  R^2 0.957", or accuracy, from a metrics record's fields."""
+    if "test_accuracy" in fields:
+        return f"accuracy {fields['test_accuracy']:.2%}"
+
+    def show(value: object) -> str:
+        return (f"{value:.4g}" if isinstance(value, float)
+                else "[" + ", ".join(f"{v:.4g}" for v in value) + "]")
+
+    return (f"RMSE {show(fields['test_rmse'])}  MAE {show(fields['test_mae'])}  "
+            f"R^2 {show(fields['test_r2'])}")
+
+
 def ascii_digit(pixels: np.ndarray, shape: tuple[int, int]) -> list[str]:
     """A greyscale image (values 0..1) as lines of text, darker pixels denser glyphs."""
     ramp = " .:-=+*#%@"
@@ -65,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     from distnn.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
     from distnn.comm import world
     from distnn.data import DataError, describe, read_shard
+    from distnn.data.store import read_scaling
+    from distnn.samples import Shard
 
     comm = world()
     parser = argparse.ArgumentParser(
@@ -84,20 +146,27 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(data, str) or not data:
             raise CheckpointError(f"{args.checkpoint}: corrupt checkpoint: it names no data "
                                   "file (give one with --data)")
-        info = describe(data)
-        if info["n_features"] != net.sizes[0] or info["n_classes"] != net.sizes[-1]:
+        info = {**describe(data), "scaling": read_scaling(data)}
+        outputs = "classes" if info["task"] == "classification" else "targets"
+        if info["n_features"] != net.sizes[0] or info["n_outputs"] != net.sizes[-1] \
+                or (info["task"] == "regression") != (net.cost.name == "linear"):
             raise DataError(
-                f"{data} has {info['n_features']} features and {info['n_classes']} classes; "
-                f"the network expects {net.sizes[0]} and {net.sizes[-1]}"
+                f"{data} has {info['n_features']} features and {info['n_outputs']} {outputs} "
+                f"({info['task']}); the network expects {net.sizes[0]} and {net.sizes[-1]} "
+                f"({'regression' if net.cost.name == 'linear' else 'classification'})"
             )
-        images, labels = read_shard(data, "test", comm.rank, comm.size)
+        features, targets = read_shard(data, "test", comm.rank, comm.size)
     except (CheckpointError, DataError) as err:
         if comm.rank == 0:
             print(f"distnn.evaluate: error: {err}", file=sys.stderr)
         return 2
-    x = images.astype(net.dtype) / 255
-    y = labels.astype(np.intp)
-    counts = confusion_over_ranks(comm, net, x, y, net.sizes[-1])
+    shard = Shard.scaled(features, targets, net.dtype, info)
+    if info["task"] == "regression":
+        _, line = test_scores(comm, net, shard, "regression", net.sizes[-1], info["scaling"])
+        if comm.rank == 0:
+            print(line.removeprefix("final "))
+        return 0
+    counts = confusion_over_ranks(comm, net, shard.x, shard.y, net.sizes[-1])
     if comm.rank == 0:
         try:
             print(report(counts))

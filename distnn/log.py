@@ -15,10 +15,9 @@ import sys
 import threading
 from typing import Any
 
-import numpy as np
 
 from distnn.config import Config
-from distnn.evaluate import accuracy
+from distnn.evaluate import scores_text
 from distnn.protocol import POSITION, emit, report_seconds
 from distnn.writes import WriteFailed, append
 
@@ -142,13 +141,12 @@ class RunLog:
     def epoch(self, record: dict[str, Any]) -> None:
         """The line and the record of a finished epoch."""
         self.say(f"epoch {record['epoch']}/{self.cfg.epochs}  cost {record['cost']:.4f}  "
-                 f"test accuracy {record['test_accuracy']:.2%}  time {record['seconds']:.1f}s  "
+                 f"test {scores_text(record)}  time {record['seconds']:.1f}s  "
                  f"{record['samples_per_s']:.0f} samples/s  comm {record['comm_share']:.0%}")
         self.record(record)
 
-    def final(self, counts: np.ndarray) -> None:
-        self.say(f"final test accuracy: {accuracy(counts):.2%} "
-                 f"({np.trace(counts)}/{counts.sum()})")
+    def final(self, text: str) -> None:
+        self.say(text)
 
 
 def banner(cfg: Config, info: dict[str, Any], ranks: int, summing: str,

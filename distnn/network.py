@@ -71,7 +71,8 @@ class MLP:
 
     Inputs x must be float arrays of shape (m, sizes[0]); anything else is
     converted to the net's dtype (a copy, so pass the right dtype for speed).
-    Labels y are integer classes of shape (m,).
+    Labels y are integer classes of shape (m,), or for regression (the linear cost)
+    real values of shape (m, sizes[-1]).
     """
 
     _max_workspaces = 4  # full batch, last partial batch, evaluation batches
@@ -185,8 +186,10 @@ class MLP:
         return a
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Class indices argmax_j a^L_j, shape (m,)."""
-        return np.argmax(self.forward(x), axis=1)
+        """Class indices argmax_j a^L_j, shape (m,); for regression (the linear cost) the
+        outputs a^L themselves, shape (m, n_L)."""
+        a = self.forward(x)
+        return a if self.cost.name == "linear" else np.argmax(a, axis=1)
 
     # -- backprop -------------------------------------------------------------
 

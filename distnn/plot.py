@@ -1,4 +1,4 @@
-"""Plot a run's metrics: training cost and test accuracy per epoch.
+"""Plot a run's metrics: training cost and test accuracy (a regression: test RMSE) per epoch.
 
     python -m distnn.train --metrics runs/metrics.jsonl
     python -m distnn.plot runs/metrics.jsonl            # writes runs/metrics.png
@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from distnn.protocol import EXIT_IOERR
 from distnn.writes import WriteFailed, save_figure
 
@@ -28,7 +30,7 @@ def read_epochs(path: Path) -> list[dict]:
             record = json.loads(line)
         except json.JSONDecodeError:
             raise ValueError(f"{path}:{number}: not a JSON line") from None
-        if "epoch" in record and "test_accuracy" in record:
+        if "epoch" in record and ("test_accuracy" in record or "test_rmse" in record):
             by_epoch[record["epoch"]] = record
     return [by_epoch[e] for e in sorted(by_epoch)]
 
@@ -45,8 +47,17 @@ def plot(records: list[dict], out: Path, title: str) -> None:
     left.plot(epochs, [r["cost"] for r in records], marker="o")
     left.set(xlabel="epoch", ylabel="training cost (per sample)", yscale="log",
              title="training cost")
-    right.plot(epochs, [100 * r["test_accuracy"] for r in records], marker="o", color="C1")
-    right.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy")
+    if "test_accuracy" in records[-1]:
+        right.plot(epochs, [100 * r["test_accuracy"] for r in records], marker="o", color="C1")
+        right.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy")
+    else:  # a regression: RMSE in the target's units, a line per target
+        rmse = np.array([np.atleast_1d(r["test_rmse"]) for r in records])  # (epochs, targets)
+        for k, column in enumerate(rmse.T):
+            right.plot(epochs, column, marker="o", color=f"C{k + 1}",
+                       label=f"target {k}" if rmse.shape[1] > 1 else None)
+        right.set(xlabel="epoch", ylabel="test RMSE (the target's units)", title="test RMSE")
+        if rmse.shape[1] > 1:
+            right.legend()
     for ax in (left, right):
         ax.grid(True, alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -1,8 +1,9 @@
 """This rank's samples: the rows of a split it serves, as the network reads them.
 
 The trainer holds, on each rank, the rows of the training set's partitions that
-it serves (``distnn.data.order``) and its block of the test set, with the
-pixels scaled to [0, 1] in the network's dtype. A step asks for the rows of its
+it serves (``distnn.data.order``) and its block of the test set, scaled as the
+data file says (``distnn.data.table``): pixels to [0, 1], other features and
+real-valued targets standardized, in the network's dtype. A step asks for the rows of its
 part of the batch by number (``batch``), counted from the first row this rank
 reads.
 """
@@ -10,6 +11,7 @@ reads.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -19,22 +21,44 @@ from distnn.data import Partitions, read_rows, read_shard
 
 @dataclass
 class Shard:
-    """This rank's rows of one split: pixels scaled to [0, 1] in the network's dtype."""
-    x: np.ndarray  # (n_r, n_features)
-    y: np.ndarray  # (n_r,) class labels
+    """This rank's rows of one split, scaled as the network reads them."""
+    x: np.ndarray  # (n_r, n_features): images / 255, or standardized features
+    y: np.ndarray  # (n_r,) class labels, or (n_r, n_targets) standardized targets
+    units: np.ndarray | None = None  # regression: the targets in their own units, float64
 
     @classmethod
-    def load(cls, path: str, split: str, comm: Comm, dtype: np.dtype,
+    def load(cls, path: str, split: str, comm: Comm, dtype: np.dtype, info: dict[str, Any],
              order: Partitions | None = None) -> Shard:
         """The rows of ``order``'s partitions that this rank serves, or without an
-        order (the test set) its block of the split."""
+        order (the test set) its block of the split; scaled as ``info`` (the file's
+        ``describe``, with its ``scaling``) says."""
         if order is None:
-            images, labels = read_shard(path, split, comm.rank, comm.size)
+            features, targets = read_shard(path, split, comm.rank, comm.size)
         else:
-            images, labels = read_rows(path, split, lambda n: order.rows_of(comm.rank, comm.size),
-                                       f"rank {comm.rank}'s")
-        return cls(images.astype(dtype) / dtype.type(255), labels.astype(np.intp))
+            features, targets = read_rows(path, split,
+                                          lambda n: order.rows_of(comm.rank, comm.size),
+                                          f"rank {comm.rank}'s")
+        return cls.scaled(features, targets, dtype, info)
+
+    @classmethod
+    def scaled(cls, features: np.ndarray, targets: np.ndarray, dtype: np.dtype,
+               info: dict[str, Any]) -> Shard:
+        """Rows as stored, scaled: pixels to [0, 1]; other features and real targets
+        standardized with the training split's mean and deviation (in float64, then
+        the network's dtype)."""
+        scaling = info.get("scaling", {})
+        if info["feature_scaling"] == "divide_by_255":
+            x = features.astype(dtype) / dtype.type(255)
+        elif info["feature_scaling"] == "standardize":
+            x = ((features - scaling["feature_mean"]) / scaling["feature_std"]).astype(dtype)
+        else:
+            x = features.astype(dtype)
+        if info["task"] == "classification":
+            return cls(x, targets.astype(np.intp))
+        units = targets.astype(np.float64)
+        y = ((units - scaling["target_mean"]) / scaling["target_std"]).astype(dtype)
+        return cls(x, y, units)
 
     def batch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The samples ``rows``: (len(rows), n_features) and (len(rows),)."""
+        """The samples ``rows``: (len(rows), n_features) and their targets."""
         return self.x.take(rows, axis=0), self.y[rows]  # take(): a faster x[rows]

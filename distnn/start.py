@@ -23,7 +23,9 @@ from distnn.augment import Augment, AugmentError
 from distnn.checkpoint import CheckpointError, read_checkpoint
 from distnn.comm import Comm
 from distnn.config import DEFAULT_DATA, Config, ConfigError, merge_resumed
+from distnn.costs import REGRESSION
 from distnn.data import DataError, Partitions, default_partitions, describe, prepare
+from distnn.data.store import read_scaling
 from distnn.memory import shortfall
 from distnn.memory import size as show_size
 from distnn.network import MLP
@@ -123,7 +125,9 @@ def _start_on_root(cfg: Config, given: dict[str, Any], ranks: int,
     if not Path(cfg.data).exists() and cfg.data == DEFAULT_DATA:
         print(f"distnn: {cfg.data} is missing: preparing MNIST there first", file=sys.stderr)
         prepare(cfg.data)
-    info = describe(cfg.data)
+    info = {**describe(cfg.data), "scaling": read_scaling(cfg.data)}
+    if ckpt is None:
+        cfg = _cost_for_task(cfg, info, given)
     if not cfg.partitions:  # a new run: C is chosen now, and saved with its settings
         cfg = dataclasses.replace(cfg, partitions=default_partitions(cfg.batch_size, ranks))
     order = _check_fit(cfg, info, ranks)
@@ -186,15 +190,31 @@ def _checkpoint_to_resume(cfg: Config) -> dict[str, Any] | None:
     return None
 
 
+def _cost_for_task(cfg: Config, info: dict[str, Any], given: dict[str, Any]) -> Config:
+    """A new run's cost, from its data: the linear output with the quadratic cost for a
+    regression (unless named), and no regression cost for classes."""
+    regression = info["task"] == "regression"
+    if regression and "cost" not in given:
+        return dataclasses.replace(cfg, cost=REGRESSION)
+    if regression != (cfg.cost == REGRESSION):
+        raise ConfigError(f"{cfg.data} holds a {info['task']}: --cost {cfg.cost} is for "
+                          + ("classes; a regression takes --cost linear" if regression else
+                             "real-valued targets; choose quadratic or cross_entropy"))
+    return cfg
+
+
 def _check_fit(cfg: Config, info: dict[str, Any], ranks: int) -> Partitions:
     """The data fits the network, and the batch and the training set fit the partitions
     and the ranks; returns the partitions, whose steps per epoch are then defined."""
-    if info["n_features"] != cfg.layers[0] or info["n_classes"] != cfg.layers[-1]:
+    outputs = "classes" if info["task"] == "classification" else "targets"
+    if info["n_features"] != cfg.layers[0] or info["n_outputs"] != cfg.layers[-1]:
         raise DataError(
-            f"{cfg.data} has {info['n_features']} features and {info['n_classes']} classes, "
+            f"{cfg.data} has {info['n_features']} features and {info['n_outputs']} {outputs}, "
             f"but --layers {','.join(map(str, cfg.layers))} expects {cfg.layers[0]} and "
             f"{cfg.layers[-1]}"
         )
+    if cfg.augment and info["image_shape"] is None:
+        raise ConfigError(f"--augment distorts images, and {cfg.data} holds none")
     if cfg.batch_size < ranks:
         raise ConfigError(f"--batch-size {cfg.batch_size} is smaller than the {ranks} ranks: "
                           "every rank needs at least one sample per step")

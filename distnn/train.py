@@ -32,14 +32,13 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 
 from distnn.augment import Augment
 from distnn.comm import Comm, world
 from distnn.commits import CommitClock
 from distnn.config import Config, parse_args
 from distnn.dropout import Dropout
-from distnn.evaluate import accuracy, confusion_over_ranks
+from distnn.evaluate import test_scores
 from distnn.log import RunLog, banner
 from distnn.protocol import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_IOERR, EXIT_OK, EXIT_TWICE,
                              EXIT_USAGE, STOP_SIGNALS, TRAINING)
@@ -97,6 +96,7 @@ class Plan:
     """The run's fixed numbers (what each step does, how many, learning rates, where to
     start), and where its state goes."""
     cfg: Config
+    data: dict[str, Any]  # the data file's shape, task and scaling (distnn.data.describe)
     recipe: Recipe  # the batch, this rank's share of it, its draws, max-norm
     steps: int  # per epoch
     order: Partitions  # which samples make up each batch, whatever the number of ranks
@@ -140,9 +140,8 @@ def fit(replica: Replica, train_set: Shard, test_set: Shard, plan: Plan, comm: C
         seconds = time.perf_counter() - t0
         check_replicas(comm, replica.net.params, replica.optimizer.velocity,
                        f"after epoch {epoch + 1}")  # MPI
-        counts = confusion_over_ranks(comm, replica.net, test_set.x, test_set.y,
-                                      cfg.layers[-1])  # MPI
-        log.epoch(_epoch_record(epoch, epoch_cost, counts, seconds, steps - start.step, plan,
+        scores, _ = _test(comm, replica, test_set, plan)  # MPI
+        log.epoch(_epoch_record(epoch, epoch_cost, scores, seconds, steps - start.step, plan,
                                 replica.reducer.comm_seconds))
         plan.saver.save(Position(epoch + 1))  # MPI
         plan.commits.reset()
@@ -169,12 +168,20 @@ def _interrupted(plan: Plan, done: Position, log: RunLog) -> int:
     return EXIT_INTERRUPTED
 
 
-def _epoch_record(epoch: int, epoch_cost: float, counts: np.ndarray, seconds: float,
+def _test(comm: Comm, replica: Replica, test_set: Shard,
+          plan: Plan) -> tuple[dict[str, Any], str]:
+    """The test split's scores over every rank (collective): record fields, final line."""
+    info = plan.data
+    return test_scores(comm, replica.net, test_set, info["task"], info["n_outputs"],
+                       info["scaling"])
+
+
+def _epoch_record(epoch: int, epoch_cost: float, scores: dict[str, Any], seconds: float,
                   steps_run: int, plan: Plan, comm_seconds: float) -> dict[str, Any]:
     return {
         "epoch": epoch + 1,
         "cost": epoch_cost / (plan.steps * plan.m),  # per sample; a resumed epoch kept its sum
-        "test_accuracy": accuracy(counts),
+        **scores,  # the test split's: accuracy, or RMSE, MAE and R^2
         "seconds": seconds,
         "samples_per_s": steps_run * plan.m / seconds,
         "comm_share": comm_seconds / seconds,
@@ -187,8 +194,8 @@ def train(start: Start, mine: OnThisRank, comm: Comm, stop: StopRequest, log: Ru
     log.note(crowded_note(mine.ranks_here))
     stall = watch(comm, cfg.stall_timeout)  # MPI
     net, optimizer = network_and_optimizer(start, mine, comm)  # MPI
-    train_set = Shard.load(cfg.data, "train", comm, net.dtype, start.order)
-    test_set = Shard.load(cfg.data, "test", comm, net.dtype)
+    train_set = Shard.load(cfg.data, "train", comm, net.dtype, start.info, start.order)
+    test_set = Shard.load(cfg.data, "test", comm, net.dtype, start.info)
     if start.resumed:
         log.say(f"distnn: resuming {cfg.checkpoint} at epoch {start.position.epoch + 1}, "
                 f"step {start.position.step}")
@@ -211,7 +218,7 @@ def train(start: Start, mine: OnThisRank, comm: Comm, stop: StopRequest, log: Ru
     with reducer:
         status = fit(replica, train_set, test_set, plan, comm, log, stop, stall)
     if status == EXIT_OK:
-        log.final(confusion_over_ranks(comm, net, test_set.x, test_set.y, cfg.layers[-1]))  # MPI
+        log.final(_test(comm, replica, test_set, plan)[1])  # MPI
     stall.close()  # MPI
     return status
 
@@ -227,8 +234,8 @@ def _plan(start: Start, comm: Comm, replica: Replica, log: RunLog) -> Plan:
                     Augment.parse(cfg.augment, start.info["image_shape"]),
                     Dropout(cfg.layers, cfg.dropout, cfg.input_dropout, dtype), cfg.max_norm)
     saver = Saver(cfg, steps, comm, replica, log, start.position if start.resumed else None)
-    return Plan(cfg, recipe, steps, order, eta, start.position, CommitClock(cfg.commit_every),
-                saver)
+    return Plan(cfg, start.info, recipe, steps, order, eta, start.position,
+                CommitClock(cfg.commit_every), saver)
 
 
 def run(cfg: Config, given: dict[str, Any], comm: Comm, stop: StopRequest | None = None) -> int:

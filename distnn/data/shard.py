@@ -14,7 +14,7 @@ import numpy as np
 
 from ..memory import shortfall
 from .errors import DataError
-from .store import check_split, open_checked
+from .store import NAMES, check_split, open_checked
 
 
 def shard_range(n: int, rank: int, size: int) -> tuple[int, int]:
@@ -34,7 +34,8 @@ def read_shard(path: str | Path, split: str, rank: int = 0,
                size: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Read rank `rank` of `size`'s block of `split` from the data file at `path`.
 
-    Returns images uint8 (n_rows, n_features) and labels uint8 (n_rows,).
+    Returns features (n_rows, n_features) as stored (images: uint8) and targets:
+    class numbers (n_rows,), or real values (n_rows, n_targets).
     """
     return read_rows(path, split, lambda n: shard_range(n, rank, size), f"rank {rank}'s")
 
@@ -48,12 +49,14 @@ def read_rows(path: str | Path, split: str, span, whose: str = "the") -> tuple[n
     """
     check_split(split)
     with open_checked(path) as f:
-        images, labels = f[split]["images"], f[split]["labels"]
+        images, labels = (f[split][name] for name in NAMES[int(f.attrs["schema_version"])])
         start, stop = span(len(labels))
         if not 0 <= start <= stop <= len(labels):
             raise DataError(f"{path}: /{split} has {len(labels)} rows, not rows "
                             f"{start}..{stop - 1}")
-        short = shortfall((stop - start) * (images.shape[1] + 1))
+        row = (images.shape[1] * images.dtype.itemsize
+               + int(np.prod(labels.shape[1:])) * labels.dtype.itemsize)  # bytes a row
+        short = shortfall((stop - start) * row)
         if short:
             raise DataError(f"{path}: {whose} {stop - start} rows of /{split} need {short}")
         try:

@@ -1,6 +1,10 @@
 """The HDF5 file distnn trains from: its schema, atomic writing and validation.
 
-Schema version 1 (documented in data/README.md):
+Two schema versions are read (both documented in data/README.md). Version 2
+holds any table: ``/SPLIT/features`` of any numeric dtype and ``/SPLIT/targets``,
+class numbers (``task`` "classification") or real values (``task``
+"regression"), with the scaling the trainer applies stored beside them
+(``distnn.data.table`` writes it). Version 1 is MNIST's, as ``prepare`` writes it:
 
     /train/images   uint8 (N_train, n_features)   chunks of CHUNK_ROWS whole rows
     /train/labels   uint8 (N_train,)              chunks of CHUNK_ROWS
@@ -27,8 +31,17 @@ from ..memory import unstored
 from ..writes import writing
 from .errors import DataError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # what prepare writes (images); tables are TABLE_VERSION
+TABLE_VERSION = 2
+VERSIONS = (SCHEMA_VERSION, TABLE_VERSION)
 SPLITS = ("train", "test")
+TASKS = ("classification", "regression")
+MAX_CLASSES = 1 << 16  # class numbers stored as up to uint16 in a table
+# The datasets of a split, by schema version: (features, targets).
+NAMES = {SCHEMA_VERSION: ("images", "labels"), TABLE_VERSION: ("features", "targets")}
+TABLE_ATTRS = ("schema_version", "source", "source_sha256", "task", "n_features",
+               "shuffle_seed", "feature_scaling")
+SCALINGS = ("divide_by_255", "standardize", "none")
 CHUNK_ROWS = 256  # 256 x 784 B = 196 KiB per image chunk: fits h5py's 1 MiB chunk cache
 LABEL_BLOCK = 1 << 20  # labels checked this many at a time
 REQUIRED_ATTRS = ("schema_version", "source", "source_sha256", "image_shape", "n_classes",
@@ -93,11 +106,14 @@ def _check_schema(f: h5py.File, path: Path) -> None:
     version = f.attrs.get("schema_version")
     if version is None:
         raise DataError(f"{path}: no schema_version attribute; not a distnn data file")
-    if int(version) != SCHEMA_VERSION:
+    if int(version) not in VERSIONS:
         raise DataError(
-            f"{path}: schema version {int(version)}, this distnn reads {SCHEMA_VERSION}; "
-            "re-run python -m distnn.data prepare"
+            f"{path}: schema version {int(version)}, this distnn reads "
+            f"{' and '.join(map(str, VERSIONS))}; re-run python -m distnn.data prepare"
         )
+    if int(version) == TABLE_VERSION:
+        _check_table(f, path)
+        return
     for key in REQUIRED_ATTRS:
         if key not in f.attrs:
             raise DataError(f"{path}: missing file attribute {key!r}")
@@ -141,6 +157,84 @@ def _check_schema(f: h5py.File, path: Path) -> None:
                 raise DataError(f"{path}: {problem}")
 
 
+def _attr_int(f: h5py.File, key: str, low: int, high: int, path: Path) -> int:
+    value = f.attrs.get(key)
+    if value is None:
+        raise DataError(f"{path}: missing file attribute {key!r}")
+    if not (np.ndim(value) == 0 and np.issubdtype(np.asarray(value).dtype, np.integer)
+            and low <= int(value) <= high):
+        raise DataError(f"{path}: attribute {key} must be an integer in {low}..{high}, "
+                        f"got {value!r}")
+    return int(value)
+
+
+def _check_table(f: h5py.File, path: Path) -> None:
+    """Schema 2: a table of features and targets, and its scaling."""
+    for key in TABLE_ATTRS:
+        if key not in f.attrs:
+            raise DataError(f"{path}: missing file attribute {key!r}")
+    task, scaling = str(f.attrs["task"]), str(f.attrs["feature_scaling"])
+    if task not in TASKS:
+        raise DataError(f"{path}: attribute task is {task!r}, expected one of {TASKS}")
+    if scaling not in SCALINGS:
+        raise DataError(f"{path}: attribute feature_scaling is {scaling!r}, expected one of "
+                        f"{SCALINGS}")
+    n_features = _attr_int(f, "n_features", 1, 1 << 31, path)
+    width = (_attr_int(f, "n_classes", 2, MAX_CLASSES, path) if task == "classification"
+             else _attr_int(f, "n_targets", 1, 1 << 16, path))
+    for split in SPLITS:
+        if not isinstance(f.get(split), h5py.Group):
+            raise DataError(f"{path}: missing group /{split}")
+        features, targets = (f[split].get(name) for name in NAMES[TABLE_VERSION])
+        for ds, name in ((features, "features"), (targets, "targets")):
+            if not isinstance(ds, h5py.Dataset):
+                raise DataError(f"{path}: missing dataset /{split}/{name}")
+        if features.ndim != 2 or features.shape[1] != n_features \
+                or not _real(features.dtype):
+            raise DataError(f"{path}: /{split}/features is {features.dtype} {features.shape}, "
+                            f"expected numbers of shape (rows, {n_features})")
+        if scaling == "divide_by_255" and features.dtype != np.uint8:
+            raise DataError(f"{path}: feature_scaling divide_by_255 is for uint8 features, "
+                            f"/{split}/features is {features.dtype}")
+        if task == "classification" and (targets.ndim != 1 or targets.dtype.kind != "u"):
+            raise DataError(f"{path}: /{split}/targets is {targets.dtype} {targets.shape}, "
+                            "expected class numbers (unsigned integers), one per row")
+        if task == "regression" and (targets.shape[1:] != (width,) or targets.dtype.kind != "f"):
+            raise DataError(f"{path}: /{split}/targets is {targets.dtype} {targets.shape}, "
+                            f"expected floats of shape (rows, {width})")
+        if len(features) != len(targets) or len(targets) == 0:
+            raise DataError(f"{path}: /{split} has {len(features)} rows of features and "
+                            f"{len(targets)} of targets; both must be the same, and not 0")
+        for ds in (features, targets):
+            problem = unstored(ds)
+            if problem:
+                raise DataError(f"{path}: {problem}")
+    wanted = [("feature", n_features)] if scaling == "standardize" else []
+    wanted += [("target", width)] if task == "regression" else []
+    for kind, n in wanted:
+        for stat in ("mean", "std"):
+            ds = f.get(f"scaling/{kind}_{stat}")
+            if not isinstance(ds, h5py.Dataset) or ds.dtype != np.float64 or ds.shape != (n,):
+                raise DataError(f"{path}: /scaling/{kind}_{stat} must be float64 of shape ({n},)")
+            values = ds[()]
+            if not np.all(np.isfinite(values)) or (stat == "std" and np.any(values <= 0)):
+                raise DataError(f"{path}: /scaling/{kind}_{stat} must be finite"
+                                + (" and positive" if stat == "std" else ""))
+
+
+def _real(dtype: np.dtype) -> bool:
+    return dtype.kind in "uif"  # unsigned, signed, float: numbers a network can read
+
+
+def read_scaling(path: str | Path) -> dict[str, np.ndarray]:
+    """The scaling stored with a table (float64): feature_mean and feature_std where its
+    features are standardized, target_mean and target_std for regression; none for
+    images, which are divided by 255."""
+    with open_checked(path) as f:
+        group = f.get("scaling")
+        return {} if group is None else {name: group[name][()] for name in group}
+
+
 def _check_labels(labels: h5py.Dataset, n_classes: int, path: Path) -> None:
     """Every label is a class: found here, not as an IndexError in the middle of an epoch."""
     for start in range(0, len(labels), LABEL_BLOCK):  # a block at a time: bounded memory
@@ -154,32 +248,48 @@ def _check_labels(labels: h5py.Dataset, n_classes: int, path: Path) -> None:
 def describe(path: str | Path) -> dict:
     """Validate `path`, every label included, and return its schema attrs and split sizes.
 
-    Keys: path, schema_version, source, source_sha256, image_shape (tuple),
-    n_features, n_classes, shuffle_seed, train_size, test_size.
+    Keys: path, schema_version, source, source_sha256, task ("classification" or
+    "regression"), image_shape (a tuple, or None for a table without one),
+    n_features, n_outputs (classes, or targets per row), n_classes (classification
+    only), feature_scaling, shuffle_seed, train_size, test_size.
     """
     with open_checked(path) as f:
-        for split in SPLITS:  # every row, so only here: readers of a shard read their own rows
-            _check_labels(f[split]["labels"], int(f.attrs["n_classes"]), Path(path))
-        image_shape = tuple(int(d) for d in f.attrs["image_shape"])
-        return {
+        version = int(f.attrs["schema_version"])
+        features, targets = NAMES[version]
+        task = str(f.attrs.get("task", "classification"))
+        if task == "classification":
+            for split in SPLITS:  # every row, so only here: a shard's readers read their own
+                _check_labels(f[split][targets], int(f.attrs["n_classes"]), Path(path))
+        shape = f.attrs.get("image_shape")
+        image_shape = None if shape is None else tuple(int(d) for d in shape)
+        n_outputs = int(f.attrs["n_classes"] if task == "classification"
+                        else f.attrs["n_targets"])
+        info = {
             "path": str(path),
-            "schema_version": int(f.attrs["schema_version"]),
+            "schema_version": version,
             "source": str(f.attrs["source"]),
             "source_sha256": str(f.attrs["source_sha256"]),
+            "task": task,
             "image_shape": image_shape,
-            "n_features": int(np.prod(image_shape)),
-            "n_classes": int(f.attrs["n_classes"]),
+            "n_features": int(f["train"][features].shape[1]),
+            "n_outputs": n_outputs,
+            "feature_scaling": str(f.attrs.get("feature_scaling", "divide_by_255")),
             "shuffle_seed": int(f.attrs["shuffle_seed"]),
-            "train_size": len(f["train/labels"]),
-            "test_size": len(f["test/labels"]),
+            "train_size": len(f["train"][targets]),
+            "test_size": len(f["test"][targets]),
         }
+        if task == "classification":
+            info["n_classes"] = n_outputs
+        return info
 
 
 def class_counts(path: str | Path, split: str) -> np.ndarray:
     """Number of rows of each class in `split`, shape (n_classes,)."""
     with open_checked(path) as f:
         check_split(split)
-        labels = f[split]["labels"][:]  # labels are small: 1 byte a row
+        if str(f.attrs.get("task", "classification")) != "classification":
+            raise DataError(f"{path} holds a regression: its rows have no classes")
+        labels = f[split][NAMES[int(f.attrs["schema_version"])][1]][:]  # small: a number a row
         return np.bincount(labels, minlength=int(f.attrs["n_classes"]))
 
 

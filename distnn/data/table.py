@@ -1,0 +1,115 @@
+"""Writing a table (schema 2): features and targets a block of rows at a time, and their scaling.
+
+A table holds what a lab brings: features of any numeric dtype, and targets that
+are class numbers (``task`` "classification") or real values, one or several per
+row (``task`` "regression"). The trainer reads features scaled so that every
+input has a comparable range: uint8 images divided by 255, as MNIST's are
+(``feature_scaling`` "divide_by_255"), anything else standardized with the
+training split's mean and standard deviation ("standardize"), which are
+computed here in float64, in two passes over the rows written (the mean, then
+the mean squared deviation from it), and stored in ``/scaling``. A feature
+that is constant in the training split gets a standard deviation of 1: it then
+reads as 0 everywhere, and carries no weight. Regression targets are
+standardized the same way for training, and every figure is reported back in
+their own units.
+
+Memory is bounded by a block of rows: the blocks come from an iterator, the
+datasets grow as they arrive, and the statistics are read back a block at a
+time. The file is written atomically (``distnn.atomic``) and checked against
+the schema before it replaces anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..atomic import atomic_path
+from ..writes import writing
+from .errors import DataError
+from .store import CHUNK_ROWS, MAX_CLASSES, SPLITS, TABLE_VERSION, TASKS, validate
+
+Blocks = Iterable[tuple[np.ndarray, np.ndarray]]  # (features (b, n), targets (b,) or (b, k))
+STAT_BLOCK = 1 << 16  # rows read back at a time for the statistics
+
+
+def write_table(path: str | Path, splits: dict[str, Blocks], *, task: str, n_features: int,
+                n_outputs: int, source: str, seed: int = 0, source_sha256: str = "",
+                feature_dtype: np.dtype | str = np.float64,
+                image_shape: tuple[int, ...] | None = None) -> Path:
+    """Write the blocks of each split ("train", "test") to ``path`` as a table.
+
+    ``n_outputs`` is the number of classes (classification) or of targets per row
+    (regression). The training split must already be in the order it is to be
+    trained in (a fair sample in every block: ``distnn.data.order``). Raises
+    DataError on bad blocks, WriteFailed (``distnn.writes``) if the file cannot be
+    written.
+    """
+    if task not in TASKS:
+        raise DataError(f"task must be one of {TASKS}, got {task!r}")
+    feature_dtype = np.dtype(feature_dtype)
+    images = feature_dtype == np.uint8 and image_shape is not None
+    path = Path(path)
+    with writing(path), atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs.update({"schema_version": TABLE_VERSION, "source": source,
+                            "source_sha256": source_sha256, "task": task,
+                            "n_features": n_features, "shuffle_seed": seed,
+                            "feature_scaling": "divide_by_255" if images else "standardize"})
+            f.attrs["n_classes" if task == "classification" else "n_targets"] = n_outputs
+            if image_shape is not None:
+                f.attrs["image_shape"] = np.asarray(image_shape, np.int64)
+            for split in SPLITS:
+                _write_split(f.create_group(split), splits[split], task, n_features,
+                             n_outputs, feature_dtype)
+            if not images:
+                _store_stats(f, "feature", f["train/features"])
+            if task == "regression":
+                _store_stats(f, "target", f["train/targets"])
+        validate(tmp)
+    return path
+
+
+def _write_split(group: h5py.Group, blocks: Blocks, task: str, n_features: int,
+                 n_outputs: int, feature_dtype: np.dtype) -> None:
+    regression = task == "regression"
+    target_dtype = np.float64 if regression else (np.uint8 if n_outputs <= 256 else np.uint16)
+    target_shape = (n_outputs,) if regression else ()
+    features = group.create_dataset("features", (0, n_features), feature_dtype,
+                                    maxshape=(None, n_features), chunks=(CHUNK_ROWS, n_features))
+    targets = group.create_dataset("targets", (0, *target_shape), target_dtype,
+                                   maxshape=(None, *target_shape),
+                                   chunks=(CHUNK_ROWS, *target_shape))
+    for x, y in blocks:
+        n = len(features)
+        features.resize(n + len(x), axis=0)
+        targets.resize(n + len(x), axis=0)
+        features[n:] = x
+        targets[n:] = y
+    if regression:
+        return
+    if len(targets) and int(_blockwise_max(targets)) >= min(n_outputs, MAX_CLASSES):
+        raise DataError(f"{group.name}: a class number is not below the {n_outputs} classes")
+
+
+def _blockwise_max(ds: h5py.Dataset) -> int:
+    return max(int(ds[i:i + STAT_BLOCK].max()) for i in range(0, len(ds), STAT_BLOCK))
+
+
+def _store_stats(f: h5py.File, kind: str, ds: h5py.Dataset) -> None:
+    """/scaling/KIND_mean and KIND_std of a dataset's columns, in float64, two passes."""
+    n, width = len(ds), ds.shape[1]
+    total = np.zeros(width)
+    for i in range(0, n, STAT_BLOCK):
+        total += ds[i:i + STAT_BLOCK].astype(np.float64).sum(axis=0)
+    mean = total / n
+    squares = np.zeros(width)
+    for i in range(0, n, STAT_BLOCK):
+        squares += np.square(ds[i:i + STAT_BLOCK].astype(np.float64) - mean).sum(axis=0)
+    std = np.sqrt(squares / n)
+    std[std == 0] = 1.0  # a constant column reads as 0: no information, and no division by 0
+    f.create_dataset(f"scaling/{kind}_mean", data=mean)
+    f.create_dataset(f"scaling/{kind}_std", data=std)
