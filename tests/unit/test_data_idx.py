@@ -79,7 +79,7 @@ def test_cli_prepare_and_info(make_idx_dir, tmp_path):
     assert done.stdout == ""  # progress goes to stderr only
     done = run_cli("info", "sub/o.h5", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "train: 600 images" in done.stdout and "test: 100 images" in done.stdout
+    assert "train: 600 rows" in done.stdout and "test: 100 rows" in done.stdout
     assert "per class: 0:60 1:60" in done.stdout
     assert "schema_version: 1" in done.stdout and "image_shape: (4, 3)" in done.stdout
 

@@ -119,7 +119,7 @@ def mutate(path: Path, how: str) -> None:
             del f["test/labels"]
             f["test/labels"] = np.zeros(99, np.uint8)
         elif how == "version":
-            f.attrs["schema_version"] = 2
+            f.attrs["schema_version"] = 3
         elif how == "no_version":
             del f.attrs["schema_version"]
         elif how == "shape_attr":
@@ -135,7 +135,7 @@ def mutate(path: Path, how: str) -> None:
     ("ndim", "/test/images has shape (100, 4, 3), expected 2-D"),
     ("features", "/test/images has 11 features, image_shape (4, 3) needs 12"),
     ("count", "/test has 100 images but 99 labels"),
-    ("version", "schema version 2, this distnn reads 1"),
+    ("version", "schema version 3, this distnn reads 1 and 2"),
     ("no_version", "no schema_version attribute"),
     ("no_attr", "missing file attribute 'n_classes'"),
     ("shape_attr", "attribute image_shape must be positive integers"),

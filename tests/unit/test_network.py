@@ -50,6 +50,13 @@ def summed_cost(net: MLP, x: np.ndarray, y: np.ndarray) -> float:
     return net.cost.fn(z, net.cost.output(z, net.activation), y)
 
 
+def targets(net: MLP, rng: np.random.Generator, m: int) -> np.ndarray:
+    """Class numbers (m,), or for regression (the linear cost) reals (m, n_L)."""
+    if net.cost.name == "linear":
+        return rng.standard_normal((m, net.sizes[-1]))
+    return rng.integers(0, net.sizes[-1], m)
+
+
 def batch_away_from_kinks(net: MLP, m: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """A batch whose z's are all > 1e-3 from 0, where ReLU, leaky ReLU and ELU kink,
     so that finite differences with eps = 1e-6 never straddle a kink."""
@@ -57,7 +64,7 @@ def batch_away_from_kinks(net: MLP, m: int = 4) -> tuple[np.ndarray, np.ndarray]
         rng = np.random.default_rng(seed)
         x = rng.standard_normal((m, net.sizes[0]))
         if min(np.abs(z).min() for z in pre_activations(net, x)) > 1e-3:
-            return x, rng.integers(0, net.sizes[-1], m)
+            return x, targets(net, rng, m)
     raise AssertionError("no kink-free batch found")
 
 
@@ -78,7 +85,7 @@ def test_gradient_matches_finite_differences(activation, cost, sizes) -> None:
 def test_gradient_is_sum_of_per_sample_gradients(cost) -> None:
     net = MLP([6, 5, 4, 3], activation="tanh", cost=cost, dtype="float64", seed=1)
     rng = np.random.default_rng(0)
-    x, y = rng.standard_normal((7, 6)), rng.integers(0, 3, 7)
+    x, y = rng.standard_normal((7, 6)), targets(net, rng, 7)
     cost_value, grad = net.gradient(x, y)
     per_sample = [net.gradient(x[i : i + 1], y[i : i + 1]) for i in range(len(x))]
     np.testing.assert_allclose(grad, sum(g for _, g in per_sample), rtol=1e-12, atol=1e-14)
@@ -227,7 +234,9 @@ def test_float32_everywhere(activation, cost) -> None:
     net64 = MLP(**{**net32.config(), "dtype": "float64"})
     net64.params[:] = net32.params  # identical (float32-representable) parameters
     rng = np.random.default_rng(0)
-    x, y = rng.random((9, 6)).astype(np.float32), rng.integers(0, 4, 9)
+    x, y = rng.random((9, 6)).astype(np.float32), targets(net32, rng, 9)
+    if y.dtype.kind == "f":  # regression targets come in the net's dtype, as the trainer's
+        y = y.astype(np.float32)
     cost32, grad32 = net32.gradient(x, y)
     assert isinstance(cost32, float)
     assert grad32.dtype == np.float32 and net32.params.dtype == np.float32
@@ -262,3 +271,20 @@ def test_bind_moves_the_parameters_to_another_vector() -> None:
     assert not net.weights[1].any() and not net.biases[1].any()
     with pytest.raises(ValueError, match="flat float64 vector of 39"):
         net.bind(np.zeros(38))
+
+
+def test_the_linear_cost_is_the_seeds_quadratic_cost_on_an_identity_output() -> None:
+    """By hand: one sample, two outputs, a 1-layer net with w = [[1, 2], [3, 4]], b = 0:
+    a = z = w x = (5, 11) for x = (1, 2); y = (4, 13); C = 1/2 (1 + 4) = 2.5;
+    delta = a - y = (1, -2); dC/dw = delta x^T = [[1, 2], [-2, -4]], dC/db = delta."""
+    net = MLP([2, 2], activation="sigmoid", cost="linear", dtype="float64")
+    net.weights[0][...] = [[1, 2], [3, 4]]
+    net.biases[0][...] = 0
+    x, y = np.array([[1.0, 2.0]]), np.array([[4.0, 13.0]])
+    np.testing.assert_array_equal(net.forward(x), [[5.0, 11.0]])  # no sigmoid at the output
+    np.testing.assert_array_equal(net.predict(x), [[5.0, 11.0]])  # values, not a class
+    cost, grad = net.gradient(x, y)
+    assert cost == 2.5
+    g_w, g_b = net._views(grad)
+    np.testing.assert_array_equal(g_w[0], [[1, 2], [-2, -4]])
+    np.testing.assert_array_equal(g_b[0], [1, -2])

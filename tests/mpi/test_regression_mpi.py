@@ -1,0 +1,71 @@
+"""Regression on several ranks: the same result as one process, scores counted once per row.
+
+    mpirun -n 4 python -m pytest --with-mpi tests/mpi/test_regression_mpi.py
+
+The sub-communicators of the first P ranks give P = 1..4 in one job (as in
+tests/mpi/test_train_mpi.py); the batches do not depend on P, so after 5
+epochs in float64 the parameters agree to rounding.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from distnn import load_checkpoint
+from distnn.comm import MPIComm, SerialComm
+from distnn.config import parse_args
+from distnn.data.friedman import make_friedman
+from distnn.train import run
+
+pytestmark = pytest.mark.mpi(min_size=2)
+
+ARGS = ["--layers", "10,16,16,1", "--batch-size", "16", "--lr", "0.05", "--momentum", "0.9",
+        "--warmup-epochs", "0", "--no-progress", "--commit-every", "0", "--dtype", "float64",
+        "--epochs", "5"]
+
+
+@pytest.fixture
+def world():
+    from mpi4py import MPI
+    return MPI.COMM_WORLD
+
+
+@pytest.fixture
+def friedman(world, mpi_tmp_path):
+    path = mpi_tmp_path / "f.h5"
+    if world.rank == 0:
+        make_friedman(path, train_rows=320, test_rows=90, sigma=0.5, seed=4)
+    world.Barrier()
+    return path
+
+
+def first_ranks(world, p: int):
+    sub = world.Split(0 if world.rank < p else 1, world.rank)
+    if world.rank >= p:
+        sub.Free()
+        return None
+    return SerialComm() if p == 1 else MPIComm(sub)
+
+
+@pytest.mark.parametrize("reduce", ["allreduce", "shm"])
+def test_a_regression_on_any_number_of_ranks_ends_where_one_process_does(world, friedman,
+                                                                         mpi_tmp_path, reduce):
+    for p in range(1, world.size + 1):
+        comm = first_ranks(world, p)
+        if comm is not None:
+            cfg, given = parse_args(["--data", str(friedman), *ARGS, "--reduce", reduce,
+                                     "--checkpoint", str(mpi_tmp_path / f"{reduce}{p}.h5"),
+                                     "--metrics", str(mpi_tmp_path / f"{reduce}{p}.jsonl")])
+            assert run(cfg, given, comm) == 0
+        world.Barrier()
+    one = load_checkpoint(mpi_tmp_path / f"{reduce}1.h5").params
+    scores = json.loads((mpi_tmp_path / f"{reduce}1.jsonl").read_text().splitlines()[-1])
+    for p in range(2, world.size + 1):
+        many = load_checkpoint(mpi_tmp_path / f"{reduce}{p}.h5").params
+        assert np.max(np.abs(many - one)) <= 1e-12 * np.max(np.abs(one))
+        theirs = json.loads((mpi_tmp_path / f"{reduce}{p}.jsonl").read_text().splitlines()[-1])
+        for key in ("test_rmse", "test_mae", "test_r2"):  # every test row counted once
+            assert theirs[key] == pytest.approx(scores[key], rel=1e-10)
