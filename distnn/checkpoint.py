@@ -5,9 +5,12 @@ saving leaves the previous checkpoint intact:
 
     /params                  the flat parameter vector (net.params, each w column by column)
     /optimizer/<name>        the optimizer's flat state (e.g. velocity); scalars as attrs
+    /scaling/<name>          a table's scaling (distnn.data.table), when the run
+                             trained on one: what a prediction applies to new rows
     attrs: format, version, model (JSON: MLP constructor arguments),
            config (JSON: the run's Config), position (JSON: epoch, step, steps
            per epoch, cost so far in that epoch, world size), rng,
+           data (JSON, a table's only: task, feature_scaling, n_outputs),
            checksum (sha256 of all of the above but itself)
 
 The random state needs no array of its own: every epoch's shuffle of each
@@ -53,12 +56,14 @@ class CheckpointError(Exception):
         super().__init__(" ".join(str(message).split()))
 
 
-def _checksum(attrs: dict[str, str], params: np.ndarray, optimizer: dict[str, Any]) -> str:
+def _checksum(attrs: dict[str, str], params: np.ndarray, optimizer: dict[str, Any],
+              scaling: dict[str, np.ndarray] | None = None) -> str:
     """sha256 over the text attributes, the parameters and the optimizer state, in a fixed order."""
     digest = hashlib.sha256()
     for key in sorted(attrs):
         digest.update(f"{key}={attrs[key]}\n".encode())
-    for name, value in [("params", params), *sorted(optimizer.items())]:
+    extra = [(f"scaling/{k}", v) for k, v in sorted((scaling or {}).items())]
+    for name, value in [("params", params), *sorted(optimizer.items()), *extra]:
         value = np.asarray(value)
         digest.update(f"{name}:{value.dtype.str}:{value.shape}\n".encode())
         digest.update(np.ascontiguousarray(value).tobytes())
@@ -66,8 +71,13 @@ def _checksum(attrs: dict[str, str], params: np.ndarray, optimizer: dict[str, An
 
 
 def save_checkpoint(path: str | os.PathLike[str], net: MLP, optimizer_state: dict[str, Any],
-                    config: dict[str, Any], position: dict[str, Any]) -> None:
+                    config: dict[str, Any], position: dict[str, Any],
+                    data: dict[str, Any] | None = None,
+                    scaling: dict[str, np.ndarray] | None = None) -> None:
     """Write a checkpoint atomically: the old one stays until the new one is complete.
+
+    ``data`` and ``scaling``, for a run on a table: what it is (task,
+    feature_scaling, n_outputs) and its scaling, for predictions on new rows.
 
     A write that fails (a full disk, a read-only place) is a WriteFailed
     (``distnn.writes``), and leaves no temporary file.
@@ -75,10 +85,14 @@ def save_checkpoint(path: str | os.PathLike[str], net: MLP, optimizer_state: dic
     attrs = {"format": FORMAT, "version": str(VERSION), "model": json.dumps(net.config()),
              "config": json.dumps(config), "position": json.dumps(position),
              "rng": "numpy default_rng([seed, epoch, partition]) per epoch; see position"}
+    if data is not None:
+        attrs["data"] = json.dumps(data)
     with writing(path), atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         for key, value in attrs.items():
             f.attrs[key] = VERSION if key == "version" else value
-        f.attrs["checksum"] = _checksum(attrs, net.params, optimizer_state)
+        f.attrs["checksum"] = _checksum(attrs, net.params, optimizer_state, scaling)
+        for name, value in (scaling or {}).items():
+            f.create_dataset(f"scaling/{name}", data=value)
         f.create_dataset("params", data=net.params)
         group = f.create_group("optimizer")
         for name, value in optimizer_state.items():
@@ -134,15 +148,40 @@ def _read(f: h5py.File, path: Path) -> dict[str, Any]:
             raise CheckpointError(f"{path}: corrupt checkpoint: /optimizer attribute {k!r} "
                                   "is not a number")
         optimizer[k] = np.asarray(v).item()
+    data, scaling = _data(f, path)
     if int(version) >= 3:
         attrs = {k: str(f.attrs[k]) for k in ("format", "model", "config", "position", "rng")}
         attrs["version"] = str(int(version))
+        if data is not None:
+            attrs["data"] = str(f.attrs["data"])
         stored = f.attrs.get("checksum")
-        if stored != _checksum(attrs, params, optimizer):
+        if stored != _checksum(attrs, params, optimizer, scaling):
             raise CheckpointError(f"{path}: corrupt checkpoint: its checksum does not match its "
                                   "contents (flipped bits, or changed after it was written)")
     return {"model": model, "config": texts["config"], "position": position, "params": params,
-            "optimizer": optimizer}
+            "optimizer": optimizer, "data": data, "scaling": scaling}
+
+
+def _data(f: h5py.File, path: Path) -> tuple[dict[str, Any] | None, dict[str, np.ndarray]]:
+    """What table the run trained on, and its scaling (None and {} for images)."""
+    if "data" not in f.attrs:
+        return None, {}
+    try:
+        data = json.loads(f.attrs["data"])
+    except (TypeError, ValueError):
+        data = None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: corrupt checkpoint: attribute 'data' is not a JSON "
+                              "object")
+    group = f.get("scaling", {})
+    scaling = {}
+    for name in group:
+        values = group[name][()]
+        if values.dtype != np.float64 or values.ndim != 1 or not np.all(np.isfinite(values)):
+            raise CheckpointError(f"{path}: corrupt checkpoint: /scaling/{name} is not a "
+                                  "finite float64 vector")
+        scaling[name] = values
+    return data, scaling
 
 
 def _parameter_count(model: Any, path: Path) -> int:

@@ -32,9 +32,14 @@ class Saver:
     """Writes this run's checkpoints (on rank 0), and knows the last one written."""
 
     def __init__(self, cfg: Config, steps: int, comm: Comm, replica: Any, log: Any,
-                 saved: Position | None) -> None:
+                 saved: Position | None, data: dict[str, Any] | None = None) -> None:
         self.cfg, self.steps, self.comm, self.replica, self.log = cfg, steps, comm, replica, log
         self.saved = saved  # the last checkpoint of this run on disk, if any
+        # A table's task and scaling go with the model, for predictions on new rows.
+        table = data is not None and data.get("schema_version") == 2
+        self._data = ({k: data[k] for k in ("task", "feature_scaling", "n_outputs")}
+                      if table else None)
+        self._scaling = data.get("scaling") if table else None
         self._failing = False  # the last commit could not be written
 
     def write(self, position: Position) -> None:
@@ -42,7 +47,8 @@ class Saver:
         net, optimizer = self.replica.net, self.replica.optimizer
         save_checkpoint(self.cfg.checkpoint, net, optimizer.state_dict(), self.cfg.to_dict(),
                         {"epoch": position.epoch, "step": position.step, "steps": self.steps,
-                         "epoch_cost": position.epoch_cost, "ranks": self.comm.size})
+                         "epoch_cost": position.epoch_cost, "ranks": self.comm.size},
+                        self._data, self._scaling)
         self.saved = position
 
     def save(self, position: Position) -> None:

@@ -233,7 +233,8 @@ def _plan(start: Start, comm: Comm, replica: Replica, log: RunLog) -> Plan:
     recipe = Recipe(cfg.batch_size, order.share_of(comm.rank, comm.size), cfg.seed,
                     Augment.parse(cfg.augment, start.info["image_shape"]),
                     Dropout(cfg.layers, cfg.dropout, cfg.input_dropout, dtype), cfg.max_norm)
-    saver = Saver(cfg, steps, comm, replica, log, start.position if start.resumed else None)
+    saver = Saver(cfg, steps, comm, replica, log, start.position if start.resumed else None,
+                  start.info)
     return Plan(cfg, start.info, recipe, steps, order, eta, start.position,
                 CommitClock(cfg.commit_every), saver)
 

@@ -1,0 +1,174 @@
+"""Predictions from a trained model, on rows it has never seen.
+
+    python -m distnn.predict runs/checkpoint.h5 new_rows.csv --out predictions.csv
+    python -m distnn.predict runs/checkpoint.h5 rows.h5 --dataset x --out predictions.npy
+
+INPUT (CSV, .npy, .npz, HDF5: ``distnn.data.readers``) is read a block of rows
+at a time, each row scaled as the model's training data was (its checkpoint
+keeps the scaling: pixels / 255, or a table's standardization), and OUT gets,
+per row, the class and each class's probability (a classifier; with the
+quadratic cost, its output activations in place of probabilities), or the
+predicted values in the target's own units (a regression). OUT's suffix picks
+its kind: .csv (a header, then a row per input row), .npy (the classes, or the
+values), .h5 (datasets ``classes`` and ``probabilities``, or ``values``). It is
+written all at once (``distnn.atomic``): a failed run leaves no half file.
+
+From Python: ``distnn.load_model(path).predict(rows)`` does the same on an array.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from distnn.atomic import atomic_path
+from distnn.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from distnn.data.errors import DataError
+from distnn.data.readers import open_rows
+from distnn.network import MLP
+from distnn.protocol import EXIT_IOERR, EXIT_OK, EXIT_USAGE
+from distnn.writes import WriteFailed, writing
+
+OUTPUTS = (".csv", ".npy", ".h5")
+
+
+class Model:
+    """A trained network and the scaling of its training data: predictions on raw rows."""
+
+    def __init__(self, net: MLP, data: dict[str, Any] | None,
+                 scaling: dict[str, np.ndarray]) -> None:
+        self.net, self.scaling = net, scaling
+        # A checkpoint of images (schema 1) names no table: pixels, divided by 255.
+        self.data = data or {"task": "classification", "feature_scaling": "divide_by_255",
+                             "n_outputs": net.sizes[-1]}
+
+    @classmethod
+    def load(cls, path: str | Path) -> Model:
+        ckpt = read_checkpoint(path)
+        return cls(load_checkpoint(path), ckpt["data"], ckpt["scaling"])
+
+    @property
+    def regression(self) -> bool:
+        return self.data["task"] == "regression"
+
+    def _inputs(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.float64)
+        if rows.ndim != 2 or rows.shape[1] != self.net.sizes[0]:
+            raise DataError(f"rows of shape {rows.shape}: the model takes "
+                            f"{self.net.sizes[0]} features a row")
+        if self.data["feature_scaling"] == "divide_by_255":
+            return rows.astype(self.net.dtype) / self.net.dtype.type(255)
+        if self.data["feature_scaling"] == "standardize":
+            rows = (rows - self.scaling["feature_mean"]) / self.scaling["feature_std"]
+        return rows.astype(self.net.dtype)
+
+    def outputs(self, rows: np.ndarray) -> np.ndarray:
+        """a^L for raw rows (m, n_features): class probabilities, or values in the
+        target's units (m, n_outputs), float64."""
+        a = self.net.forward(self._inputs(rows)).astype(np.float64)
+        if self.regression:
+            return a * self.scaling["target_std"] + self.scaling["target_mean"]
+        return a
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        """Classes (m,), or values in the target's units (m, n_outputs)."""
+        a = self.outputs(rows)
+        return a if self.regression else np.argmax(a, axis=1)
+
+
+def _columns(model: Model) -> list[str]:
+    k = model.net.sizes[-1]
+    if model.regression:
+        return ["y"] if k == 1 else [f"y{j}" for j in range(k)]
+    kind = "p" if model.net.cost.name == "cross_entropy" else "a"
+    return ["class", *(f"{kind}{j}" for j in range(k))]
+
+
+def write_predictions(model: Model, blocks: Iterator[np.ndarray], out: Path,
+                      rows: int | None = None) -> int:
+    """Predict every block and write OUT (its suffix says how); returns the rows written.
+    A .npy needs ``rows`` (the number of input rows) up front."""
+    kind = out.suffix.lower()
+    if kind not in OUTPUTS:
+        raise DataError(f"--out {out}: expected a name ending in {', '.join(OUTPUTS)}")
+    written = 0
+    with writing(out), atomic_path(out) as tmp:
+        if kind == ".csv":
+            with open(tmp, "w") as f:
+                f.write(",".join(_columns(model)) + "\n")
+                for block in blocks:
+                    a = model.outputs(block)
+                    table = a if model.regression else np.column_stack([a.argmax(axis=1), a])
+                    fmt = ["%.17g"] * a.shape[1] if model.regression else \
+                        ["%d"] + ["%.17g"] * a.shape[1]
+                    np.savetxt(f, table, delimiter=",", fmt=fmt)
+                    written += len(block)
+        elif kind == ".npy":
+            shape = (rows, model.net.sizes[-1]) if model.regression else (rows,)
+            array = np.lib.format.open_memmap(tmp, mode="w+", shape=shape,
+                                              dtype=np.float64 if model.regression else np.int64)
+            for block in blocks:
+                array[written:written + len(block)] = model.predict(block)
+                written += len(block)
+            array.flush()
+            del array
+        else:
+            with h5py.File(tmp, "w") as f:
+                k = model.net.sizes[-1]
+                names = ["values"] if model.regression else ["classes", "probabilities"]
+                sets = {name: f.create_dataset(
+                    name, (0, k) if name != "classes" else (0,),
+                    np.int64 if name == "classes" else np.float64,
+                    maxshape=(None, k) if name != "classes" else (None,), chunks=True)
+                    for name in names}
+                for block in blocks:
+                    a = model.outputs(block)
+                    parts = {"values": a, "probabilities": a, "classes": a.argmax(axis=1)}
+                    for name, ds in sets.items():
+                        ds.resize(written + len(block), axis=0)
+                        ds[written:] = parts[name]
+                    written += len(block)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m distnn.predict", description=__doc__.splitlines()[0],
+        epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="a checkpoint written by python -m distnn.train")
+    parser.add_argument("input", help="rows to predict: .csv, .npy, .npz or .h5")
+    parser.add_argument("--out", required=True, help="where the predictions go: .csv, .npy "
+                                                     "or .h5")
+    parser.add_argument("--dataset", help="the HDF5 dataset of INPUT (if it holds several)")
+    parser.add_argument("--key", help="the array of an .npz INPUT (if it holds several)")
+    args = parser.parse_args(argv)
+    try:
+        model = Model.load(args.checkpoint)
+        rows = open_rows(args.input, key=args.key, dataset=args.dataset)
+        if rows.n_columns != model.net.sizes[0]:
+            raise DataError(f"{args.input} has {rows.n_columns} columns; the model takes "
+                            f"{model.net.sizes[0]} features a row")
+        count = None
+        if Path(args.out).suffix.lower() == ".npy":  # its header needs the count first
+            count = sum(len(b) for b in rows.blocks())
+            rows = open_rows(args.input, key=args.key, dataset=args.dataset)
+        written = write_predictions(model, rows.blocks(), Path(args.out), count)
+    except (CheckpointError, DataError) as err:
+        print(f"distnn.predict: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except WriteFailed as err:
+        print(f"distnn.predict: error: {err}; nothing was replaced; {err.remedy}",
+              file=sys.stderr)
+        return EXIT_IOERR
+    print(f"distnn.predict: {written} rows predicted into {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
