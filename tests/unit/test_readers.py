@@ -1,0 +1,96 @@
+"""A lab's files in (distnn.data.readers): what is read back equals what was saved, in blocks,
+and each kind of bad input is one line naming the row and the column."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+import distnn.data.readers as readers
+from distnn.data.errors import DataError
+from distnn.data.readers import open_rows
+
+ROWS = np.random.default_rng(0).normal(0, 1e3, (23, 3))
+
+
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch):
+    monkeypatch.setattr(readers, "BLOCK_ROWS", 5)  # 23 rows: blocks of 5, and a last of 3
+
+
+def read_all(path, **options) -> np.ndarray:
+    rows = open_rows(path, **options)
+    blocks = list(rows.blocks())
+    assert max(len(b) for b in blocks) <= 5  # never more than a block in memory
+    return np.concatenate(blocks)
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_csv_round_trip(tmp_path, header):
+    path = tmp_path / "rows.csv"
+    np.savetxt(path, ROWS, delimiter=",", fmt="%.17g", header="a,b,c" if header else "",
+               comments="")
+    if not header:  # savetxt writes an empty first line for an empty header
+        path.write_text(path.read_text().lstrip("\n"))
+    np.testing.assert_array_equal(read_all(path), ROWS)
+    assert open_rows(path).columns == (["a", "b", "c"] if header else None)
+
+
+def test_numpy_and_hdf5_round_trips(tmp_path):
+    np.save(tmp_path / "a.npy", ROWS)
+    np.savez_compressed(tmp_path / "a.npz", x=ROWS, other=np.zeros(2))
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        f["group/x"] = ROWS.astype(np.float32)
+        f["y"] = np.arange(23)
+    np.testing.assert_array_equal(read_all(tmp_path / "a.npy"), ROWS)
+    np.testing.assert_array_equal(read_all(tmp_path / "a.npz", key="x"), ROWS)
+    np.testing.assert_array_equal(read_all(tmp_path / "a.h5", dataset="group/x"),
+                                  ROWS.astype(np.float32))
+    np.testing.assert_array_equal(read_all(tmp_path / "a.h5", dataset="y")[:, 0], np.arange(23))
+
+
+@pytest.mark.parametrize("text,message", [
+    ("a,b\n1,2\n3,x7\n", "line 3, column 2 (b): 'x7' is not a number"),
+    ("1,2\n3,4\n5\n", "line 3 has 1 fields, the first line 2"),
+    ("1,2\n3,4,5\n", "line 2 has 3 fields, the first line 2"),
+    ("a,b\n1,2\n" + "3,4\n" * 6 + "5,nan\n", "line 9, column 2 (b): nan is not a finite number"),
+    ("1,inf\n", "line 1, column 2: inf is not a finite number"),
+])
+def test_bad_csv_is_one_line_naming_row_and_column(tmp_path, text, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(DataError) as failed:
+        read_all(path)
+    assert str(failed.value) == f"{path}: {message}"
+
+
+def test_a_numpy_file_of_python_objects_is_refused_and_never_unpickled(tmp_path):
+    class Boom:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "unpickled"), "w"))
+
+    np.save(tmp_path / "obj.npy", np.array([Boom()], dtype=object), allow_pickle=True)
+    np.savez(tmp_path / "obj.npz", x=np.array([Boom()], dtype=object))
+    assert not (tmp_path / "unpickled").exists()  # saving pickles Boom; loading would run it
+    for name in ("obj.npy", "obj.npz"):
+        with pytest.raises(DataError, match="Python objects.*never unpickles"):
+            read_all(tmp_path / name)
+    assert not (tmp_path / "unpickled").exists()
+
+
+@pytest.mark.parametrize("name,options,message", [
+    ("rows.parquet", {}, "unknown kind of file"),
+    ("a.h5", {}, "holds 2 datasets: name the one to read"),
+    ("a.h5", {"dataset": "nope"}, "has no dataset 'nope'"),
+    ("a.npz", {}, "holds x, y: name the array to read"),
+    ("s.npy", {}, "has shape (); expected rows of numbers"),
+])
+def test_what_cannot_be_read_as_rows_is_one_line(tmp_path, name, options, message):
+    (tmp_path / "rows.parquet").write_text("")
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        f["x"], f["y"] = ROWS, ROWS
+    np.savez(tmp_path / "a.npz", x=ROWS, y=ROWS)
+    np.save(tmp_path / "s.npy", np.float64(3))
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        read_all(tmp_path / name, **options)
