@@ -162,7 +162,9 @@ def _check_memory(cfg: Config, info: dict[str, Any], ranks: int, ranks_here: int
     """The ranks on this node fit its memory: their shards, networks and workspaces."""
     itemsize = np.dtype(cfg.dtype).itemsize
     rows = -(-(info["train_size"] + info["test_size"]) // ranks)
-    shards = rows * info["n_features"] * (1 + 2 * itemsize)  # bytes read, then their floats
+    # Bytes read, float64 while standardized (tables), then the network's floats, twice.
+    read = info["feature_bytes"] + (8 if info["feature_scaling"] == "standardize" else 0)
+    shards = rows * info["n_features"] * (read + 2 * itemsize)
     params = sum(a * b + b for a, b in zip(cfg.layers[:-1], cfg.layers[1:]))
     m_here = -(-cfg.batch_size // ranks)
     # The batch, its dropout copy, and four (m, n) buffers per layer (distnn.network).

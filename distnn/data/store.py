@@ -250,8 +250,9 @@ def describe(path: str | Path) -> dict:
 
     Keys: path, schema_version, source, source_sha256, task ("classification" or
     "regression"), image_shape (a tuple, or None for a table without one),
-    n_features, n_outputs (classes, or targets per row), n_classes (classification
-    only), feature_scaling, shuffle_seed, train_size, test_size.
+    n_features, feature_bytes (a stored feature's), n_outputs (classes, or targets
+    per row), n_classes (classification only), feature_scaling, shuffle_seed,
+    train_size, test_size.
     """
     with open_checked(path) as f:
         version = int(f.attrs["schema_version"])
@@ -272,6 +273,7 @@ def describe(path: str | Path) -> dict:
             "task": task,
             "image_shape": image_shape,
             "n_features": int(f["train"][features].shape[1]),
+            "feature_bytes": int(f["train"][features].dtype.itemsize),
             "n_outputs": n_outputs,
             "feature_scaling": str(f.attrs.get("feature_scaling", "divide_by_255")),
             "shuffle_seed": int(f.attrs["shuffle_seed"]),
