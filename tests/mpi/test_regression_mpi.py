@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from distnn import load_checkpoint
-from distnn.comm import MPIComm, SerialComm
 from distnn.config import parse_args
 from distnn.data.friedman import make_friedman
 from distnn.train import run
+from tests.support.ranks import first_ranks
 
 pytestmark = pytest.mark.mpi(min_size=2)
 
@@ -40,14 +40,6 @@ def friedman(world, mpi_tmp_path):
         make_friedman(path, train_rows=320, test_rows=90, sigma=0.5, seed=4)
     world.Barrier()
     return path
-
-
-def first_ranks(world, p: int):
-    sub = world.Split(0 if world.rank < p else 1, world.rank)
-    if world.rank >= p:
-        sub.Free()
-        return None
-    return SerialComm() if p == 1 else MPIComm(sub)
 
 
 @pytest.mark.parametrize("reduce", ["allreduce", "shm"])

@@ -16,12 +16,13 @@ import pytest
 
 from distnn import MLP, load_checkpoint
 from distnn.checkpoint import read_checkpoint
-from distnn.comm import MPIComm, SerialComm
+from distnn.comm import MPIComm
 from distnn.config import parse_args
 from distnn.data import shard_range
 from distnn.reduce import FusedAllreduce, SharedMemoryReduce
 from distnn.protocol import EXIT_INTERRUPTED
 from distnn.train import run
+from tests.support.ranks import first_ranks
 from tests.support.synthetic import make_dataset
 
 pytestmark = pytest.mark.mpi(min_size=2)
@@ -46,14 +47,6 @@ def data(world, mpi_tmp_path):
     world.Barrier()
     return path
 
-
-def first_ranks(world, p: int):
-    """A communicator of world ranks 0..p-1 (None on the others)."""
-    sub = world.Split(0 if world.rank < p else 1, world.rank)
-    if world.rank >= p:
-        sub.Free()
-        return None
-    return SerialComm() if p == 1 else MPIComm(sub)
 
 
 def test_allreduced_gradient_equals_one_process_gradient(world):

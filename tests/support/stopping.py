@@ -1,4 +1,5 @@
-"""Stopping a training job as a batch system does: a signal once it is well into training."""
+"""Stopping a training job as a batch system does: a signal once it is well into training,
+or, in-process, the stop request a signal sets, at a step of the test's choosing."""
 
 from __future__ import annotations
 
@@ -23,3 +24,16 @@ def stop_after_an_epoch(command: list[str], sig: int, checkpoint: Path) -> dict[
     assert proc.returncode == EXIT_INTERRUPTED, err
     assert "continue with --resume" in out
     return read_checkpoint(checkpoint)["position"]
+
+
+class StopAtStep:
+    """What SIGTERM does to ``run`` (its StopRequest), before the ``n``-th step it runs:
+    the run stops after that step with its checkpoint."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.calls = n, 0
+
+    @property
+    def requested(self) -> bool:
+        self.calls += 1  # the step reads it once, as its sum begins
+        return self.calls == self.n

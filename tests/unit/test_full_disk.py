@@ -20,6 +20,7 @@ from distnn.protocol import EXIT_INTERRUPTED, EXIT_IOERR
 from distnn.train import main
 from distnn.writes import WriteFailed, append, writing
 from tests.support.full_disk import ERRNOS, IDS, refusal, refuse_checkpoints
+from tests.support.stopping import StopAtStep
 from tests.support.synthetic import make_dataset
 
 SMALL = ["--layers", "16,12,4", "--batch-size", "16", "--lr", "0.5", "--warmup-epochs", "0",
@@ -165,20 +166,12 @@ def test_a_stop_while_the_disk_is_full_names_the_last_good_checkpoint(data, tmp_
     from distnn.config import parse_args
     from distnn.train import run
 
-    class StopAtStep:
-        calls = 0
-
-        @property
-        def requested(self) -> bool:
-            self.calls += 1
-            return self.calls == 14  # epoch 2, step 4
-
     refuse_checkpoints(monkeypatch, errno.ENOSPC, lambda position: position["epoch"] >= 1
                        and position["step"] > 0)
     cfg, given = parse_args(["--data", str(data), "--checkpoint", str(tmp_path / "c.h5"),
                              *SMALL, "--epochs", "3", "--commit-every", "0"])
     with pytest.raises(WriteFailed) as failed:
-        run(cfg, given, SerialComm(), stop=StopAtStep())
+        run(cfg, given, SerialComm(), stop=StopAtStep(14))  # epoch 2, step 4
     assert str(failed.value) == (f"cannot write {tmp_path / 'c.h5'}: no space left on device; "
                                  "the checkpoint of epoch 2, step 0 is kept")
     assert failed.value.remedy == "free some space and rerun with --resume"
@@ -192,17 +185,9 @@ def test_without_refusals_a_stop_still_checkpoints(data, tmp_path):
     from distnn.config import parse_args
     from distnn.train import run
 
-    class StopAtStep:
-        calls = 0
-
-        @property
-        def requested(self) -> bool:
-            self.calls += 1
-            return self.calls == 14
-
     cfg, given = parse_args(["--data", str(data), "--checkpoint", str(tmp_path / "c.h5"),
                              *SMALL, "--epochs", "3", "--commit-every", "0"])
-    assert run(cfg, given, SerialComm(), stop=StopAtStep()) == EXIT_INTERRUPTED
+    assert run(cfg, given, SerialComm(), stop=StopAtStep(14)) == EXIT_INTERRUPTED
     assert read_checkpoint(tmp_path / "c.h5")["position"]["step"] == 4
 
 

@@ -22,6 +22,7 @@ from distnn.evaluate import regression_scores, regression_sums
 from distnn.network import MLP
 from distnn.protocol import EXIT_INTERRUPTED, EXIT_USAGE
 from distnn.train import main, run
+from tests.support.stopping import StopAtStep
 
 TRAIN = ["--layers", "10,16,1", "--batch-size", "16", "--lr", "0.05", "--warmup-epochs", "0",
          "--no-progress", "--commit-every", "0"]
@@ -120,16 +121,9 @@ def test_a_regression_resumes_bitwise(friedman, tmp_path):
     cfg, given = parse_args([*args, "--checkpoint", str(tmp_path / "full.h5")])
     assert run(cfg, given, SerialComm()) == 0
 
-    class StopAtStep:
-        calls = 0
-
-        @property
-        def requested(self) -> bool:
-            self.calls += 1
-            return self.calls == 40  # epoch 2, step 10
-
     cfg, given = parse_args([*args, "--checkpoint", str(tmp_path / "cut.h5")])
-    assert run(cfg, given, SerialComm(), stop=StopAtStep()) == EXIT_INTERRUPTED
+    stop = StopAtStep(40)  # the 40th step, of 30 an epoch: stopped at epoch 2, step 10
+    assert run(cfg, given, SerialComm(), stop=stop) == EXIT_INTERRUPTED
     cfg, given = parse_args([*args, "--checkpoint", str(tmp_path / "cut.h5"), "--resume"])
     assert run(cfg, given, SerialComm()) == 0
     assert np.array_equal(load_checkpoint(tmp_path / "full.h5").params,

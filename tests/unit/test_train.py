@@ -18,7 +18,7 @@ from distnn.comm import SerialComm
 from distnn.config import Config, parse_args
 from distnn.protocol import EXIT_INTERRUPTED
 from distnn.train import run
-from tests.support.stopping import stop_after_an_epoch
+from tests.support.stopping import StopAtStep, stop_after_an_epoch
 from tests.support.synthetic import make_dataset
 
 SMALL = ["--layers", "16,12,4", "--batch-size", "16", "--lr", "0.5", "--warmup-epochs", "0",
@@ -75,16 +75,9 @@ def test_resume_after_interrupt_equals_uninterrupted_bitwise(data, tmp_path, ext
     args = ["--data", str(data), "--epochs", "3", "--momentum", "0.9", *SMALL, *extra]
     assert run_inprocess([*args, "--checkpoint", str(tmp_path / "full.h5")]) == 0
 
-    class StopAtStep:  # what SIGTERM does, at a step of our choosing
-        calls = 0
-
-        @property
-        def requested(self) -> bool:
-            self.calls += 1
-            return self.calls == 40  # epoch 2, step 10
-
     cfg, given = parse_args([*args, "--checkpoint", str(tmp_path / "cut.h5")])
-    assert run(cfg, given, SerialComm(), stop=StopAtStep()) == EXIT_INTERRUPTED
+    stop = StopAtStep(40)  # the 40th step, of 30 an epoch: stopped at epoch 2, step 10
+    assert run(cfg, given, SerialComm(), stop=stop) == EXIT_INTERRUPTED
     assert read_checkpoint(tmp_path / "cut.h5")["position"]["step"] == 10
     assert run_inprocess([*args, "--checkpoint", str(tmp_path / "cut.h5"), "--resume"]) == 0
     full = load_checkpoint(tmp_path / "full.h5").params
