@@ -168,21 +168,28 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     counts = confusion_over_ranks(comm, net, shard.x, shard.y, net.sizes[-1])
     if comm.rank == 0:
-        try:
-            print(report(counts))
-            if args.show > 0:
-                shown, show_y = read_shard(data, "test", 0, 1)
-                shown, show_y = shown[: args.show].astype(net.dtype) / 255, show_y[: args.show]
-                for pixels, label, guess in zip(shown, show_y, net.predict(shown)):
-                    mark = "right" if label == guess else "WRONG"
-                    print(f"\nlabel {label}, predicted {guess} ({mark})")
-                    print("\n".join(ascii_digit(pixels, tuple(info["image_shape"]))))
-            sys.stdout.flush()
-        except BrokenPipeError:
-            # The reader (``| head``) has what it wanted. Point stdout at /dev/null so
-            # that Python's flush at exit does not fail again with a traceback.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _print_classes(counts, args.show, data, net, info)
     return 0
+
+
+def _print_classes(counts: np.ndarray, show: int, data: str, net: MLP, info: dict) -> None:
+    """The report of a classifier, and its first ``show`` test images, when they are images."""
+    from distnn.data import read_shard
+
+    try:
+        print(report(counts))
+        if show > 0 and info["image_shape"] is not None:
+            shown, show_y = read_shard(data, "test", 0, 1)
+            shown, show_y = shown[:show].astype(net.dtype) / 255, show_y[:show]
+            for pixels, label, guess in zip(shown, show_y, net.predict(shown)):
+                mark = "right" if label == guess else "WRONG"
+                print(f"\nlabel {label}, predicted {guess} ({mark})")
+                print("\n".join(ascii_digit(pixels, tuple(info["image_shape"]))))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader (``| head``) has what it wanted. Point stdout at /dev/null so
+        # that Python's flush at exit does not fail again with a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":
