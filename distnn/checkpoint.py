@@ -227,7 +227,11 @@ def _array(group: h5py.Group, name: str, size: int, path: Path) -> np.ndarray:
 
 def load_checkpoint(path: str | os.PathLike[str]) -> MLP:
     """The trained network stored in the checkpoint at ``path``."""
-    ckpt = read_checkpoint(path)
+    return network(read_checkpoint(path), path)
+
+
+def network(ckpt: dict[str, Any], path: str | os.PathLike[str]) -> MLP:
+    """The network of a checkpoint ``read_checkpoint`` has read (from ``path``)."""
     try:
         net = MLP(**ckpt["model"])
     except (TypeError, ValueError, KeyError) as err:

@@ -28,11 +28,12 @@ import h5py
 import numpy as np
 
 from distnn.atomic import atomic_path
-from distnn.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from distnn.checkpoint import CheckpointError, network, read_checkpoint
 from distnn.data.errors import DataError
 from distnn.data.readers import open_rows
 from distnn.network import MLP
 from distnn.protocol import EXIT_IOERR, EXIT_OK, EXIT_USAGE
+from distnn.samples import scale_features
 from distnn.writes import WriteFailed, writing
 
 OUTPUTS = (".csv", ".npy", ".h5")
@@ -50,8 +51,8 @@ class Model:
 
     @classmethod
     def load(cls, path: str | Path) -> Model:
-        ckpt = read_checkpoint(path)
-        return cls(load_checkpoint(path), ckpt["data"], ckpt["scaling"])
+        ckpt = read_checkpoint(path)  # read and checked once, for the net and its scaling
+        return cls(network(ckpt, path), ckpt["data"], ckpt["scaling"])
 
     @property
     def regression(self) -> bool:
@@ -62,11 +63,7 @@ class Model:
         if rows.ndim != 2 or rows.shape[1] != self.net.sizes[0]:
             raise DataError(f"rows of shape {rows.shape}: the model takes "
                             f"{self.net.sizes[0]} features a row")
-        if self.data["feature_scaling"] == "divide_by_255":
-            return rows.astype(self.net.dtype) / self.net.dtype.type(255)
-        if self.data["feature_scaling"] == "standardize":
-            rows = (rows - self.scaling["feature_mean"]) / self.scaling["feature_std"]
-        return rows.astype(self.net.dtype)
+        return scale_features(rows, self.net.dtype, self.data["feature_scaling"], self.scaling)
 
     def outputs(self, rows: np.ndarray) -> np.ndarray:
         """a^L for raw rows (m, n_features): class probabilities, or values in the

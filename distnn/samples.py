@@ -19,6 +19,18 @@ from distnn.comm import Comm
 from distnn.data import Partitions, read_rows, read_shard
 
 
+def scale_features(features: np.ndarray, dtype: np.dtype, feature_scaling: str,
+                   scaling: dict[str, np.ndarray]) -> np.ndarray:
+    """Features as stored, as the network reads them (a data file's ``feature_scaling``):
+    pixels divided by 255, or standardized with the training split's mean and deviation
+    (in float64, then ``dtype``). The trainer and ``distnn.predict`` both read rows so."""
+    if feature_scaling == "divide_by_255":
+        return features.astype(dtype) / dtype.type(255)
+    if feature_scaling == "standardize":
+        return ((features - scaling["feature_mean"]) / scaling["feature_std"]).astype(dtype)
+    return features.astype(dtype)
+
+
 @dataclass
 class Shard:
     """This rank's rows of one split, scaled as the network reads them."""
@@ -47,12 +59,7 @@ class Shard:
         standardized with the training split's mean and deviation (in float64, then
         the network's dtype)."""
         scaling = info.get("scaling", {})
-        if info["feature_scaling"] == "divide_by_255":
-            x = features.astype(dtype) / dtype.type(255)
-        elif info["feature_scaling"] == "standardize":
-            x = ((features - scaling["feature_mean"]) / scaling["feature_std"]).astype(dtype)
-        else:
-            x = features.astype(dtype)
+        x = scale_features(features, dtype, info["feature_scaling"], scaling)
         if info["task"] == "classification":
             return cls(x, targets.astype(np.intp))
         units = targets.astype(np.float64)
