@@ -125,7 +125,6 @@ def main(argv: list[str] | None = None) -> int:
     from distnn.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
     from distnn.comm import world
     from distnn.data import DataError, describe, read_shard
-    from distnn.data.store import read_scaling
     from distnn.samples import Shard
 
     comm = world()
@@ -146,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(data, str) or not data:
             raise CheckpointError(f"{args.checkpoint}: corrupt checkpoint: it names no data "
                                   "file (give one with --data)")
-        info = {**describe(data), "scaling": read_scaling(data)}
+        info = describe(data)
         outputs = "classes" if info["task"] == "classification" else "targets"
         if info["n_features"] != net.sizes[0] or info["n_outputs"] != net.sizes[-1] \
                 or (info["task"] == "regression") != (net.cost.name == "linear"):

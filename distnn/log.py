@@ -15,7 +15,6 @@ import sys
 import threading
 from typing import Any
 
-
 from distnn.config import Config
 from distnn.evaluate import scores_text
 from distnn.protocol import POSITION, emit, report_seconds

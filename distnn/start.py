@@ -25,7 +25,6 @@ from distnn.comm import Comm
 from distnn.config import DEFAULT_DATA, Config, ConfigError, merge_resumed
 from distnn.costs import REGRESSION
 from distnn.data import DataError, Partitions, default_partitions, describe, prepare
-from distnn.data.store import read_scaling
 from distnn.memory import shortfall
 from distnn.memory import size as show_size
 from distnn.network import MLP
@@ -125,7 +124,7 @@ def _start_on_root(cfg: Config, given: dict[str, Any], ranks: int,
     if not Path(cfg.data).exists() and cfg.data == DEFAULT_DATA:
         print(f"distnn: {cfg.data} is missing: preparing MNIST there first", file=sys.stderr)
         prepare(cfg.data)
-    info = {**describe(cfg.data), "scaling": read_scaling(cfg.data)}
+    info = describe(cfg.data)
     if ckpt is None:
         cfg = _cost_for_task(cfg, info, given)
     if not cfg.partitions:  # a new run: C is chosen now, and saved with its settings

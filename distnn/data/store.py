@@ -231,8 +231,12 @@ def read_scaling(path: str | Path) -> dict[str, np.ndarray]:
     features are standardized, target_mean and target_std for regression; none for
     images, which are divided by 255."""
     with open_checked(path) as f:
-        group = f.get("scaling")
-        return {} if group is None else {name: group[name][()] for name in group}
+        return _scaling(f)
+
+
+def _scaling(f: h5py.File) -> dict[str, np.ndarray]:
+    group = f.get("scaling")
+    return {} if group is None else {name: group[name][()] for name in group}
 
 
 def _check_labels(labels: h5py.Dataset, n_classes: int, path: Path) -> None:
@@ -251,8 +255,8 @@ def describe(path: str | Path) -> dict:
     Keys: path, schema_version, source, source_sha256, task ("classification" or
     "regression"), image_shape (a tuple, or None for a table without one),
     n_features, feature_bytes (a stored feature's), n_outputs (classes, or targets
-    per row), n_classes (classification only), feature_scaling, shuffle_seed,
-    train_size, test_size.
+    per row), n_classes (classification only), feature_scaling, scaling (the
+    arrays of ``read_scaling``), shuffle_seed, train_size, test_size.
     """
     with open_checked(path) as f:
         version = int(f.attrs["schema_version"])
@@ -276,6 +280,7 @@ def describe(path: str | Path) -> dict:
             "feature_bytes": int(f["train"][features].dtype.itemsize),
             "n_outputs": n_outputs,
             "feature_scaling": str(f.attrs.get("feature_scaling", "divide_by_255")),
+            "scaling": _scaling(f),
             "shuffle_seed": int(f.attrs["shuffle_seed"]),
             "train_size": len(f["train"][targets]),
             "test_size": len(f["test"][targets]),
