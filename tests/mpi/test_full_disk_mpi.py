@@ -16,7 +16,6 @@ import pytest
 
 from distnn import load_checkpoint
 from distnn.checkpoint import read_checkpoint
-from distnn.comm import MPIComm
 from distnn.config import parse_args
 from distnn.train import run
 from distnn.writes import WriteFailed
@@ -27,12 +26,6 @@ pytestmark = pytest.mark.mpi(min_size=2)
 
 SMALL = ["--layers", "16,12,4", "--batch-size", "16", "--warmup-epochs", "0", "--no-progress",
          "--momentum", "0.9"]
-
-
-@pytest.fixture
-def comm():
-    from mpi4py import MPI
-    return MPIComm(MPI.COMM_WORLD)
 
 
 @pytest.fixture

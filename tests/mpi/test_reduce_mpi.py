@@ -24,12 +24,6 @@ pytestmark = pytest.mark.mpi(min_size=2)
 SIZES = [9, 7, 5, 3]  # small enough that the parts of 4 ranks are of unequal length
 
 
-@pytest.fixture
-def comm():
-    from mpi4py import MPI
-    return MPIComm(MPI.COMM_WORLD)
-
-
 def _node(comm: MPIComm, layout: str) -> MPIComm:
     """This node's ranks, or a group of them standing in for one of two nodes."""
     return comm.node() if layout == "one node" else comm.split(comm.rank // (comm.size // 2))

@@ -28,12 +28,6 @@ ARGS = ["--layers", "10,16,16,1", "--batch-size", "16", "--lr", "0.05", "--momen
 
 
 @pytest.fixture
-def world():
-    from mpi4py import MPI
-    return MPI.COMM_WORLD
-
-
-@pytest.fixture
 def friedman(world, mpi_tmp_path):
     path = mpi_tmp_path / "f.h5"
     if world.rank == 0:

@@ -34,12 +34,6 @@ REGULARISED = ["--dropout", "0.2", "--input-dropout", "0.1", "--max-norm", "1.0"
 
 
 @pytest.fixture
-def world():
-    from mpi4py import MPI
-    return MPI.COMM_WORLD
-
-
-@pytest.fixture
 def data(world, mpi_tmp_path):
     path = mpi_tmp_path / "synthetic.h5"
     if world.rank == 0:
