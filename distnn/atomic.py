@@ -29,6 +29,20 @@ from pathlib import Path
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``path``."""
     path = Path(path)
+    with scratch_path(path) as tmp:
+        yield tmp
+        _fsync(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; keep the user's umask instead
+        os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+@contextmanager
+def scratch_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``, named as ``atomic_path``'s are (so a
+    killed writer's is removed by the next write), and removed when done: room to
+    work in, on the file system the result goes to."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     host = socket.gethostname()
     remove_orphans(path, host)
@@ -38,13 +52,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        _fsync(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; keep the user's umask instead
-        os.replace(tmp, path)
-    except BaseException:  # KeyboardInterrupt too: never leave the temporary file behind
+    finally:  # KeyboardInterrupt too: never leave the temporary file behind
         tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 def _umask() -> int:

@@ -4,13 +4,16 @@
     rows.columns                                  # names from a CSV header, else None
     for block in rows.blocks():                   # float64 (b, n), b <= BLOCK_ROWS
         ...
+    for numbers, labels in rows.blocks(text=4):   # a CSV's column 4 (from 0) as text:
+        ...                                       # class labels such as "setosa"
 
 Memory stays bounded by a block whatever the file's size: a CSV is parsed
-BLOCK_ROWS lines at a time (numpy's C parser), a .npy is memory-mapped, an
+CSV_BLOCK_CHARS of whole lines at a time (numpy's C parser), a .npy is memory-mapped, an
 .npz member is streamed out of the zip, an HDF5 dataset is read by slices.
 Bad input is one line naming the file, the row (counted from 1, as a person
 reading the file would) and the column: a value that is not a number or not
-finite, a row with another number of fields. A NumPy file that holds Python
+finite, a row with another number of fields. Every call of ``blocks()`` reads
+the file afresh from its first row. A NumPy file that holds Python
 objects is refused, never unpickled (``allow_pickle=False`` throughout).
 """
 
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import h5py
@@ -27,6 +30,7 @@ import numpy as np
 from .errors import DataError
 
 BLOCK_ROWS = 1 << 16
+CSV_BLOCK_CHARS = 1 << 24  # a CSV is read 16 MB of whole lines at a time
 KINDS = {".csv": "csv", ".txt": "csv", ".npy": "npy", ".npz": "npz", ".h5": "hdf5",
          ".hdf5": "hdf5", ".hdf": "hdf5"}
 
@@ -35,17 +39,35 @@ class Rows:
     """A file's rows: ``columns`` (names, if the file has them), ``blocks()`` of floats."""
 
     def __init__(self, path: Path, n_columns: int, columns: list[str] | None,
-                 blocks: Iterator[np.ndarray], first: str = "row 1") -> None:
-        self.path, self.n_columns, self.columns, self._blocks = path, n_columns, columns, blocks
+                 read: Callable[[int | None], Iterator], first: str = "row 1",
+                 count: int | None = None) -> None:
+        self.path, self.n_columns, self.columns, self._read = path, n_columns, columns, read
+        self.count = count  # rows, where the file says so without being read (not a CSV)
         self._unit, number = first.split()
         self._first = int(number)  # how a reader counts the first row: "row 1", "line 2"
 
-    def blocks(self) -> Iterator[np.ndarray]:
-        """float64 blocks (b, n_columns), in the file's order, each checked finite."""
+    def where(self, row: int) -> str:
+        """How a person finds row ``row`` (from 0) of the data: "line 12", "row 11"."""
+        return f"{self._unit} {self._first + row}"
+
+    def name(self, col: int) -> str:
+        """Column ``col`` (from 0) as a person names it: "3 (pressure)", "3"."""
+        return _name(col, self.columns)
+
+    def blocks(self, text: int | None = None) -> Iterator:
+        """float64 blocks (b, n_columns), in the file's order, each checked finite.
+
+        With ``text`` (a CSV's column, from 0), (numbers, labels) pairs instead:
+        the other columns as numbers (b, n_columns - 1) and that column's fields
+        as stripped strings (b,). Only a CSV has text in it."""
+        if text is not None and self._unit != "line":
+            raise DataError(f"{self.path}: only a CSV file holds text labels")
         first = self._first
-        for block in self._blocks:
-            _check_finite(block, self.path, f"{self._unit} {first}", self.columns)
-            first += len(block)
+        columns = [self.name(c) for c in range(self.n_columns) if c != text]
+        for block in self._read(text):
+            numbers = block if text is None else block[0]
+            _check_finite(numbers, self.path, f"{self._unit} {first}", columns)
+            first += len(numbers)
             yield block
 
 
@@ -53,7 +75,8 @@ def open_rows(path: str | Path, *, key: str | None = None, dataset: str | None =
               header: bool | None = None) -> Rows:
     """The rows of ``path``, by its suffix: .csv/.txt, .npy, .npz (member ``key``, or its
     only one), .h5/.hdf5 (``dataset``). ``header``: a CSV's first line names the
-    columns (None: it does when a field of it is not a number)."""
+    columns (None: it does when one of its fields is not a number where the line
+    after it has a number)."""
     path = Path(path)
     kind = KINDS.get(path.suffix.lower())
     if kind is None:
@@ -78,53 +101,93 @@ def _number(text: str) -> bool:
     return True
 
 
+def _fields(line: str) -> list[str]:
+    return [x.strip() for x in line.rstrip("\r\n").split(",")]
+
+
 def _csv(path: Path, header: bool | None) -> Rows:
     with open(path, newline="") as f:
-        first = f.readline()
-    fields = [x.strip() for x in first.rstrip("\r\n").split(",")]
+        first, second = f.readline(), f.readline()
     if not first.strip():
-        raise DataError(f"{path}: the first line is empty; expected comma-separated numbers")
-    named = not all(map(_number, fields)) if header is None else header
-    columns = fields if named else None
-    return Rows(path, len(fields), columns, _csv_blocks(path, len(fields), int(named), columns),
-                f"line {1 + int(named)}")
+        raise DataError(f"{path}: the first line is empty; expected comma-separated values")
+    fields = _fields(first)
+    if header is None:
+        # A header names columns that hold numbers below it; a first row of data
+        # may hold text too (class labels), but so does the row after it.
+        below = _fields(second) if second.strip() else [""] * len(fields)
+        header = any(not _number(a) and (i >= len(below) or _number(below[i]))
+                     for i, a in enumerate(fields))
+    columns = fields if header else None
+    skip = int(header)
+
+    def read(text: int | None) -> Iterator:
+        return _csv_blocks(path, len(fields), skip, columns, text)
+    return Rows(path, len(fields), columns, read, f"line {1 + skip}")
 
 
-def _csv_blocks(path: Path, width: int, skip: int,
-                columns: list[str] | None) -> Iterator[np.ndarray]:
+def _csv_blocks(path: Path, width: int, skip: int, columns: list[str] | None,
+                text: int | None) -> Iterator:
+    numeric = [c for c in range(width) if c != text]
     with open(path, newline="") as f:
         for _ in range(skip):
             f.readline()
         row = skip + 1  # the file's line number of the next line read
-        while True:
-            lines = [line for line in (f.readline() for _ in range(BLOCK_ROWS)) if line]
-            lines_read = len(lines)
-            lines = [line for line in lines if line.strip()]  # blank lines carry nothing
-            if not lines:
-                return
+        while chunk := f.read(CSV_BLOCK_CHARS):
+            if not chunk.endswith("\n"):
+                chunk += f.readline()  # whole lines only
             try:
-                block = np.loadtxt(lines, delimiter=",", dtype=np.float64, ndmin=2)
-            except ValueError:
-                _find_bad_field(lines, row, width, path, columns)
-                raise  # _find_bad_field always raises; numpy's own words are the fallback
-            if block.shape[1] != width:
-                _find_bad_field(lines, row, width, path, columns)
-            yield block
-            row += lines_read
+                block = _parse(chunk, width, numeric, text)
+            except ValueError:  # numpy's words name no column: find the field, name it
+                lines = [line for line in chunk.splitlines(True) if line.strip()]
+                if len(lines) < chunk.count("\n") + (not chunk.endswith("\n")):
+                    try:  # blank lines (of spaces) carry nothing, but numpy stops at them
+                        block = _parse("".join(lines), width, numeric, text)
+                    except ValueError:
+                        _find_bad_field(chunk.splitlines(True), row, width, path, columns,
+                                        numeric)
+                        raise  # _find_bad_field always raises
+                else:
+                    _find_bad_field(chunk.splitlines(True), row, width, path, columns, numeric)
+                    raise
+            if len(block[0] if text is not None else block):
+                yield block
+            row += chunk.count("\n") + (not chunk.endswith("\n"))
+
+
+def _parse(chunk: str, width: int, numeric: list[int], text: int | None):
+    """Whole lines of CSV to floats (b, width), or, with a ``text`` column, to (floats of
+    the others, that column's stripped strings); ValueError if they are not that."""
+    lines = io.StringIO(chunk)
+    if text is None:
+        block = np.loadtxt(lines, delimiter=",", dtype=np.float64, ndmin=2)
+        if block.size and block.shape[1] != width:
+            raise ValueError("another number of columns")
+        return block if block.size else np.empty((0, width))
+    block = np.loadtxt(lines, delimiter=",", dtype=np.float64, ndmin=2, usecols=numeric)
+    labels = np.loadtxt(io.StringIO(chunk), delimiter=",", dtype=str, usecols=[text],
+                        ndmin=1, quotechar='"')
+    # Every column is read by one of the two, so a short row fails in one of them; a
+    # long row is seen in the count of commas.
+    if chunk.count(",") != (width - 1) * len(labels) or len(block) != len(labels):
+        raise ValueError("another number of columns")
+    return block.reshape(len(labels), len(numeric)), np.char.strip(labels)
 
 
 def _find_bad_field(lines: list[str], first: int, width: int, path: Path,
-                    columns: list[str] | None) -> None:
-    """Raise DataError for the first line that is not ``width`` numbers."""
+                    columns: list[str] | None, numeric: list[int]) -> None:
+    """Raise DataError for the first line that is not ``width`` fields, numbers where
+    ``numeric`` says."""
     for offset, line in enumerate(lines):
+        if not line.strip():
+            continue
         fields = line.rstrip("\r\n").split(",")
         if len(fields) != width:
             raise DataError(f"{path}: line {first + offset} has {len(fields)} fields, the "
                             f"first line {width}")
-        for col, text in enumerate(fields):
-            if not _number(text):
+        for col in numeric:
+            if not _number(fields[col]):
                 raise DataError(f"{path}: line {first + offset}, column {_name(col, columns)}: "
-                                f"{text.strip()!r} is not a number")
+                                f"{fields[col].strip()!r} is not a number")
     raise DataError(f"{path}: lines {first}..{first + len(lines) - 1} cannot be read as numbers")
 
 
@@ -132,12 +195,12 @@ def _name(col: int, columns: list[str] | None) -> str:
     return f"{col + 1} ({columns[col]})" if columns else str(col + 1)
 
 
-def _check_finite(block: np.ndarray, path: Path, first: str, columns: list[str] | None) -> None:
+def _check_finite(block: np.ndarray, path: Path, first: str, columns: list[str]) -> None:
     bad = ~np.isfinite(block)
     if bad.any():
         row, col = (int(i) for i in np.argwhere(bad)[0])
         unit, number = first.split()
-        raise DataError(f"{path}: {unit} {int(number) + row}, column {_name(col, columns)}: "
+        raise DataError(f"{path}: {unit} {int(number) + row}, column {columns[col]}: "
                         f"{block[row, col]} is not a finite number")
 
 
@@ -157,7 +220,7 @@ def _npy(path: Path) -> Rows:
         raise DataError(f"{path}: holds Python objects or is not a .npy file ({err}); "
                         "refused: distnn never unpickles") from None
     array = _as_rows(array, path, "the array")
-    return Rows(path, array.shape[1], None, _slices(array))
+    return Rows(path, array.shape[1], None, lambda _: _slices(array), count=len(array))
 
 
 def _slices(array) -> Iterator[np.ndarray]:
@@ -176,6 +239,18 @@ def _npz(path: Path, key: str | None) -> Rows:
     key = names[0] if key is None else key
     if key not in names:
         raise DataError(f"{path} has no array {key!r}; it holds {', '.join(names)}")
+    shape, dtype, _ = _npz_header(archive, path, key)
+    width = 1 if len(shape) == 1 else shape[1]
+
+    def read(_: int | None) -> Iterator[np.ndarray]:
+        member = _npz_header(archive, path, key)[2]
+        return _stream(member, shape[0], width, dtype)
+    return Rows(path, width, None, read, count=shape[0])
+
+
+def _npz_header(archive: zipfile.ZipFile, path: Path,
+                key: str) -> tuple[tuple[int, ...], np.dtype, io.BufferedIOBase]:
+    """The shape and dtype of an .npz member, and the member opened after its header."""
     member = archive.open(f"{key}.npy")
     version = np.lib.format.read_magic(member)
     read_header = {(1, 0): np.lib.format.read_array_header_1_0,
@@ -191,20 +266,22 @@ def _npz(path: Path, key: str | None) -> Rows:
         raise DataError(f"{path}: array {key!r} is stored column by column (Fortran order); "
                         "save it with np.ascontiguousarray first")
     _as_rows(np.empty((1,) * len(shape), dtype), path, f"array {key!r}")
-    width = 1 if len(shape) == 1 else shape[1]
-    return Rows(path, width, None, _stream(member, shape[0], width, dtype))
+    if 0 in shape:
+        raise DataError(f"{path}: array {key!r} has shape {shape}; expected rows of numbers")
+    return shape, dtype, member
 
 
 def _stream(member: io.BufferedIOBase, rows: int, width: int,
             dtype: np.dtype) -> Iterator[np.ndarray]:
     row_bytes = width * dtype.itemsize
-    for start in range(0, rows, BLOCK_ROWS):
-        n = min(BLOCK_ROWS, rows - start)
-        data = member.read(n * row_bytes)
-        if len(data) != n * row_bytes:
-            raise DataError(f"{member.name}: ends after {start + len(data) // row_bytes} of its "
-                            f"{rows} rows")
-        yield np.frombuffer(data, dtype).reshape(n, width).astype(np.float64)
+    with member:
+        for start in range(0, rows, BLOCK_ROWS):
+            n = min(BLOCK_ROWS, rows - start)
+            data = member.read(n * row_bytes)
+            if len(data) != n * row_bytes:
+                raise DataError(f"{member.name}: ends after {start + len(data) // row_bytes} "
+                                f"of its {rows} rows")
+            yield np.frombuffer(data, dtype).reshape(n, width).astype(np.float64)
 
 
 def _hdf5(path: Path, dataset: str | None) -> Rows:
@@ -212,24 +289,27 @@ def _hdf5(path: Path, dataset: str | None) -> Rows:
         f = h5py.File(path, "r")
     except OSError as err:
         raise DataError(f"{path}: not a readable HDF5 file ({err})") from None
-    if dataset is None:
-        found: list[str] = []
-        f.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset)
-                     else None)
-        if len(found) != 1:
-            raise DataError(f"{path} holds {len(found)} datasets: name the one to read")
-        dataset = found[0]
-    ds = f.get(dataset)
-    if not isinstance(ds, h5py.Dataset):
-        raise DataError(f"{path} has no dataset {dataset!r}")
-    if ds.dtype.kind not in "uifb" or ds.ndim not in (1, 2) or 0 in ds.shape:
-        raise DataError(f"{path}: /{dataset} is {ds.dtype} {ds.shape}; expected rows of numbers")
-    width = 1 if ds.ndim == 1 else ds.shape[1]
-    return Rows(path, width, None, _h5_slices(f, ds, width))
-
-
-def _h5_slices(f: h5py.File, ds: h5py.Dataset, width: int) -> Iterator[np.ndarray]:
     with f:
+        if dataset is None:
+            found: list[str] = []
+            f.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset)
+                         else None)
+            if len(found) != 1:
+                raise DataError(f"{path} holds {len(found)} datasets: name the one to read")
+            dataset = found[0]
+        ds = f.get(dataset)
+        if not isinstance(ds, h5py.Dataset):
+            raise DataError(f"{path} has no dataset {dataset!r}")
+        if ds.dtype.kind not in "uifb" or ds.ndim not in (1, 2) or 0 in ds.shape:
+            raise DataError(f"{path}: /{dataset} is {ds.dtype} {ds.shape}; expected rows of "
+                            "numbers")
+        width, count = (1 if ds.ndim == 1 else ds.shape[1]), len(ds)
+    return Rows(path, width, None, lambda _: _h5_slices(path, dataset, width), count=count)
+
+
+def _h5_slices(path: Path, dataset: str, width: int) -> Iterator[np.ndarray]:
+    with h5py.File(path, "r") as f:
+        ds = f[dataset]
         for start in range(0, len(ds), BLOCK_ROWS):
             block = ds[start:start + BLOCK_ROWS].astype(np.float64)
             yield block.reshape(len(block), width)

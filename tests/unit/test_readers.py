@@ -17,12 +17,14 @@ ROWS = np.random.default_rng(0).normal(0, 1e3, (23, 3))
 @pytest.fixture(autouse=True)
 def small_blocks(monkeypatch):
     monkeypatch.setattr(readers, "BLOCK_ROWS", 5)  # 23 rows: blocks of 5, and a last of 3
+    monkeypatch.setattr(readers, "CSV_BLOCK_CHARS", 100)  # a CSV: 4 or 5 of these lines
 
 
 def read_all(path, **options) -> np.ndarray:
     rows = open_rows(path, **options)
     blocks = list(rows.blocks())
     assert max(len(b) for b in blocks) <= 5  # never more than a block in memory
+    assert len(blocks) >= 5
     return np.concatenate(blocks)
 
 
