@@ -128,7 +128,8 @@ def _start_on_root(cfg: Config, given: dict[str, Any], ranks: int,
     if ckpt is None:
         cfg = _cost_for_task(cfg, info, given)
     if not cfg.partitions:  # a new run: C is chosen now, and saved with its settings
-        cfg = dataclasses.replace(cfg, partitions=default_partitions(cfg.batch_size, ranks))
+        cfg = dataclasses.replace(cfg, partitions=default_partitions(cfg.batch_size, ranks,
+                                                                       info["train_size"]))
     order = _check_fit(cfg, info, ranks)
     _check_memory(cfg, info, ranks, ranks_here)
     if ckpt is None:

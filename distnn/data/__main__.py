@@ -1,4 +1,4 @@
-"""Command line: `python -m distnn.data prepare|info`.
+"""Command line: `python -m distnn.data prepare|import|friedman|info`.
 
 Errors the user can fix print one line, `distnn.data: error: ...`, and exit
 with status 1 (2 for usage errors, as argparse does; 74 when a file cannot be
@@ -13,9 +13,10 @@ import sys
 from ..protocol import EXIT_IOERR
 from ..writes import WriteFailed
 from .errors import DataError
-from .friedman import make_friedman
+from .friedman import make_friedman, write_csv
 from .prepare import DEFAULT_OUT, DEFAULT_SEED, prepare
-from .store import SPLITS, class_counts, describe
+from .imports import Layout, import_table
+from .store import SPLITS, TASKS, class_counts, describe
 
 PROG = "distnn.data"
 
@@ -29,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  python -m distnn.data prepare                 # MNIST -> data/mnist.h5\n"
         "  python -m distnn.data prepare --idx /usr/share/datasets/fashion-mnist "
         "--out data/fashion-mnist.h5\n"
+        "  python -m distnn.data import runs.csv --task regression --target yield "
+        "--out data/yield.h5\n"
         "  python -m distnn.data friedman --train-rows 1000000 --out data/friedman.h5\n"
         "  python -m distnn.data info data/mnist.h5",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -54,12 +57,66 @@ def build_parser() -> argparse.ArgumentParser:
                    help="number of classes (default: max training label + 1, refused if a "
                         "class in between has no training sample; 10 for MNIST)")
 
+    m = commands.add_parser(
+        "import", help="bring a table of your own in: CSV, NumPy (.npy, .npz) or HDF5",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Write a table of features and targets (written atomically) from a CSV "
+        "file (with or without a header line), a .npy or .npz file, or any HDF5 file. The "
+        "training rows are stored permuted (any block of them is a fair sample), the test "
+        "rows in the file's order; float features are standardized for training with the "
+        "training rows' mean and standard deviation, kept in the file. Memory holds a block "
+        "of rows at a time, whatever the file's size; scratch files (about twice the data "
+        "in float64) go next to --out and are removed at the end.",
+        epilog="examples:\n"
+        "  python -m distnn.data import iris.csv --task classification --target species "
+        "--out data/iris.h5\n"
+        "  python -m distnn.data import runs.csv --task regression --target yield --target "
+        "cost --out data/runs.h5\n"
+        "  python -m distnn.data import x.npy --targets y.npy --task regression --test-fraction "
+        "0.2 --out data/xy.h5\n"
+        "  python -m distnn.data import lab.h5 --features /scan/x --targets /scan/y --task "
+        "regression --test lab-test.h5 --out data/lab.h5")
+    m.add_argument("source", help="the rows: .csv (or .txt), .npy, .npz, .h5 (or .hdf5)")
+    m.add_argument("--out", required=True, metavar="PATH", help="the table to write (.h5)")
+    m.add_argument("--task", required=True, choices=TASKS,
+                   help="what to predict: a class (one column of labels, text or numbers; "
+                        "the classes are numbered in sorted order, their names kept) or "
+                        "real values (one or several columns)")
+    m.add_argument("--target", action="append", default=[], metavar="COLUMN",
+                   help="a column to predict, by its header name or its number from 1 "
+                        "(again, or comma-separated, for several); the other columns are "
+                        "the features (default: the last column)")
+    m.add_argument("--features", metavar="NAME",
+                   help="the array of an .npz file, or the dataset of an HDF5 file, that "
+                        "holds the rows (needed when the file holds several)")
+    m.add_argument("--targets", metavar="NAME",
+                   help="the targets are all the columns of another array: its name in the "
+                        "same .npz or HDF5 file, or a second .npy or .csv file")
+    m.add_argument("--test", metavar="FILE",
+                   help="the test rows, in a file of the same form (instead of "
+                        "--test-fraction)")
+    m.add_argument("--test-fraction", type=float, default=0.1, metavar="F",
+                   help="the share of rows set aside for testing, stratified by class, drawn "
+                        "from --seed (default 0.1)")
+    m.add_argument("--seed", type=int, default=0,
+                   help="seed of the test split and of the training rows' order (default 0)")
+    m.add_argument("--dtype", choices=("float32", "float64"), default="float64",
+                   help="how the features are stored (default float64: exactly as read; "
+                        "float32 halves the file)")
+    header = m.add_mutually_exclusive_group()
+    header.add_argument("--header", dest="header", action="store_true", default=None,
+                        help="a CSV's first line names the columns (default: guessed)")
+    header.add_argument("--no-header", dest="header", action="store_false",
+                        help="a CSV's first line is a row of data")
+
     g = commands.add_parser(
         "friedman", help="generate Friedman's first regression problem, whose floor is known",
         description="Friedman (1991) #1: y = 10 sin(pi x1 x2) + 20 (x3 - 0.5)^2 + 10 x4 + "
         "5 x5 + e with ten features uniform on [0, 1] (five of them noise) and e ~ N(0, "
         "sigma^2): no model's test RMSE is below sigma. Written a block at a time, as a "
-        "regression table (features standardized for training).")
+        "regression table (features standardized for training), or, with an --out that "
+        "ends in .csv, as a CSV file (header x1,...,x10,y; the training rows, then the test "
+        "rows) to bring in with import.")
     g.add_argument("--out", default="data/friedman.h5", metavar="PATH",
                    help="output HDF5 file (default: data/friedman.h5)")
     g.add_argument("--train-rows", type=int, default=1_000_000, metavar="N",
@@ -90,7 +147,8 @@ def info(path: str) -> str:
         lines.append(f"{split}: {d[f'{split}_size']} rows")
         if classes:
             counts = class_counts(path, split)
-            lines.append("  per class: " + " ".join(f"{c}:{n}" for c, n in enumerate(counts)))
+            names = d["names"].get("classes") or range(len(counts))
+            lines.append("  per class: " + " ".join(f"{c}:{n}" for c, n in zip(names, counts)))
     return "\n".join(lines)
 
 
@@ -101,11 +159,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "prepare":
             prepare(args.out, idx_dir=args.idx, cache_dir=args.cache, seed=args.seed,
                     n_classes=args.classes)
+        elif args.command == "import":
+            layout = Layout(target=tuple(t for spec in args.target for t in spec.split(",")
+                                         if t),
+                            features=args.features, targets=args.targets, header=args.header)
+            print(import_table(args.source, args.out, task=args.task, layout=layout,
+                               test=args.test, test_fraction=args.test_fraction,
+                               seed=args.seed, dtype=args.dtype))
         elif args.command == "friedman":
             if min(args.train_rows, args.test_rows) < 1 or not args.sigma >= 0:
                 raise DataError("--train-rows and --test-rows must be >= 1, --sigma >= 0")
-            print(make_friedman(args.out, args.train_rows, args.test_rows, args.sigma,
-                                args.seed))
+            make = write_csv if args.out.lower().endswith(".csv") else make_friedman
+            print(make(args.out, args.train_rows, args.test_rows, args.sigma, args.seed))
         else:
             print(info(args.path))
     except WriteFailed as err:  # a full disk, say: what was at the path is untouched

@@ -7,7 +7,9 @@ predict e, so no test RMSE is below sigma: the distance of a model's RMSE to
 sigma is its own error. Rows are made a block at a time, each block from
 generators seeded by (seed, split, block), so any number of rows takes the
 memory of one block, and a smaller table's rows are the first rows of a
-larger one with the same seed.
+larger one with the same seed. ``write_csv`` writes the same rows as a CSV file
+(a header ``x1,...,x10,y``, then the training rows and the test rows), for
+``python -m distnn.data import`` and its speed (docs/data.md).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path
+from ..writes import writing
 from .table import write_table
 
 N_FEATURES = 10
@@ -48,3 +52,15 @@ def make_friedman(out: str | Path, train_rows: int, test_rows: int, sigma: float
                              "test": blocks(test_rows, sigma, seed, 1)},
                        task="regression", n_features=N_FEATURES, n_outputs=1,
                        source=f"friedman1(sigma={sigma:g}, seed={seed})", seed=seed)
+
+
+def write_csv(out: str | Path, train_rows: int, test_rows: int, sigma: float = 1.0,
+              seed: int = 0) -> Path:
+    """The rows of ``make_friedman`` as CSV: the training rows, then the test rows."""
+    out = Path(out)
+    with writing(out), atomic_path(out) as tmp, open(tmp, "w") as f:
+        f.write(",".join([f"x{j + 1}" for j in range(N_FEATURES)] + ["y"]) + "\n")
+        for split, rows in enumerate((train_rows, test_rows)):
+            for x, y in blocks(rows, sigma, seed, split):
+                np.savetxt(f, np.hstack([x, y]), delimiter=",", fmt="%.17g")
+    return out

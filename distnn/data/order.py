@@ -33,10 +33,11 @@ from .shard import shard_range
 DEFAULT_PARTITIONS = 64  # at most m of them; at least the ranks a run starts on
 
 
-def default_partitions(m: int, ranks: int) -> int:
-    """C for a new run that names none: 64, or fewer for a small batch, or more for many
-    ranks, so that the run may later go on with any number of ranks up to C."""
-    return max(ranks, min(DEFAULT_PARTITIONS, m))
+def default_partitions(m: int, ranks: int, n: int | None = None) -> int:
+    """C for a new run that names none: 64, or fewer for a small batch (or a training set
+    of fewer than 64 rows, ``n``), or more for many ranks, so that the run may later go
+    on with any number of ranks up to C."""
+    return max(ranks, min(DEFAULT_PARTITIONS, m, n or m))
 
 
 def _size(span: tuple[int, int]) -> int:

@@ -222,6 +222,20 @@ def _check_table(f: h5py.File, path: Path) -> None:
                                 + (" and positive" if stat == "std" else ""))
 
 
+    lengths = {"classes": width if task == "classification" else 0, "features": n_features,
+               "targets": width if task == "regression" else 0}
+    for kind, ds in f.get("names", {}).items():
+        if kind not in lengths or not isinstance(ds, h5py.Dataset) or ds.shape != \
+                (lengths[kind],) or h5py.check_string_dtype(ds.dtype) is None:
+            raise DataError(f"{path}: /names/{kind} must be {lengths.get(kind, 0)} strings; "
+                            f"names are kept for {', '.join(k for k, n in lengths.items() if n)}")
+
+
+def names(f: h5py.File) -> dict[str, list[str]]:
+    """The names a table keeps: of its classes, features and targets, where it has them."""
+    return {kind: [v.decode() for v in ds[()]] for kind, ds in f.get("names", {}).items()}
+
+
 def _real(dtype: np.dtype) -> bool:
     return dtype.kind in "uif"  # unsigned, signed, float: numbers a network can read
 
@@ -256,7 +270,8 @@ def describe(path: str | Path) -> dict:
     "regression"), image_shape (a tuple, or None for a table without one),
     n_features, feature_bytes (a stored feature's), n_outputs (classes, or targets
     per row), n_classes (classification only), feature_scaling, scaling (the
-    arrays of ``read_scaling``), shuffle_seed, train_size, test_size.
+    arrays of ``read_scaling``), names (of classes, features, targets: what the
+    table keeps), shuffle_seed, train_size, test_size.
     """
     with open_checked(path) as f:
         version = int(f.attrs["schema_version"])
@@ -281,6 +296,7 @@ def describe(path: str | Path) -> dict:
             "n_outputs": n_outputs,
             "feature_scaling": str(f.attrs.get("feature_scaling", "divide_by_255")),
             "scaling": _scaling(f),
+            "names": names(f),
             "shuffle_seed": int(f.attrs["shuffle_seed"]),
             "train_size": len(f["train"][targets]),
             "test_size": len(f["test"][targets]),

@@ -32,15 +32,21 @@ from ..writes import writing
 from .errors import DataError
 from .store import CHUNK_ROWS, MAX_CLASSES, SPLITS, TABLE_VERSION, TASKS, validate
 
-Blocks = Iterable[tuple[np.ndarray, np.ndarray]]  # (features (b, n), targets (b,) or (b, k))
+# (features (b, n), targets (b,) or (b, k)), and optionally each row's number in the source (b,)
+Blocks = Iterable[tuple[np.ndarray, ...]]
 STAT_BLOCK = 1 << 16  # rows read back at a time for the statistics
 
 
 def write_table(path: str | Path, splits: dict[str, Blocks], *, task: str, n_features: int,
                 n_outputs: int, source: str, seed: int = 0, source_sha256: str = "",
                 feature_dtype: np.dtype | str = np.float64,
-                image_shape: tuple[int, ...] | None = None) -> Path:
+                image_shape: tuple[int, ...] | None = None,
+                names: dict[str, list[str]] | None = None) -> Path:
     """Write the blocks of each split ("train", "test") to ``path`` as a table.
+
+    Blocks that carry a third array, each row's number in the source, store it
+    as ``/SPLIT/source_row``. ``names`` ("classes", "features", "targets": lists
+    of strings) are stored as ``/names/...``, for people and predictions.
 
     ``n_outputs`` is the number of classes (classification) or of targets per row
     (regression). The training split must already be in the order it is to be
@@ -65,6 +71,9 @@ def write_table(path: str | Path, splits: dict[str, Blocks], *, task: str, n_fea
             for split in SPLITS:
                 _write_split(f.create_group(split), splits[split], task, n_features,
                              n_outputs, feature_dtype)
+            for kind, values in (names or {}).items():
+                f.create_dataset(f"names/{kind}", data=np.array(values, dtype=object),
+                                 dtype=h5py.string_dtype())
             if not images:
                 _store_stats(f, "feature", f["train/features"])
             if task == "regression":
@@ -83,12 +92,18 @@ def _write_split(group: h5py.Group, blocks: Blocks, task: str, n_features: int,
     targets = group.create_dataset("targets", (0, *target_shape), target_dtype,
                                    maxshape=(None, *target_shape),
                                    chunks=(CHUNK_ROWS, *target_shape))
-    for x, y in blocks:
+    for x, y, *source_row in blocks:
         n = len(features)
         features.resize(n + len(x), axis=0)
         targets.resize(n + len(x), axis=0)
         features[n:] = x
         targets[n:] = y
+        if source_row:
+            if "source_row" not in group:
+                group.create_dataset("source_row", (0,), np.int64, maxshape=(None,),
+                                     chunks=(1 << 14,))
+            group["source_row"].resize(n + len(x), axis=0)
+            group["source_row"][n:] = source_row[0]
     if regression:
         return
     if len(targets) and int(_blockwise_max(targets)) >= min(n_outputs, MAX_CLASSES):

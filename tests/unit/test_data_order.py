@@ -103,5 +103,7 @@ def test_what_cannot_work_is_named(n, m, c, ranks, words):
 def test_the_default_is_64_partitions_within_the_batch_and_the_ranks():
     assert default_partitions(128, 4) == 64
     assert default_partitions(10, 4) == 10  # at most m
+    assert default_partitions(128, 1, 20) == 20  # at most the training rows
+    assert default_partitions(128, 4, 2) == 4  # at least the ranks (which then find too few rows)
     assert default_partitions(256, 100) == 100  # at least the ranks
     assert Partitions(60000, 128, 64).steps == 60000 // 128  # no batch lost to the partitions

@@ -1,0 +1,289 @@
+"""A lab's own table (CSV, NumPy, HDF5) into the file distnn trains from.
+
+    python -m distnn.data import runs.csv --task regression --target yield --out data/yield.h5
+    python -m distnn.data import iris.csv --task classification --target species --out data/iris.h5
+
+Three passes, each a block of rows at a time, so that memory holds a block
+(and one bucket of the shuffle) whatever the file's size:
+
+1. read: the source's rows (``readers``), checked, the target columns split
+   off, class labels numbered as they are met (``labels``), staged on disk in
+   the file's order;
+2. split: the test rows chosen by a seeded split stratified by class
+   (``split``), or read from a test file of their own; training rows go to
+   the buckets of an external shuffle (``staging``);
+3. write: the table (``table.write_table``), its training set permuted so
+   that any block of rows is a fair sample, its test set in the file's order,
+   each row's number in the source, the names of classes, features and
+   targets, and the features' (a regression's targets') mean and standard
+   deviation in float64.
+
+The scratch files (about twice the data, in float64) lie next to the output
+and are removed at the end; the output is written atomically. Bad input is one
+line naming the row and the column, and writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..atomic import scratch_path
+from ..writes import writing
+from .errors import DataError
+from .labels import Labels
+from .readers import Rows, open_rows
+from .split import TestSplit
+from .staging import Shuffled, Staged
+from .table import write_table
+
+BUCKET_BYTES = 64 << 20  # the shuffle holds one bucket of training rows in memory at a time
+DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a file's features and targets are.
+
+    Either one matrix (a CSV, an .npy, an .npz array or HDF5 dataset named by
+    ``features``) whose ``target`` columns (names, or numbers from 1; default
+    the last) are the targets and the rest the features; or, with ``targets``,
+    the features in one matrix and the targets in another: an array or dataset
+    of the same .npz or HDF5 file, or a second .csv or .npy file."""
+    target: tuple[str, ...] = ()
+    features: str | None = None
+    targets: str | None = None
+    header: bool | None = None
+
+
+def _open(path: Path, name: str | None, header: bool | None) -> Rows:
+    return open_rows(path, key=name, dataset=name, header=header)
+
+
+def _column(spec: str, rows: Rows) -> int:
+    """A column named by its header name or its number (from 1), from 0."""
+    if rows.columns and spec in rows.columns:
+        return rows.columns.index(spec)
+    if spec.isdigit() and 1 <= int(spec) <= rows.n_columns:
+        return int(spec) - 1
+    has = (f"its columns are {', '.join(rows.columns)}" if rows.columns else
+           f"it has {rows.n_columns} columns, numbered from 1")
+    raise DataError(f"{rows.path}: no column {spec!r} to predict; {has}")
+
+
+class Table:
+    """A file's rows as (features, targets, where) blocks, as a ``Layout`` says."""
+
+    def __init__(self, path: Path, layout: Layout, task: str) -> None:
+        self.path, self.task, self.files = path, task, [path]
+        self.rows = _open(path, layout.features, layout.header)
+        if layout.targets is None:
+            self.target_rows = None
+            specs = layout.target or (str(self.rows.n_columns),)
+            self.targets = sorted({_column(s, self.rows) for s in specs})
+            if len(self.targets) == self.rows.n_columns:
+                raise DataError(f"{path}: every column is a target; no features are left")
+            names = self.rows.columns
+        else:
+            if layout.target:
+                raise DataError("--target chooses columns of one matrix; with --targets every "
+                                "column of that array is a target")
+            second = path if path.suffix.lower() in (".npz", ".h5", ".hdf5", ".hdf") \
+                else Path(layout.targets)
+            self.target_rows = _open(second, layout.targets if second == path else None,
+                                     layout.header)
+            self.files = [path] if second == path else [path, second]
+            self.targets = []
+            names = None
+        n_targets = len(self.targets) if self.target_rows is None else \
+            self.target_rows.n_columns
+        if task == "classification" and n_targets != 1:
+            raise DataError(f"{path}: a classifier predicts one column of class labels, "
+                            f"not {n_targets}")
+        keep = [c for c in range(self.rows.n_columns) if c not in self.targets]
+        self.n_features = len(keep)
+        self.feature_names = [names[c] for c in keep] if names else None
+        self.target_names = [names[c] for c in self.targets] if names else None
+        self.n_targets = n_targets
+        self._keep = keep
+
+    def label_column(self) -> str:
+        rows, col = (self.rows, self.targets[0]) if self.target_rows is None else \
+            (self.target_rows, 0)
+        return f"{rows.path}, column {rows.name(col)}"
+
+    def blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray, Rows, int]]:
+        """(features (b, n), targets (b, k) floats or (b,) label texts, rows, first row)."""
+        if self.target_rows is not None:
+            yield from self._two_files()
+            return
+        first = 0
+        text = self.task == "classification" and self.rows.path.suffix.lower() in (".csv",
+                                                                                   ".txt")
+        for block in self.rows.blocks(text=self.targets[0] if text else None):
+            if text:
+                x, y = block
+            else:
+                x, y = block[:, self._keep], block[:, self.targets]
+                y = y[:, 0] if self.task == "classification" else y
+            yield x, y, self.rows, first
+            first += len(x)
+
+    def _two_files(self) -> Iterator[tuple[np.ndarray, np.ndarray, Rows, int]]:
+        first, targets = 0, _Reblocked(self.target_rows.blocks())
+        for x in self.rows.blocks():
+            y = targets.take(len(x))
+            if len(y) < len(x):
+                raise DataError(f"{self.target_rows.path}: {first + len(y)} rows of targets, "
+                                f"fewer than the rows of features in {self.path}")
+            yield x, (y[:, 0] if self.task == "classification" else y), self.rows, first
+            first += len(x)
+        if len(targets.take(1)):
+            raise DataError(f"{self.target_rows.path}: more rows of targets than the {first} "
+                            f"rows of features in {self.path}")
+
+
+class _Reblocked:
+    """Rows from blocks of one size, taken in blocks of another."""
+
+    def __init__(self, blocks: Iterator[np.ndarray]) -> None:
+        self._blocks, self._pending = iter(blocks), []
+
+    def take(self, n: int) -> np.ndarray:
+        """The next n rows, or fewer at the end."""
+        while sum(map(len, self._pending)) < n:
+            block = next(self._blocks, None)
+            if block is None:
+                break
+            self._pending.append(block)
+        if not self._pending:
+            return np.empty((0, 1))
+        joined = np.concatenate(self._pending)
+        self._pending = [joined[n:]]
+        return joined[:n]
+
+
+def import_table(source: str | Path, out: str | Path, *, task: str, layout: Layout = Layout(),
+                 test: str | Path | None = None, test_fraction: float = 0.1, seed: int = 0,
+                 dtype: str = "float64") -> str:
+    """Write the table of ``source`` (and ``test``) to ``out``; returns what was written,
+    in a line. Raises DataError for bad input, WriteFailed if ``out`` cannot be written."""
+    started = time.perf_counter()
+    source, out = Path(source), Path(out)
+    if dtype not in DTYPES:
+        raise DataError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if test is None and not 0 < test_fraction < 1:
+        raise DataError(f"--test-fraction must be between 0 and 1, got {test_fraction}")
+    if out.is_dir():
+        raise DataError(f"--out {out} is a directory")
+    table = Table(source, layout, task)
+    test_table = None if test is None else Table(Path(test), layout, task)
+    if test_table is not None and test_table.n_features != table.n_features:
+        raise DataError(f"{test}: {test_table.n_features} features a row, {source} has "
+                        f"{table.n_features}")
+    classes = task == "classification"
+    labels = Labels(table.label_column()) if classes else None
+    y_shape, y_dtype = ((), np.uint32) if classes else ((table.n_targets,), np.float64)
+    with writing(out), scratch_path(out) as read_file, scratch_path(out) as split_file, \
+            h5py.File(read_file, "w") as f, h5py.File(split_file, "w") as g:
+        staged = Staged(f.create_group("source"), table.n_features, y_shape, y_dtype)
+        _stage(table, staged, labels)
+        test_staged = None
+        if test_table is not None:
+            test_staged = Staged(f.create_group("test"), table.n_features, y_shape, y_dtype)
+            _stage(test_table, test_staged, labels)
+        names, number = labels.classes() if classes else (None, None)
+        train_set, test_set = _split(staged, test_staged, g, (names, number) if classes
+                                     else None, test_fraction, seed, table)
+        f.close()
+        read_file.unlink()  # its rows are in split_file now: give the space back
+        convert = (lambda y: number[y]) if classes else (lambda y: y)
+        kept = {"features": table.feature_names, "classes": names,
+                "targets": None if classes else table.target_names}
+        write_table(out, {split: ((x.astype(dtype), convert(y), row)
+                                  for x, y, row in rows.blocks())
+                          for split, rows in (("train", train_set), ("test", test_set))},
+                    task=task, n_features=table.n_features,
+                    n_outputs=len(names) if classes else table.n_targets,
+                    source=f"import {source.name}" + (f" (test: {Path(test).name})"
+                                                      if test else ""),
+                    source_sha256=_sha256(*table.files, *(test_table.files if test_table
+                                                          else ())),
+                    seed=seed, feature_dtype=dtype,
+                    names={k: v for k, v in kept.items() if v})
+        sizes = len(train_set), len(test_set)
+    seconds = time.perf_counter() - started
+    megabytes = sum(p.stat().st_size for p in [*table.files, *(test_table.files if test_table
+                                                                  else ())]) / 1e6
+    what = f"{len(names)} classes" if classes else f"{table.n_targets} target(s)"
+    return (f"{out}: {sizes[0]} training rows (permuted), {sizes[1]} test rows, "
+            f"{table.n_features} features, {what}; read {megabytes:.3g} MB in {seconds:.3g} s "
+            f"({megabytes / seconds:.3g} MB/s)")
+
+
+def _stage(table: Table, staged: Staged, labels: Labels | None) -> None:
+    for x, y, rows, first in table.blocks():
+        if labels is not None:
+            y = labels.ids(y, lambda i, rows=rows, first=first: f"{rows.path}: "
+                           f"{rows.where(first + i)}")
+        staged.add((x, y, np.arange(first, first + len(x))))
+
+
+def _split(staged: Staged, test_staged: Staged | None, g: h5py.File,
+           classes: tuple[list[str], np.ndarray] | None, fraction: float, seed: int,
+           table: Table) -> tuple[Shuffled, Staged]:
+    """The training rows into the shuffle's buckets, the test rows in order.
+    ``classes``: the class names and each label id's class number (classification)."""
+    names, number = classes or (None, None)
+    n = len(staged)
+    y_shape, y_dtype = ((), np.uint32) if number is not None else ((table.n_targets,), np.float64)
+    test_set = Staged(g.create_group("test"), table.n_features, y_shape, y_dtype)
+    splitter = None
+    if test_staged is None:
+        counts = np.array([n])
+        if number is not None:
+            counts = sum(np.bincount(number[y], minlength=len(number))
+                         for _, y, _ in staged.blocks())
+        splitter = TestSplit(counts, fraction, seed)
+        if splitter.test_rows == 0:
+            raise DataError(f"--test-fraction {fraction} of {n} rows leaves no test rows; "
+                            "raise it, or give the test rows with --test FILE")
+    row_bytes = 8 * (table.n_features + max(1, table.n_targets) + 1)
+    buckets = max(1, math.ceil(n * row_bytes / BUCKET_BYTES))
+    train_set = Shuffled(g.create_group("train"), buckets, seed, table.n_features, y_shape,
+                         y_dtype)
+    seen = np.zeros(len(number) if number is not None else 0, np.int64)
+    for x, y, row in staged.blocks():
+        if splitter is None:
+            train_set.add((x, y, row))
+            if number is not None:
+                seen += np.bincount(number[y], minlength=len(number))
+            continue
+        chosen = splitter.take(number[y] if number is not None else np.zeros(len(y), np.int64))
+        test_set.add((x[chosen], y[chosen], row[chosen]))
+        train_set.add((x[~chosen], y[~chosen], row[~chosen]))
+    for rows in test_staged.blocks() if test_staged is not None else ():
+        test_set.add(rows)
+    if splitter is None and not seen.all():
+        raise DataError(f"class {names[int(np.argmin(seen))]!r} of the test file has no "
+                        "training rows: a classifier cannot learn it")
+    return train_set, test_set
+
+
+def _sha256(*paths: Path) -> str:
+    """One line per file read: its sha256 and name, as sha256sum prints them."""
+    lines = []
+    for path in paths:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        lines.append(f"{digest.hexdigest()}  {Path(path).name}")
+    return "\n".join(lines)
