@@ -79,12 +79,31 @@ class Model:
         return a if self.regression else np.argmax(a, axis=1)
 
 
+    @property
+    def names(self) -> list[str] | None:
+        """The names of the classes, or of the targets, where the training data had them."""
+        return self.data.get("names", {}).get("targets" if self.regression else "classes")
+
+
 def _columns(model: Model) -> list[str]:
     k = model.net.sizes[-1]
     if model.regression:
-        return ["y"] if k == 1 else [f"y{j}" for j in range(k)]
+        return model.names or (["y"] if k == 1 else [f"y{j}" for j in range(k)])
     kind = "p" if model.net.cost.name == "cross_entropy" else "a"
-    return ["class", *(f"{kind}{j}" for j in range(k))]
+    labels = [f"_{name}" for name in model.names] if model.names else map(str, range(k))
+    return ["class", *(kind + label for label in labels)]
+
+
+def _csv_rows(model: Model, a: np.ndarray) -> list[str]:
+    """The lines of OUT for outputs ``a``: the class (its name, where the model has
+    them) and the probabilities, or the values."""
+    values = np.char.mod("%.17g", a)
+    if not model.regression:
+        classes = a.argmax(axis=1)
+        names = np.array(model.names or [], dtype=object)
+        label = names[classes] if len(names) else classes.astype(str)
+        values = np.column_stack([label, values])
+    return [",".join(row) + "\n" for row in values.tolist()]
 
 
 def write_predictions(model: Model, blocks: Iterator[np.ndarray], out: Path,
@@ -100,11 +119,7 @@ def write_predictions(model: Model, blocks: Iterator[np.ndarray], out: Path,
             with open(tmp, "w") as f:
                 f.write(",".join(_columns(model)) + "\n")
                 for block in blocks:
-                    a = model.outputs(block)
-                    table = a if model.regression else np.column_stack([a.argmax(axis=1), a])
-                    fmt = ["%.17g"] * a.shape[1] if model.regression else \
-                        ["%d"] + ["%.17g"] * a.shape[1]
-                    np.savetxt(f, table, delimiter=",", fmt=fmt)
+                    f.writelines(_csv_rows(model, model.outputs(block)))
                     written += len(block)
         elif kind == ".npy":
             shape = (rows, model.net.sizes[-1]) if model.regression else (rows,)
@@ -131,6 +146,9 @@ def write_predictions(model: Model, blocks: Iterator[np.ndarray], out: Path,
                         ds.resize(written + len(block), axis=0)
                         ds[written:] = parts[name]
                     written += len(block)
+                if model.names:
+                    f.create_dataset("names", data=np.array(model.names, dtype=object),
+                                     dtype=h5py.string_dtype())
     return written
 
 

@@ -18,6 +18,8 @@ new one is complete. Three kinds of write, and what a failed one means
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,10 @@ from distnn.comm import Comm
 from distnn.config import Config
 from distnn.start import Position
 from distnn.writes import WriteFailed
+
+# An HDF5 attribute holds up to 64 KiB: the names of up to a few thousand classes.
+# Beyond that predictions give class numbers, which the data file's /names maps.
+NAMES_KEPT = 32 << 10
 
 
 class Saver:
@@ -39,6 +45,9 @@ class Saver:
         table = data is not None and data.get("schema_version") == 2
         self._data = ({k: data[k] for k in ("task", "feature_scaling", "n_outputs")}
                       if table else None)
+        kept = {k: v for k, v in (data or {}).get("names", {}).items() if k != "features"}
+        if table and kept and len(json.dumps(kept)) <= NAMES_KEPT:
+            self._data["names"] = kept  # so that predictions say "setosa", not 2
         self._scaling = data.get("scaling") if table else None
         self._failing = False  # the last commit could not be written
 

@@ -111,7 +111,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(regression, tmp_path, capsys
     def full(*args, **kwargs):
         raise refusal(errno.ENOSPC)
 
-    monkeypatch.setattr(np, "savetxt", full)
+    monkeypatch.setattr("distnn.predict._csv_rows", full)
     assert predict([str(checkpoint), str(tmp_path / "x.npy"), "--out",
                     str(tmp_path / "p.csv")]) == EXIT_IOERR
     assert capsys.readouterr().err.startswith(f"distnn.predict: error: cannot write "
