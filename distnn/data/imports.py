@@ -40,7 +40,7 @@ from ..writes import writing
 from .errors import DataError
 from .labels import Labels
 from .readers import Rows, open_rows
-from .split import TestSplit
+from .split import Split
 from .staging import Shuffled, Staged
 from .table import write_table
 
@@ -251,7 +251,7 @@ def _split(staged: Staged, test_staged: Staged | None, g: h5py.File,
         if number is not None:
             counts = sum(np.bincount(number[y], minlength=len(number))
                          for _, y, _ in staged.blocks())
-        splitter = TestSplit(counts, fraction, seed)
+        splitter = Split(counts, fraction, seed)
         if splitter.test_rows == 0:
             raise DataError(f"--test-fraction {fraction} of {n} rows leaves no test rows; "
                             "raise it, or give the test rows with --test FILE")

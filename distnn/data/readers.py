@@ -101,6 +101,10 @@ def _number(text: str) -> bool:
     return True
 
 
+def _finite(text: str) -> bool:
+    return _number(text) and bool(np.isfinite(float(text)))
+
+
 def _fields(line: str) -> list[str]:
     return [x.strip() for x in line.rstrip("\r\n").split(",")]
 
@@ -115,7 +119,7 @@ def _csv(path: Path, header: bool | None) -> Rows:
         # A header names columns that hold numbers below it; a first row of data
         # may hold text too (class labels), but so does the row after it.
         below = _fields(second) if second.strip() else [""] * len(fields)
-        header = any(not _number(a) and (i >= len(below) or _number(below[i]))
+        header = any(not _number(a) and (i >= len(below) or _finite(below[i]))
                      for i, a in enumerate(fields))
     columns = fields if header else None
     skip = int(header)

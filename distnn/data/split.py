@@ -24,7 +24,7 @@ import numpy as np
 WINDOW = 4096
 
 
-class TestSplit:
+class Split:
     """Which rows go to the test set, given ``counts[k]`` rows of each class k."""
 
     def __init__(self, counts: np.ndarray, fraction: float, seed: int) -> None:

@@ -42,7 +42,8 @@ class Staged:
             ds.resize(n + len(part), axis=0)
             ds[n:] = part
 
-    def blocks(self, size: int = BLOCK) -> Iterator[Rows]:
+    def blocks(self, size: int | None = None) -> Iterator[Rows]:
+        size = size or BLOCK
         for start in range(0, len(self), size):
             x, y, row = (ds[start:start + size] for ds in self.sets)
             yield x, y, row
@@ -71,8 +72,9 @@ class Shuffled:
             if len(take):
                 bucket.add(tuple(part[take] for part in rows))
 
-    def blocks(self, size: int = BLOCK) -> Iterator[Rows]:
+    def blocks(self, size: int | None = None) -> Iterator[Rows]:
         """Every row once, in the shuffled order, ``size`` rows at a time at most."""
+        size = size or BLOCK
         for b, bucket in enumerate(self.buckets):
             if not len(bucket):
                 continue

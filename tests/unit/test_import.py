@@ -1,0 +1,216 @@
+"""python -m distnn.data import: what is stored equals the source, row for row, with its
+scaling equal to numpy's float64 answer; the split is stratified and seeded, the training
+rows permuted, memory a block; every kind of bad input is one line and writes nothing."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import h5py
+import numpy as np
+import pytest
+
+import distnn.data.imports as imports
+import distnn.data.readers as readers
+import distnn.data.staging as staging
+import distnn.data.table as table
+from distnn.data.__main__ import main as data_main
+from distnn.data.errors import DataError
+from distnn.data.imports import Layout, import_table
+from distnn.data.split import Split
+from distnn.data.store import describe
+
+RNG = np.random.default_rng(7)
+X = RNG.normal(0, 1, (600, 4)) * [1, 1e3, 1e-3, 0] + [0, -5, 2, 3]  # the last constant
+SPECIES = np.array(["setosa", "versicolor", "virginica", "z"])[
+    RNG.choice(4, 600, p=[0.5, 0.3, 0.15, 0.05])]
+Y = np.column_stack([X @ [1, 2, 3, 4], np.sin(X[:, 0])]) + RNG.normal(0, 0.1, (600, 2))
+
+
+def write_csv(path, x, last, header=None):
+    with open(path, "w") as f:
+        if header:
+            f.write(",".join(header) + "\n")
+        for row, y in zip(x.tolist(), np.asarray(last).tolist()):
+            ys = y if isinstance(y, list) else [y]
+            f.write(",".join(repr(v) for v in row) + "," + ",".join(str(v) for v in ys) + "\n")
+    return path
+
+
+def read(path):
+    with h5py.File(path) as f:
+        return {f"{s}/{k}": f[s][k][()] for s in ("train", "test") for k in f[s]} | \
+            {f"scaling/{k}": v[()] for k, v in f.get("scaling", {}).items()}
+
+
+def check_rows(stored, x, y):
+    """Every stored row is its source row, each source row stored once; the scaling is
+    the training rows' mean and standard deviation, in float64 (a constant column: 1)."""
+    rows = np.concatenate([stored["train/source_row"], stored["test/source_row"]])
+    np.testing.assert_array_equal(np.sort(rows), np.arange(len(x)))
+    for split in ("train", "test"):
+        source = stored[f"{split}/source_row"]
+        np.testing.assert_array_equal(stored[f"{split}/features"], x[source])
+        np.testing.assert_array_equal(stored[f"{split}/targets"], y[source])
+    train = x[stored["train/source_row"]]
+    std = train.std(axis=0)
+    std[std == 0] = 1
+    np.testing.assert_allclose(stored["scaling/feature_mean"], train.mean(axis=0),
+                               rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(stored["scaling/feature_std"], std, rtol=1e-12)
+
+
+def test_csv_classification_round_trip(tmp_path):
+    path = write_csv(tmp_path / "iris.csv", X, SPECIES, ["a", "b", "c", "d", "species"])
+    line = import_table(path, tmp_path / "t.h5", task="classification",
+                        layout=Layout(target=("species",)), test_fraction=0.25, seed=3)
+    assert "4 classes" in line
+    stored = read(tmp_path / "t.h5")
+    names = sorted(set(SPECIES))
+    check_rows(stored, X, np.searchsorted(names, SPECIES))
+    info = describe(tmp_path / "t.h5")
+    assert info["names"] == {"classes": names, "features": ["a", "b", "c", "d"]}
+    assert (info["task"], info["n_classes"], info["feature_scaling"]) == \
+        ("classification", 4, "standardize")
+    # stratified: each class's share of the test rows within one row of a quarter
+    for k, name in enumerate(names):
+        n_k, t_k = np.sum(SPECIES == name), np.sum(stored["test/targets"] == k)
+        assert abs(t_k - n_k / 4) < 1
+    # the test rows in the file's order, the training rows not
+    assert np.all(np.diff(stored["test/source_row"]) > 0)
+    assert not np.all(np.diff(stored["train/source_row"]) > 0)
+
+
+@pytest.mark.parametrize("kind", ["csv", "npy", "npz", "h5"])
+def test_regression_round_trips(tmp_path, kind):
+    if kind == "csv":
+        path = write_csv(tmp_path / "r.csv", X, Y.tolist())
+        layout = Layout(target=("5", "6"))
+    elif kind == "npy":
+        np.save(tmp_path / "x.npy", X)
+        np.save(tmp_path / "y.npy", Y)
+        path, layout = tmp_path / "x.npy", Layout(targets=str(tmp_path / "y.npy"))
+    elif kind == "npz":
+        np.savez(tmp_path / "xy.npz", inputs=X, outputs=Y)
+        path, layout = tmp_path / "xy.npz", Layout(features="inputs", targets="outputs")
+    else:
+        with h5py.File(tmp_path / "lab.h5", "w") as f:
+            f["scan/x"], f["scan/y"] = X, Y
+        path, layout = tmp_path / "lab.h5", Layout(features="scan/x", targets="scan/y")
+    import_table(path, tmp_path / "t.h5", task="regression", layout=layout)
+    stored = read(tmp_path / "t.h5")
+    check_rows(stored, X, Y)
+    train = Y[stored["train/source_row"]]
+    np.testing.assert_allclose(stored["scaling/target_mean"], train.mean(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(stored["scaling/target_std"], train.std(axis=0), rtol=1e-12)
+    assert len(stored["test/targets"]) in (59, 60, 61)
+
+
+def test_a_test_file_of_its_own(tmp_path):
+    train = write_csv(tmp_path / "a.csv", X[:500], SPECIES[:500])
+    test = write_csv(tmp_path / "b.csv", X[500:], SPECIES[500:])
+    import_table(train, tmp_path / "t.h5", task="classification", test=test)
+    stored = read(tmp_path / "t.h5")
+    np.testing.assert_array_equal(stored["test/features"], X[500:])
+    np.testing.assert_array_equal(np.sort(stored["train/source_row"]), np.arange(500))
+
+
+def test_the_same_file_whatever_the_blocks_and_buckets(tmp_path, monkeypatch):
+    """The split and the order depend on the seed alone; many buckets still permute."""
+    path = write_csv(tmp_path / "r.csv", X, SPECIES)
+    import_table(path, tmp_path / "one.h5", task="classification", seed=5)
+    monkeypatch.setattr(readers, "CSV_BLOCK_CHARS", 999)
+    import_table(path, tmp_path / "small.h5", task="classification", seed=5)
+    one, small = read(tmp_path / "one.h5"), read(tmp_path / "small.h5")
+    for key in one:
+        np.testing.assert_array_equal(one[key], small[key])
+    monkeypatch.setattr(imports, "BUCKET_BYTES", 4096)  # 600 rows of 48 B: 7 buckets
+    import_table(path, tmp_path / "buckets.h5", task="classification", seed=5)
+    buckets = read(tmp_path / "buckets.h5")
+    np.testing.assert_array_equal(buckets["test/source_row"], one["test/source_row"])
+    assert not np.array_equal(buckets["train/source_row"], one["train/source_row"])
+    check_rows(buckets, X, np.searchsorted(sorted(set(SPECIES)), SPECIES))
+    import_table(path, tmp_path / "seed6.h5", task="classification", seed=6)
+    assert not np.array_equal(read(tmp_path / "seed6.h5")["test/source_row"],
+                              one["test/source_row"])
+
+
+def test_the_stratified_split_against_a_count_by_hand():
+    """t_k = min(floor(n_k f + u_k), n_k - 1) rows of each class, however the rows come."""
+    classes = np.random.default_rng(1).choice(2, 20_000, p=[0.9, 0.1])
+    classes[12_345] = 2  # a class of one row
+    counts = np.bincount(classes)
+    split = Split(counts, 0.3, seed=2)
+    taken = np.concatenate([split.take(classes[i:i + 777]) for i in range(0, 20_000, 777)])
+    again = Split(counts, 0.3, seed=2).take(classes)
+    np.testing.assert_array_equal(taken, again)
+    for k, n_k in enumerate(counts):
+        assert np.sum(taken[classes == k]) == split.wanted[k]
+        assert split.wanted[k] in (int(n_k * 0.3), int(n_k * 0.3) + 1) or n_k == 1
+    assert split.wanted[2] <= counts[2] - 1  # a class of one row keeps it for training
+
+
+def test_memory_stays_a_block(tmp_path, monkeypatch):
+    """Four times the rows, the same memory: what it holds is a block, not the file."""
+    for module, name, value in ((readers, "CSV_BLOCK_CHARS", 1 << 16),
+                                (imports, "BUCKET_BYTES", 1 << 18),
+                                (staging, "BLOCK", 1024), (table, "STAT_BLOCK", 1024)):
+        monkeypatch.setattr(module, name, value)
+    peaks = []
+    for rows in (10_000, 40_000):
+        x = np.random.default_rng(0).random((rows, 10))
+        path = tmp_path / f"{rows}.csv"
+        np.savetxt(path, x, delimiter=",", fmt="%.6f")
+        tracemalloc.start()
+        import_table(path, tmp_path / "t.h5", task="regression")
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < 1.25 * peaks[0] and peaks[1] < x.nbytes / 2, (peaks, x.nbytes)
+
+
+BAD = [
+    ("a,b,y\n1,2,3\n4,x,6\n", ["--task", "regression"], "line 3, column 2 (b): 'x' is not a number"),
+    ("1,2,3\n4,nan,6\n", ["--task", "regression"], "line 2, column 2: nan is not a finite number"),
+    ("1,2,3\n4,5,inf\n", ["--task", "regression"], "line 2, column 3: inf is not a finite number"),
+    ("1,2,cat\n4,5,NaN\n", ["--task", "classification"],
+     "line 2, column 3: 'NaN' is not a finite number"),
+    ("1,2,cat\n4,5\n", ["--task", "classification"], "line 2 has 2 fields, the first line 3"),
+    ("1,2,cat\n4,5,dog,6\n", ["--task", "classification"],
+     "line 2 has 4 fields, the first line 3"),
+    ("1,2,3\n4,5,6,7\n", ["--task", "regression"], "line 2 has 4 fields, the first line 3"),
+    ("a,b,y\n1,2,3\n", ["--task", "regression", "--target", "z"],
+     "no column 'z' to predict; its columns are a, b, y"),
+    ("1,2,3\n", ["--task", "regression", "--target", "4"],
+     "no column '4' to predict; it has 3 columns, numbered from 1"),
+    ("1,2,cat\n3,4,cat\n5,6,cat\n", ["--task", "classification"],
+     "column 3 holds one class only ('cat'): a classifier needs two or more"),
+    ("1,2,cat\n3,4,dog\n", ["--task", "classification", "--test-fraction", "0.01"],
+     "--test-fraction 0.01 of 2 rows leaves no test rows"),
+    ("1,2,3\n", ["--task", "classification", "--target", "1,2"],
+     "a classifier predicts one column of class labels, not 2"),
+]
+
+
+@pytest.mark.parametrize("text,args,message", BAD)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, text, args, message):
+    (tmp_path / "in.csv").write_text(text)
+    assert data_main(["import", str(tmp_path / "in.csv"), "--out", str(tmp_path / "t.h5"),
+                      *args]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_python_objects_are_refused_never_unpickled(tmp_path):
+    np.save(tmp_path / "x.npy", np.array([[{"a": 1}]], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match="never unpickles"):
+        import_table(tmp_path / "x.npy", tmp_path / "t.h5", task="regression")
+    assert not (tmp_path / "t.h5").exists()
+
+
+def test_targets_of_another_length_are_refused(tmp_path):
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", Y[:-1])
+    with pytest.raises(DataError, match="fewer than the rows of features"):
+        import_table(tmp_path / "x.npy", tmp_path / "t.h5", task="regression",
+                     layout=Layout(targets=str(tmp_path / "y.npy")))
