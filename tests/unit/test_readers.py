@@ -15,7 +15,7 @@ ROWS = np.random.default_rng(0).normal(0, 1e3, (23, 3))
 
 
 @pytest.fixture(autouse=True)
-def small_blocks(monkeypatch):
+def small_blocks(monkeypatch, csv_engine):
     monkeypatch.setattr(readers, "BLOCK_ROWS", 5)  # 23 rows: blocks of 5, and a last of 3
     monkeypatch.setattr(readers, "CSV_BLOCK_CHARS", 100)  # a CSV: 4 or 5 of these lines
 
@@ -65,6 +65,23 @@ def test_bad_csv_is_one_line_naming_row_and_column(tmp_path, text, message):
     with pytest.raises(DataError) as failed:
         read_all(path)
     assert str(failed.value) == f"{path}: {message}"
+
+
+def test_a_bad_line_after_good_blocks_is_named_and_no_row_comes_twice(tmp_path):
+    """Arrow hands what it refuses to numpy, which goes on from where Arrow stopped."""
+    good = "".join(f"{i},{2 * i}\n" for i in range(300))
+    path = tmp_path / "late.csv"
+    path.write_text(good + "  \n" + good + "7,x\n")  # a line of spaces, then a bad one
+    rows = open_rows(path)
+    blocks = []
+    with pytest.raises(DataError, match=r"line 602, column 2: 'x' is not a number"):
+        for block in rows.blocks():
+            blocks.append(block)
+    np.testing.assert_array_equal(np.concatenate(blocks)[:, 0],
+                                  np.tile(np.arange(300), 2)[:len(np.concatenate(blocks))])
+    path.write_text(good + "  \n" + good)
+    np.testing.assert_array_equal(np.concatenate(list(open_rows(path).blocks()))[:, 0],
+                                  np.tile(np.arange(300), 2))
 
 
 def test_a_numpy_file_of_python_objects_is_refused_and_never_unpickled(tmp_path):
