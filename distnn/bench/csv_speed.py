@@ -1,0 +1,154 @@
+"""The speed of the way in: ``python -m distnn.data import`` on a CSV of a gigabyte, beside
+the common readers of the same file.
+
+    python -m distnn.bench.csv_speed                      # 5,000,000 rows (about 1.06 GB)
+    python -m distnn.bench.csv_speed --rows 500000 --repeats 1
+
+The file is Friedman's rows as CSV (``distnn.data.friedman.write_csv``: 11
+columns of up to 17 significant digits), made once in ``--dir`` and read from
+the page cache (it is read once before timing). Timed, each ``--repeats``
+times, in MB/s of the file (medians):
+
+- ``distnn import``: the whole command, ``python -m distnn.data import``, in a
+  process of its own (its start-up, the three passes, the table written);
+- ``distnn reader``: only the parse, the blocks of ``distnn.data.readers``;
+- ``numpy.loadtxt``: numpy's C parser on chunks of 2**20 lines;
+- ``pandas.read_csv``: the C engine, in chunks of 2**20 rows (pandas extra);
+- ``pyarrow.csv.open_csv``: Arrow's streaming reader (pyarrow extra).
+
+A reader that is not installed is skipped with a note. Peers are benchmark
+extras, never dependencies of distnn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from distnn.data.friedman import write_csv
+from distnn.data.readers import open_rows
+
+CHUNK = 1 << 20
+
+
+def _distnn_reader(path: Path) -> int:
+    return sum(len(block) for block in open_rows(path).blocks())
+
+
+def _loadtxt(path: Path) -> int:
+    rows = 0
+    with open(path) as f:
+        f.readline()
+        while lines := list(itertools.islice(f, CHUNK)):
+            rows += len(np.loadtxt(lines, delimiter=",", ndmin=2))
+    return rows
+
+
+def _pandas(path: Path) -> int:
+    import pandas as pd
+    return sum(len(chunk.to_numpy(np.float64)) for chunk in
+               pd.read_csv(path, chunksize=CHUNK, engine="c", dtype=np.float64))
+
+
+def _pyarrow(path: Path) -> int:
+    from pyarrow import csv
+    rows = 0
+    for batch in csv.open_csv(path):
+        rows += len(np.column_stack([c.to_numpy() for c in batch.columns]))
+    return rows
+
+
+def _import(path: Path) -> int:
+    with tempfile.TemporaryDirectory(dir=path.parent) as work:
+        subprocess.run([sys.executable, "-m", "distnn.data", "import", str(path), "--task",
+                        "regression", "--out", str(Path(work) / "t.h5")], check=True,
+                       capture_output=True)
+    return 0
+
+
+READERS: dict[str, tuple[Callable[[Path], int], str | None]] = {
+    "distnn import": (_import, None),
+    "distnn reader": (_distnn_reader, None),
+    "numpy.loadtxt": (_loadtxt, None),
+    "pandas.read_csv": (_pandas, "pandas"),
+    "pyarrow.csv.open_csv": (_pyarrow, "pyarrow"),
+}
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def measure(path: Path, repeats: int) -> dict[str, dict]:
+    size = path.stat().st_size / 1e6
+    with open(path, "rb") as f:  # into the page cache: the disk is not what is measured
+        while f.read(1 << 24):
+            pass
+    results = {}
+    for name, (read, module) in READERS.items():
+        if module is not None:
+            try:
+                __import__(module)
+            except ImportError:
+                results[name] = {"skipped": f"{module} is not installed"}
+                continue
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            read(path)
+            seconds.append(time.perf_counter() - start)
+        median = statistics.median(seconds)
+        results[name] = {"seconds": seconds, "median_s": median, "mb_per_s": size / median}
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m distnn.bench.csv_speed",
+                                     description=__doc__.splitlines()[0],
+                                     epilog=__doc__.split("\n", 2)[2],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=5_000_000, help="rows of the CSV")
+    parser.add_argument("--dir", default="bench-results/csv", help="where the CSV is made")
+    parser.add_argument("--repeats", type=int, default=3, help="timings of each reader")
+    parser.add_argument("--json", metavar="PATH", help="also write the results here")
+    args = parser.parse_args(argv)
+    path = Path(args.dir) / f"friedman-{args.rows}.csv"
+    if not path.exists():
+        print(f"making {path} ...", file=sys.stderr)
+        write_csv(path, args.rows, 0)
+    results = measure(path, args.repeats)
+    size = path.stat().st_size / 1e6
+    base = results["distnn import"]["mb_per_s"]
+    print(f"{path}: {size:.0f} MB, {args.rows} rows x 11 columns; {cpu_name()}; "
+          f"{time.strftime('%Y-%m-%d')}; medians of {args.repeats}")
+    for name, r in results.items():
+        if "skipped" in r:
+            print(f"  {name:22s} skipped: {r['skipped']}")
+        else:
+            print(f"  {name:22s} {r['mb_per_s']:7.0f} MB/s  {r['median_s']:7.2f} s  "
+                  f"x{r['mb_per_s'] / base:.2f} of distnn import")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"file": str(path), "mb": size, "rows": args.rows,
+                                               "cpu": cpu_name(), "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
