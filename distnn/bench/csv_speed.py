@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from distnn.bench.matrix import cpu_model
 from distnn.data.friedman import write_csv
 from distnn.data.readers import open_rows
 
@@ -86,16 +86,6 @@ READERS: dict[str, tuple[Callable[[Path], int], str | None]] = {
 }
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def measure(path: Path, repeats: int) -> dict[str, dict]:
     size = path.stat().st_size / 1e6
     with open(path, "rb") as f:  # into the page cache: the disk is not what is measured
@@ -136,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     results = measure(path, args.repeats)
     size = path.stat().st_size / 1e6
     base = results["distnn import"]["mb_per_s"]
-    print(f"{path}: {size:.0f} MB, {args.rows} rows x 11 columns; {cpu_name()}; "
+    print(f"{path}: {size:.0f} MB, {args.rows} rows x 11 columns; {cpu_model()}; "
           f"{time.strftime('%Y-%m-%d')}; medians of {args.repeats}")
     for name, r in results.items():
         if "skipped" in r:
@@ -146,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"x{r['mb_per_s'] / base:.2f} of distnn import")
     if args.json:
         Path(args.json).write_text(json.dumps({"file": str(path), "mb": size, "rows": args.rows,
-                                               "cpu": cpu_name(), "results": results}, indent=1))
+                                               "cpu": cpu_model(), "results": results}, indent=1))
     return 0
 
 

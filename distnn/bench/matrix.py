@@ -201,7 +201,7 @@ def run(cfg: Config) -> dict[str, Any]:
         "config": asdict(cfg),
         "machine": {
             "cores": os.cpu_count(),
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "load_start": load_start,
             "load_end": os.getloadavg(),
             "seconds": time.time() - started,
@@ -247,7 +247,7 @@ def _torch_installed() -> bool:
     return True
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
