@@ -78,7 +78,7 @@ def _column(spec: str, rows: Rows) -> int:
     raise DataError(f"{rows.path}: no column {spec!r} to predict; {has}")
 
 
-class Table:
+class TableFile:
     """A file's rows as (features, targets, where) blocks, as a ``Layout`` says."""
 
     def __init__(self, path: Path, layout: Layout, task: str) -> None:
@@ -125,8 +125,7 @@ class Table:
             yield from self._two_files()
             return
         first = 0
-        text = self.task == "classification" and self.rows.path.suffix.lower() in (".csv",
-                                                                                   ".txt")
+        text = self.task == "classification" and _is_csv(self.rows.path)
         for block in self.rows.blocks(text=self.targets[0] if text else None):
             if text:
                 x, y = block
@@ -137,17 +136,26 @@ class Table:
             first += len(x)
 
     def _two_files(self) -> Iterator[tuple[np.ndarray, np.ndarray, Rows, int]]:
-        first, targets = 0, _Reblocked(self.target_rows.blocks())
+        text = self.task == "classification" and _is_csv(self.target_rows.path)
+        blocks = self.target_rows.blocks(text=0 if text else None)
+        first, targets = 0, _Reblocked(block[1] for block in blocks) if text else \
+            _Reblocked(blocks)
         for x in self.rows.blocks():
             y = targets.take(len(x))
             if len(y) < len(x):
                 raise DataError(f"{self.target_rows.path}: {first + len(y)} rows of targets, "
                                 f"fewer than the rows of features in {self.path}")
-            yield x, (y[:, 0] if self.task == "classification" else y), self.rows, first
+            if self.task == "classification" and y.ndim == 2:
+                y = y[:, 0]
+            yield x, y, self.rows, first
             first += len(x)
         if len(targets.take(1)):
             raise DataError(f"{self.target_rows.path}: more rows of targets than the {first} "
                             f"rows of features in {self.path}")
+
+
+def _is_csv(path: Path) -> bool:
+    return path.suffix.lower() in (".csv", ".txt")
 
 
 class _Reblocked:
@@ -183,8 +191,8 @@ def import_table(source: str | Path, out: str | Path, *, task: str, layout: Layo
         raise DataError(f"--test-fraction must be between 0 and 1, got {test_fraction}")
     if out.is_dir():
         raise DataError(f"--out {out} is a directory")
-    table = Table(source, layout, task)
-    test_table = None if test is None else Table(Path(test), layout, task)
+    table = TableFile(source, layout, task)
+    test_table = None if test is None else TableFile(Path(test), layout, task)
     if test_table is not None and test_table.n_features != table.n_features:
         raise DataError(f"{test}: {test_table.n_features} features a row, {source} has "
                         f"{table.n_features}")
@@ -228,7 +236,7 @@ def import_table(source: str | Path, out: str | Path, *, task: str, layout: Layo
             f"({megabytes / seconds:.3g} MB/s)")
 
 
-def _stage(table: Table, staged: Staged, labels: Labels | None) -> None:
+def _stage(table: TableFile, staged: Staged, labels: Labels | None) -> None:
     for x, y, rows, first in table.blocks():
         if labels is not None:
             y = labels.ids(y, lambda i, rows=rows, first=first: f"{rows.path}: "
@@ -238,7 +246,7 @@ def _stage(table: Table, staged: Staged, labels: Labels | None) -> None:
 
 def _split(staged: Staged, test_staged: Staged | None, g: h5py.File,
            classes: tuple[list[str], np.ndarray] | None, fraction: float, seed: int,
-           table: Table) -> tuple[Shuffled, Staged]:
+           table: TableFile) -> tuple[Shuffled, Staged]:
     """The training rows into the shuffle's buckets, the test rows in order.
     ``classes``: the class names and each label id's class number (classification)."""
     names, number = classes or (None, None)

@@ -218,3 +218,11 @@ def test_targets_of_another_length_are_refused(tmp_path):
     with pytest.raises(DataError, match="fewer than the rows of features"):
         import_table(tmp_path / "x.npy", tmp_path / "t.h5", task="regression",
                      layout=Layout(targets=str(tmp_path / "y.npy")))
+
+
+def test_class_labels_in_a_csv_of_their_own(tmp_path, csv_engine):
+    np.save(tmp_path / "x.npy", X)
+    (tmp_path / "y.csv").write_text("species\n" + "\n".join(SPECIES) + "\n")
+    import_table(tmp_path / "x.npy", tmp_path / "t.h5", task="classification",
+                 layout=Layout(targets=str(tmp_path / "y.csv"), header=True))
+    check_rows(read(tmp_path / "t.h5"), X, np.searchsorted(sorted(set(SPECIES)), SPECIES))
