@@ -18,6 +18,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -56,6 +57,20 @@ def scratch_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+@contextmanager
+def scratch_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """``scratch_path``, as a directory: room for many work files, all removed when done."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    host = socket.gethostname()
+    remove_orphans(path, host)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f"{path.name}.tmp-{host}-{os.getpid()}-"))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _umask() -> int:
     """This process's umask (reading it means setting it: put it straight back)."""
     mask = os.umask(0o022)
@@ -70,7 +85,10 @@ def remove_orphans(path: Path, host: str) -> list[Path]:
     for tmp in path.parent.glob(f"{glob.escape(path.name)}.tmp-*"):
         named = pattern.fullmatch(tmp.name)
         if named and named.group(1) == host and not _running(int(named.group(2))):
-            tmp.unlink(missing_ok=True)
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
 

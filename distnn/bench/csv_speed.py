@@ -10,7 +10,9 @@ the page cache (it is read once before timing). Timed, each ``--repeats``
 times, in MB/s of the file (medians):
 
 - ``distnn import``: the whole command, ``python -m distnn.data import``, in a
-  process of its own (its start-up, the three passes, the table written);
+  process of its own (its start-up, the three passes, the table written),
+  with Arrow's parser where pyarrow is installed, and ``, numpy`` with
+  numpy's (``DISTNN_CSV=numpy``: distnn without the fast-csv extra);
 - ``distnn reader``: only the parse, the blocks of ``distnn.data.readers``;
 - ``numpy.loadtxt``: numpy's C parser on chunks of 2**20 lines;
 - ``pandas.read_csv``: the C engine, in chunks of 2**20 rows (pandas extra);
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -44,6 +47,20 @@ CHUNK = 1 << 20
 
 def _distnn_reader(path: Path) -> int:
     return sum(len(block) for block in open_rows(path).blocks())
+
+
+def _numpy_parser(read: Callable[[Path], int]) -> Callable[[Path], int]:
+    """``read`` with DISTNN_CSV=numpy: distnn without the fast-csv extra."""
+    def forced(path: Path) -> int:
+        saved = os.environ.get("DISTNN_CSV")
+        os.environ["DISTNN_CSV"] = "numpy"
+        try:
+            return read(path)
+        finally:
+            os.environ.pop("DISTNN_CSV")
+            if saved is not None:
+                os.environ["DISTNN_CSV"] = saved
+    return forced
 
 
 def _loadtxt(path: Path) -> int:
@@ -79,7 +96,9 @@ def _import(path: Path) -> int:
 
 READERS: dict[str, tuple[Callable[[Path], int], str | None]] = {
     "distnn import": (_import, None),
+    "distnn import, numpy": (_numpy_parser(_import), None),
     "distnn reader": (_distnn_reader, None),
+    "distnn reader, numpy": (_numpy_parser(_distnn_reader), None),
     "numpy.loadtxt": (_loadtxt, None),
     "pandas.read_csv": (_pandas, "pandas"),
     "pyarrow.csv.open_csv": (_pyarrow, "pyarrow"),

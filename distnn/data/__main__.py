@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sigma^2): no model's test RMSE is below sigma. Written a block at a time, as a "
         "regression table (features standardized for training), or, with an --out that "
         "ends in .csv, as a CSV file (header x1,...,x10,y; the training rows, then the test "
-        "rows) to bring in with import.")
+        "rows; either may be 0) to bring in with import.")
     g.add_argument("--out", default="data/friedman.h5", metavar="PATH",
                    help="output HDF5 file (default: data/friedman.h5)")
     g.add_argument("--train-rows", type=int, default=1_000_000, metavar="N",
@@ -167,9 +167,12 @@ def main(argv: list[str] | None = None) -> int:
                                test=args.test, test_fraction=args.test_fraction,
                                seed=args.seed, dtype=args.dtype))
         elif args.command == "friedman":
-            if min(args.train_rows, args.test_rows) < 1 or not args.sigma >= 0:
-                raise DataError("--train-rows and --test-rows must be >= 1, --sigma >= 0")
-            make = write_csv if args.out.lower().endswith(".csv") else make_friedman
+            csv = args.out.lower().endswith(".csv")
+            if min(args.train_rows, args.test_rows) < 0 or not args.sigma >= 0 or \
+                    (min if not csv else max)(args.train_rows, args.test_rows) < 1:
+                raise DataError("--train-rows and --test-rows must be >= 1 (a CSV may have "
+                                "0 of one), --sigma >= 0")
+            make = write_csv if csv else make_friedman
             print(make(args.out, args.train_rows, args.test_rows, args.sigma, args.seed))
         else:
             print(info(args.path))

@@ -28,20 +28,20 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-from ..atomic import scratch_path
+from ..atomic import scratch_dir
 from ..writes import writing
 from .errors import DataError
 from .labels import Labels
 from .readers import Rows, open_rows
 from .split import Split
-from .staging import Shuffled, Staged
+from .staging import Shuffled, Staged, record
 from .table import write_table
 
 BUCKET_BYTES = 64 << 20  # the shuffle holds one bucket of training rows in memory at a time
@@ -199,19 +199,28 @@ def import_table(source: str | Path, out: str | Path, *, task: str, layout: Layo
     classes = task == "classification"
     labels = Labels(table.label_column()) if classes else None
     y_shape, y_dtype = ((), np.uint32) if classes else ((table.n_targets,), np.float64)
-    with writing(out), scratch_path(out) as read_file, scratch_path(out) as split_file, \
-            h5py.File(read_file, "w") as f, h5py.File(split_file, "w") as g:
-        staged = Staged(f.create_group("source"), table.n_features, y_shape, y_dtype)
-        _stage(table, staged, labels)
+    files = [*table.files, *(test_table.files if test_table else ())]
+    with writing(out), scratch_dir(out) as work, ThreadPoolExecutor(1) as hashing:
+        digest = hashing.submit(_sha256, *files)  # beside the parse, on a core it leaves
+        rec = record(table.n_features, y_shape, y_dtype)
+        staged = Staged(work / "source", rec)
+        counts = _stage(table, staged, labels)
         test_staged = None
         if test_table is not None:
-            test_staged = Staged(f.create_group("test"), table.n_features, y_shape, y_dtype)
+            test_staged = Staged(work / "test-source", rec)
             _stage(test_table, test_staged, labels)
         names, number = labels.classes() if classes else (None, None)
-        train_set, test_set = _split(staged, test_staged, g, (names, number) if classes
-                                     else None, test_fraction, seed, table)
-        f.close()
-        read_file.unlink()  # its rows are in split_file now: give the space back
+        if classes:  # rows of each class, by class number
+            counts = np.bincount(number[:len(counts)], weights=counts,
+                                 minlength=len(names)).astype(np.int64)
+        train_set, test_set, trained = _split(staged, test_staged, work, rec, counts, number,
+                                              test_fraction, seed)
+        if classes and not trained.all():
+            raise DataError(f"class {names[int(np.argmin(trained))]!r} of the test file has no "
+                            "training rows: a classifier cannot learn it")
+        for done in (staged, test_staged):  # its rows are in the buckets now: free the space
+            if done is not None:
+                done.path.unlink()
         convert = (lambda y: number[y]) if classes else (lambda y: y)
         kept = {"features": table.feature_names, "classes": names,
                 "targets": None if classes else table.target_names}
@@ -222,67 +231,65 @@ def import_table(source: str | Path, out: str | Path, *, task: str, layout: Layo
                     n_outputs=len(names) if classes else table.n_targets,
                     source=f"import {source.name}" + (f" (test: {Path(test).name})"
                                                       if test else ""),
-                    source_sha256=_sha256(*table.files, *(test_table.files if test_table
-                                                          else ())),
-                    seed=seed, feature_dtype=dtype,
+                    source_sha256=digest.result(), seed=seed, feature_dtype=dtype,
                     names={k: v for k, v in kept.items() if v})
         sizes = len(train_set), len(test_set)
     seconds = time.perf_counter() - started
-    megabytes = sum(p.stat().st_size for p in [*table.files, *(test_table.files if test_table
-                                                                  else ())]) / 1e6
+    megabytes = sum(p.stat().st_size for p in files) / 1e6
     what = f"{len(names)} classes" if classes else f"{table.n_targets} target(s)"
     return (f"{out}: {sizes[0]} training rows (permuted), {sizes[1]} test rows, "
             f"{table.n_features} features, {what}; read {megabytes:.3g} MB in {seconds:.3g} s "
             f"({megabytes / seconds:.3g} MB/s)")
 
 
-def _stage(table: TableFile, staged: Staged, labels: Labels | None) -> None:
+def _stage(table: TableFile, staged: Staged, labels: Labels | None) -> np.ndarray:
+    """Stage the rows of ``table``; returns how many rows each label id has (a
+    classification), or how many rows there are."""
+    counts = np.zeros(1, np.int64)
     for x, y, rows, first in table.blocks():
         if labels is not None:
             y = labels.ids(y, lambda i, rows=rows, first=first: f"{rows.path}: "
                            f"{rows.where(first + i)}")
+            ids = np.bincount(y)
+            counts = np.pad(counts, (0, max(0, len(ids) - len(counts))))
+            counts[:len(ids)] += ids
+        else:
+            counts[0] += len(x)
         staged.add((x, y, np.arange(first, first + len(x))))
+    return counts
 
 
-def _split(staged: Staged, test_staged: Staged | None, g: h5py.File,
-           classes: tuple[list[str], np.ndarray] | None, fraction: float, seed: int,
-           table: TableFile) -> tuple[Shuffled, Staged]:
-    """The training rows into the shuffle's buckets, the test rows in order.
-    ``classes``: the class names and each label id's class number (classification)."""
-    names, number = classes or (None, None)
+def _split(staged: Staged, test_staged: Staged | None, work: Path, rec: np.dtype,
+           counts: np.ndarray, number: np.ndarray | None, fraction: float,
+           seed: int) -> tuple[Shuffled, Staged, np.ndarray]:
+    """The training rows into the shuffle's buckets, the test rows in the file's order,
+    and how many training rows each class has. ``counts``: the rows of each class (one
+    count for a regression); ``number``: each label id's class number (classification)."""
     n = len(staged)
-    y_shape, y_dtype = ((), np.uint32) if number is not None else ((table.n_targets,), np.float64)
-    test_set = Staged(g.create_group("test"), table.n_features, y_shape, y_dtype)
+    test_set = Staged(work / "test", rec)
     splitter = None
     if test_staged is None:
-        counts = np.array([n])
-        if number is not None:
-            counts = sum(np.bincount(number[y], minlength=len(number))
-                         for _, y, _ in staged.blocks())
         splitter = Split(counts, fraction, seed)
         if splitter.test_rows == 0:
             raise DataError(f"--test-fraction {fraction} of {n} rows leaves no test rows; "
                             "raise it, or give the test rows with --test FILE")
-    row_bytes = 8 * (table.n_features + max(1, table.n_targets) + 1)
-    buckets = max(1, math.ceil(n * row_bytes / BUCKET_BYTES))
-    train_set = Shuffled(g.create_group("train"), buckets, seed, table.n_features, y_shape,
-                         y_dtype)
-    seen = np.zeros(len(number) if number is not None else 0, np.int64)
+    buckets = max(1, math.ceil(n * rec.itemsize / BUCKET_BYTES))
+    train_set = Shuffled(work, buckets, seed, rec)
+    trained = np.zeros(len(counts), np.int64)  # training rows of each class
     for x, y, row in staged.blocks():
         if splitter is None:
             train_set.add((x, y, row))
-            if number is not None:
-                seen += np.bincount(number[y], minlength=len(number))
+            trained += np.bincount(number[y], minlength=len(counts)) if number is not None \
+                else len(y)
             continue
         chosen = splitter.take(number[y] if number is not None else np.zeros(len(y), np.int64))
         test_set.add((x[chosen], y[chosen], row[chosen]))
         train_set.add((x[~chosen], y[~chosen], row[~chosen]))
     for rows in test_staged.blocks() if test_staged is not None else ():
         test_set.add(rows)
-    if splitter is None and not seen.all():
-        raise DataError(f"class {names[int(np.argmin(seen))]!r} of the test file has no "
-                        "training rows: a classifier cannot learn it")
-    return train_set, test_set
+    if splitter is not None:
+        trained = counts - np.array(splitter.wanted)
+    return train_set, test_set, trained
 
 
 def _sha256(*paths: Path) -> str:

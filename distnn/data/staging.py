@@ -1,62 +1,70 @@
 """Rows on their way into a table, kept on disk so that memory holds a block at a time.
 
 ``Staged`` appends blocks of rows (features, targets, and each row's number in
-the source) to datasets of a scratch HDF5 file and reads them back in order.
-``Shuffled`` is the external shuffle that lets a training set of any size be
-stored permuted: each row goes to one of B buckets at random, and each bucket,
-sized to fit in memory, is read back in a random order of its own. Bucket
-sizes are then multinomial and the orders within them uniform, which makes
-the whole order a uniform random permutation (the two-pass shuffle of Rao,
-1961), drawn from the seed alone.
+the source) to a file of its own, as fixed-size records, and reads them back
+in order. ``Shuffled`` is the external shuffle that lets a training set of any
+size be stored permuted: each row goes to one of B buckets at random, and each
+bucket, sized to fit in memory, is read back in a random order of its own.
+Bucket sizes are then multinomial and the orders within them uniform, which
+makes the whole order a uniform random permutation (the two-pass shuffle of
+Rao, 1961), drawn from the seed alone.
+
+The files are plain records (numpy's ``tofile``), not HDF5: they live only
+while a table is made, and appending to them costs a write, no more.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
-import h5py
 import numpy as np
 
 Rows = tuple[np.ndarray, np.ndarray, np.ndarray]  # features (b, n), targets, source row (b,)
 BLOCK = 1 << 16  # rows read back at a time
 
 
-class Staged:
-    """Rows appended to, and read back from, one HDF5 group."""
+def record(n_features: int, target_shape: tuple[int, ...],
+           target_dtype: np.dtype | type) -> np.dtype:
+    """One staged row: its features (float64), its targets, its row in the source."""
+    return np.dtype([("x", np.float64, (n_features,)), ("y", target_dtype, target_shape),
+                     ("row", np.int64)])
 
-    def __init__(self, group: h5py.Group, n_features: int, target_shape: tuple[int, ...],
-                 target_dtype: np.dtype | type) -> None:
-        chunk = max(1, min(1024, (1 << 18) // (8 * n_features)))
-        self.sets = [group.create_dataset(name, (0, *shape), dtype, maxshape=(None, *shape),
-                                          chunks=(chunk, *shape))
-                     for name, shape, dtype in (("x", (n_features,), np.float64),
-                                                ("y", target_shape, target_dtype),
-                                                ("row", (), np.int64))]
+
+class Staged:
+    """Rows appended to, and read back from, the file ``path``."""
+
+    def __init__(self, path: Path, dtype: np.dtype) -> None:
+        self.path, self.dtype, self._rows = path, dtype, 0
+        path.touch()
 
     def __len__(self) -> int:
-        return len(self.sets[0])
+        return self._rows
 
     def add(self, rows: Rows) -> None:
-        n = len(self)
-        for ds, part in zip(self.sets, rows):
-            ds.resize(n + len(part), axis=0)
-            ds[n:] = part
+        records = np.empty(len(rows[0]), self.dtype)
+        records["x"], records["y"], records["row"] = rows
+        with open(self.path, "ab") as f:
+            records.tofile(f)
+        self._rows += len(records)
 
     def blocks(self, size: int | None = None) -> Iterator[Rows]:
         size = size or BLOCK
-        for start in range(0, len(self), size):
-            x, y, row = (ds[start:start + size] for ds in self.sets)
-            yield x, y, row
+        with open(self.path, "rb") as f:
+            while len(records := np.fromfile(f, self.dtype, count=size)):
+                yield records["x"], records["y"], records["row"]
+
+    def all(self) -> np.ndarray:
+        """Every row's record at once: for a bucket, which is sized to fit in memory."""
+        return np.fromfile(self.path, self.dtype)
 
 
 class Shuffled:
-    """An external shuffle through ``buckets`` buckets in ``group``."""
+    """An external shuffle through ``buckets`` files in ``directory``."""
 
-    def __init__(self, group: h5py.Group, buckets: int, seed: int, n_features: int,
-                 target_shape: tuple[int, ...], target_dtype: np.dtype | type) -> None:
+    def __init__(self, directory: Path, buckets: int, seed: int, dtype: np.dtype) -> None:
         self.seed, self._added = seed, 0
-        self.buckets = [Staged(group.create_group(str(b)), n_features, target_shape,
-                               target_dtype) for b in range(buckets)]
+        self.buckets = [Staged(directory / f"bucket-{b}", dtype) for b in range(buckets)]
 
     def __len__(self) -> int:
         return sum(map(len, self.buckets))
@@ -78,8 +86,8 @@ class Shuffled:
         for b, bucket in enumerate(self.buckets):
             if not len(bucket):
                 continue
-            x, y, row = (ds[()] for ds in bucket.sets)  # one bucket: sized to fit in memory
-            order = np.random.default_rng([self.seed, 6, b]).permutation(len(x))
+            records = bucket.all()
+            order = np.random.default_rng([self.seed, 6, b]).permutation(len(records))
             for start in range(0, len(order), size):
-                take = order[start:start + size]
-                yield x[take], y[take], row[take]
+                chosen = records[order[start:start + size]]
+                yield chosen["x"], chosen["y"], chosen["row"]
