@@ -180,6 +180,12 @@ def test_a_write_removes_temporary_files_whose_writer_is_gone(tmp_path):
         assert target.read_bytes() == b"whole"
         assert not orphan.exists()  # its writer is gone
         assert writing.exists() and elsewhere.exists() and other_target.exists()
+        # An import's scratch directory, left by a killed import, goes the same way.
+        orphan.mkdir()
+        (orphan / "bucket-0").write_bytes(b"rows")
+        with atomic.scratch_dir(target) as work:
+            assert work.is_dir() and work.name.startswith(f"c.h5.tmp-{host}-")
+        assert not orphan.exists() and not work.exists()
     finally:
         alive.kill()
         alive.wait()
