@@ -20,6 +20,7 @@ objects is refused, never unpickled (``allow_pickle=False`` throughout).
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import zipfile
 from collections.abc import Callable, Iterator
@@ -32,6 +33,7 @@ from .errors import DataError
 
 BLOCK_ROWS = 1 << 16
 CSV_BLOCK_CHARS = 1 << 24  # a CSV is read 16 MB of whole lines at a time
+ARROW_BLOCK_BYTES = 1 << 20  # by Arrow, 1 MB at a time, joined into blocks of BLOCK_ROWS
 KINDS = {".csv": "csv", ".txt": "csv", ".npy": "npy", ".npz": "npz", ".h5": "hdf5",
          ".hdf5": "hdf5", ".hdf": "hdf5"}
 
@@ -183,23 +185,34 @@ def _arrow_blocks(path: Path, width: int, skip: int, columns: list[str] | None,
 
     names = [f"c{i}" for i in range(width)]
     types = {n: pa.string() if i == text else pa.float64() for i, n in enumerate(names)}
-    done = 0
+    done, pending = 0, []  # rows yielded; batches not yet yielded
     try:
+        # Arrow keeps some 35 blocks in flight: blocks of 1 MB bound its memory (and
+        # parse as fast as larger ones); they are joined into blocks of BLOCK_ROWS.
         reader = csv.open_csv(
             path, read_options=csv.ReadOptions(column_names=names, skip_rows=skip,
-                                               block_size=CSV_BLOCK_CHARS),
+                                               block_size=min(ARROW_BLOCK_BYTES,
+                                                              CSV_BLOCK_CHARS)),
             convert_options=csv.ConvertOptions(column_types=types, null_values=[],
                                                strings_can_be_null=False))
-        for batch in reader:
-            numbers = np.column_stack([batch.column(i).to_numpy() for i in range(width)
-                                       if i != text]) if width > (text is not None) else None
-            if text is None:
-                yield numbers
-            else:
-                labels = pc.utf8_trim_whitespace(batch.column(text)).to_numpy(
-                    zero_copy_only=False).astype(str)
-                yield (numbers if numbers is not None else np.empty((len(labels), 0)), labels)
-            done += batch.num_rows
+        for batch in itertools.chain(reader, [None]):
+            if batch is not None:
+                numbers = np.column_stack([batch.column(i).to_numpy() for i in range(width)
+                                           if i != text]) if width > (text is not None) \
+                    else np.empty((batch.num_rows, 0))
+                labels = None if text is None else pc.utf8_trim_whitespace(
+                    batch.column(text)).to_numpy(zero_copy_only=False).astype(str)
+                pending.append((numbers, labels))
+                if sum(len(n) for n, _ in pending) < BLOCK_ROWS:
+                    continue
+            if not pending:
+                break
+            numbers = np.concatenate([n for n, _ in pending])
+            block = numbers if text is None else \
+                (numbers, np.concatenate([t for _, t in pending]))
+            pending = []
+            yield block
+            done += len(numbers)
     except pa.ArrowInvalid:
         pass
     else:
