@@ -1,6 +1,6 @@
 """Peers on Friedman's first regression problem: the rows launch/recipes/friedman.sh trains on.
 
-    python -m distnn.bench.friedman_peers --data data/friedman.h5 [--json out.json]
+    python -m distnn.bench.friedman_peers --data data/friedman-1m.h5 [--json out.json]
 
 Reads the table distnn trains from (``/train/features``, ``/train/targets``,
 ``/test/...`` and the scaling stored beside them, data/README.md) and fits on
@@ -44,8 +44,9 @@ PEERS = ("hgbr", "torch")
 LAYERS = (10, 256, 256, 1)
 
 
-def read_table(path: str | Path) -> dict[str, Any]:
-    """Both splits' rows (float32 features, float64 targets), the stored scaling and sigma."""
+def read_table(path: str | Path, sigma: float | None = None) -> dict[str, Any]:
+    """Both splits' rows (float32 features, float64 targets), the stored scaling and sigma
+    (``sigma``, or as the file's source says: ``friedman`` writes it there; else 1)."""
     with h5py.File(path, "r") as f:
         if f.attrs.get("task") != "regression":
             raise SystemExit(f"friedman_peers: error: {path} holds no regression table")
@@ -53,7 +54,7 @@ def read_table(path: str | Path) -> dict[str, Any]:
         found = re.search(r"sigma=([0-9.eE+-]+)", source)
         table = {
             "source": source,
-            "sigma": float(found.group(1)) if found else 1.0,
+            "sigma": sigma if sigma is not None else float(found.group(1)) if found else 1.0,
             "x_train": f["train/features"][:].astype(np.float32),
             "y_train": f["train/targets"][:, 0].astype(np.float64),
             "x_test": f["test/features"][:].astype(np.float32),
@@ -154,10 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         description="Fit scikit-learn's HistGradientBoostingRegressor and a PyTorch MLP on "
                     "a Friedman #1 table made by python -m distnn.data friedman, and print "
                     "wall time and test RMSE / sigma for each.")
-    parser.add_argument("--data", default="data/friedman.h5",
+    parser.add_argument("--data", default="data/friedman-1m.h5",
                         help="the table (default %(default)s)")
     parser.add_argument("--peers", default=",".join(PEERS),
                         help="comma-separated, of hgbr,torch (default %(default)s)")
+    parser.add_argument("--sigma", type=float,
+                        help="the noise the rows were made with (default: as the file's source "
+                             "says, which an imported CSV does not: then 1)")
     parser.add_argument("--threads", type=int, default=2, help="threads each (default 2)")
     parser.add_argument("--repeats", type=int, default=1, help="fits of each peer (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first fit; +1 a repeat")
@@ -176,10 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     if not peers or any(p not in PEERS for p in peers):
         parser.error(f"--peers takes a comma-separated list of {','.join(PEERS)}")
     if not Path(args.data).exists():
-        parser.error(f"{args.data} is missing: python -m distnn.data friedman --out {args.data}")
+        parser.error(f"{args.data} is missing: launch/recipes/friedman.sh makes it (or python "
+                     f"-m distnn.data friedman --out {args.data})")
 
     start = time.perf_counter()
-    table = read_table(args.data)
+    table = read_table(args.data, args.sigma)
     read_s = time.perf_counter() - start
     sigma = table["sigma"]
     print(f"{args.data}: {len(table['y_train'])} train / {len(table['y_test'])} test rows, "
