@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,8 +202,10 @@ def import_table(source: str | Path, out: str | Path, *, task: str, layout: Layo
     labels = Labels(table.label_column()) if classes else None
     y_shape, y_dtype = ((), np.uint32) if classes else ((table.n_targets,), np.float64)
     files = [*table.files, *(test_table.files if test_table else ())]
-    with writing(out), scratch_dir(out) as work, ThreadPoolExecutor(1) as hashing:
-        digest = hashing.submit(_sha256, *files)  # beside the parse, on a core it leaves
+    stop = threading.Event()  # set, the hashing ends early: after an error, or Ctrl-C
+    with writing(out), scratch_dir(out) as work, ThreadPoolExecutor(1) as hashing, \
+            _setting(stop):
+        digest = hashing.submit(_sha256, files, stop)  # beside the parse, on a core it leaves
         rec = record(table.n_features, y_shape, y_dtype)
         staged = Staged(work / "source", rec)
         counts = _stage(table, staged, labels)
@@ -292,13 +296,21 @@ def _split(staged: Staged, test_staged: Staged | None, work: Path, rec: np.dtype
     return train_set, test_set, trained
 
 
-def _sha256(*paths: Path) -> str:
+@contextmanager
+def _setting(event: threading.Event) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        event.set()
+
+
+def _sha256(paths: list[Path], stop: threading.Event) -> str:
     """One line per file read: its sha256 and name, as sha256sum prints them."""
     lines = []
     for path in paths:
         digest = hashlib.sha256()
         with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
+            while (chunk := f.read(1 << 20)) and not stop.is_set():
                 digest.update(chunk)
-        lines.append(f"{digest.hexdigest()}  {Path(path).name}")
+        lines.append(f"{digest.hexdigest()}  {path.name}")
     return "\n".join(lines)

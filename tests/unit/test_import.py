@@ -4,6 +4,7 @@ rows permuted, memory a block; every kind of bad input is one line and writes no
 
 from __future__ import annotations
 
+import hashlib
 import tracemalloc
 
 import h5py
@@ -72,6 +73,7 @@ def test_csv_classification_round_trip(tmp_path, csv_engine):
     assert info["names"] == {"classes": names, "features": ["a", "b", "c", "d"]}
     assert (info["task"], info["n_classes"], info["feature_scaling"]) == \
         ("classification", 4, "standardize")
+    assert info["source_sha256"] == f"{hashlib.sha256(path.read_bytes()).hexdigest()}  iris.csv"
     # stratified: each class's share of the test rows within one row of a quarter
     _, counts = np.unique(SPECIES, return_counts=True)  # in the order of names
     for k, n_k in enumerate(counts):
