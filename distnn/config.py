@@ -30,7 +30,8 @@ DEFAULT_DATA = "data/mnist.h5"
 # to train. Everything else must match the checkpoint, or the resumed run would
 # not be the run that was interrupted.
 RESUMABLE_CHANGES = ("data", "checkpoint", "resume", "metrics", "epochs", "progress", "reduce",
-                     "stall_timeout", "check_every", "take_lock", "commit_every")
+                     "stall_timeout", "check_every", "take_lock", "commit_every",
+                     "progress_every")
 # This invocation's own settings: where the run writes, and whether it may take
 # another run's lock. They come from its command line (or the defaults), never
 # from a checkpoint: a copied, shared or tampered checkpoint must not choose
@@ -84,7 +85,10 @@ class Config:
     check_every: int = 0
     # The checkpoint is also written mid-epoch this often: steps, or seconds ("10s").
     commit_every: str = commits.DEFAULT
-    progress: bool = True  # a progress bar, only when stderr is a terminal
+    progress: bool = True  # a progress bar on a terminal, progress lines elsewhere
+    # Where stderr is not a terminal (mpirun, srun, a batch job's file): a progress
+    # line from rank 0 every progress_every seconds; 0 turns them off.
+    progress_every: float = 10.0
     take_lock: bool = False  # write the checkpoint even if another run's lock names it
 
     def validate(self) -> None:
@@ -144,6 +148,10 @@ class Config:
             raise ConfigError(f"--commit-every: {err}") from None
         if not (math.isfinite(self.stall_timeout) and self.stall_timeout >= 0):
             raise ConfigError(f"--stall-timeout must be >= 0 seconds, got {self.stall_timeout}")
+        if not (self.progress_every == 0 or 1 <= self.progress_every < math.inf):
+            # a line a second at most: a long run's output stays readable, and small
+            raise ConfigError("--progress-every must be 0 (no lines) or at least 1 second, "
+                              f"got {self.progress_every:g}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -378,7 +386,14 @@ def _system_arguments(system, d: Config) -> None:
                              "much work; rank 0 writes it, atomically, as after each epoch; "
                              f"{commits.HELP} (default {commits.DEFAULT})")
     system.add_argument("--no-progress", action="store_false", dest="progress",
-                        help="no progress bar (it shows only when stderr is a terminal anyway)")
+                        help="no progress bar and no progress lines")
+    system.add_argument("--progress-every", type=float, dest="progress_every",
+                        metavar="SECONDS",
+                        help="where stderr is not a terminal (under mpirun or srun, into a "
+                             "batch job's file), rank 0 writes a line of progress every "
+                             "SECONDS: epoch, step, samples/s, the time left, the training "
+                             "cost; a terminal gets a progress bar instead (the progress "
+                             f"extra); 0 = no lines (default {d.progress_every:g})")
 
 
 def parse_args(argv: list[str] | None = None, quiet: bool = False) -> tuple[Config, dict]:

@@ -1,4 +1,4 @@
-"""What a run tells its user: lines on the terminal, the metrics file, a progress bar.
+"""What a run tells its user: lines on the terminal, the metrics file, its progress.
 
 Only rank 0 speaks; the other ranks' ``RunLog`` says nothing, so the trainer
 calls it the same way on every rank. Lines go out flushed, and the metrics
@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from distnn.config import Config
@@ -24,11 +26,64 @@ from distnn.writes import WriteFailed, append
 class _NoBar:
     """Stands in for a progress bar where there is none."""
 
-    def update(self) -> None:
+    def step(self, cost: float) -> None:
         pass
 
     def close(self) -> None:
         pass
+
+
+class _Bar:
+    """tqdm's bar over the epoch's steps, on a terminal."""
+
+    def __init__(self, bar: Any) -> None:
+        self._bar = bar
+
+    def step(self, cost: float) -> None:
+        self._bar.update()
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+class _Lines:
+    """A line of progress every ``every`` seconds, where stderr is a pipe or a file: one
+    line, so that a run of hours writes kilobytes, not megabytes."""
+
+    def __init__(self, every: float, epoch: int, epochs: int, steps: int, initial: int,
+                 m: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every, self.epoch, self.epochs, self.steps, self.m = every, epoch, epochs, steps, m
+        self.clock, self.k = clock, initial
+        self._start = self._said = clock()
+        self._done_at_start, self._costs = initial, []
+
+    def step(self, cost: float) -> None:
+        self.k += 1
+        self._costs.append(cost)
+        now = self.clock()
+        if now - self._said >= self.every and self.k < self.steps:
+            print(self.line(now), file=sys.stderr, flush=True)
+            self._said, self._costs = now, []
+
+    def line(self, now: float) -> str:
+        rate = (self.k - self._done_at_start) / max(now - self._start, 1e-9)  # steps/s
+        left = (self.steps - self.k + (self.epochs - self.epoch - 1) * self.steps) / rate
+        return (f"distnn: epoch {self.epoch + 1}/{self.epochs}  step {self.k}/{self.steps} "
+                f"({self.k / self.steps:.0%})  {rate * self.m:.0f} samples/s  "
+                f"{_duration(left)} left  cost {sum(self._costs) / len(self._costs):.4f}")
+
+    def close(self) -> None:
+        pass
+
+
+def _duration(seconds: float) -> str:
+    """3s, 4m05s, 2h03m: what a person reads at a glance."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 class _PositionReport:
@@ -127,15 +182,20 @@ class RunLog:
         self._unwritten.clear()
 
     def progress(self, total: int, initial: int, epoch: int):
-        """A progress bar over the epoch's steps, when asked for and stderr is a terminal."""
-        if not (self.root and self.cfg.progress and sys.stderr.isatty()):
+        """The epoch's progress, told step by step (``.step(cost)``): a bar on a terminal,
+        lines every --progress-every seconds on a pipe or in a file (rank 0)."""
+        if not (self.root and self.cfg.progress):
             return _NoBar()
+        if not sys.stderr.isatty():
+            every = self.cfg.progress_every
+            return _Lines(every, epoch, self.cfg.epochs, total, initial,
+                          self.cfg.batch_size) if every else _NoBar()
         try:
             from tqdm import tqdm
         except ImportError:
             return _NoBar()
-        return tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}", leave=False,
-                    unit="step", file=sys.stderr)
+        return _Bar(tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}", leave=False,
+                         unit="step", file=sys.stderr))
 
     def epoch(self, record: dict[str, Any]) -> None:
         """The line and the record of a finished epoch."""

@@ -130,7 +130,7 @@ def fit(replica: Replica, train_set: Shard, test_set: Shard, plan: Plan, comm: C
             cost, stopping = step(replica, plan.recipe, train_set, batches[k], epoch, k,
                                   plan.eta(epoch * steps + k), stop, stall)
             epoch_cost += cost
-            bar.update()
+            bar.step(cost)
             done = Position(epoch, k + 1, epoch_cost)
             if stopping:
                 bar.close()
