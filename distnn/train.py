@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 
+from distnn import blas
 from distnn.augment import Augment
 from distnn.comm import Comm, world
 from distnn.commits import CommitClock
@@ -208,8 +209,13 @@ def train(start: Start, mine: OnThisRank, comm: Comm, stop: StopRequest, log: Ru
     log.note(reducer.note)
     log.say(banner(cfg, start.info, comm.size, reducer.describe(), mine.threads,
                    plan.recipe.share[1], plan.steps))
+    library = blas.describe()  # what does the arithmetic: a run's speed is mostly its
+    log.say(f"distnn: BLAS: {library} each")
+    slower = blas.kernel_warning()
+    if slower:
+        log.warn(slower)
     log.record({"event": "start", "ranks": comm.size, "config": cfg.to_dict(),
-                "epoch": plan.first.epoch, "step": plan.first.step})
+                "epoch": plan.first.epoch, "step": plan.first.step, "blas": library})
     if comm.rank == 0:  # a signal during a stall: what rank 0 writes before the job ends
         stall.keep(lambda where: plan.saver.write_or_say(Position(*where)), cfg.checkpoint)
     stall.listen(getattr(stop, "wakeup", None))

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distnn import blas
 from distnn.bench.peak import gemm_peak
 from distnn.comm import mpi_library_version
 from distnn.protocol import EXIT_IOERR
@@ -202,6 +203,8 @@ def run(cfg: Config) -> dict[str, Any]:
         "machine": {
             "cores": os.cpu_count(),
             "cpu": cpu_model(),
+            "blas": blas.describe(threads=False),  # the cells set 1 thread a rank
+            "blas_warning": blas.kernel_warning(),
             "load_start": load_start,
             "load_end": os.getloadavg(),
             "seconds": time.time() - started,
