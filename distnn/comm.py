@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import stat
 import struct
 import sys
@@ -52,8 +53,14 @@ class SerialComm:
     def bcast(self, obj: Any, root: int = 0) -> Any:
         return obj
 
+    def allgather(self, obj: Any) -> list[Any]:
+        return [obj]
+
     def barrier(self) -> None:
         pass
+
+    def hostname(self) -> str:
+        return socket.gethostname()
 
     def ranks_on_this_node(self) -> int:
         return 1

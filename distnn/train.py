@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 
-from distnn import blas
+from distnn import blas, ranktimes
 from distnn.augment import Augment
 from distnn.comm import Comm, world
 from distnn.commits import CommitClock
@@ -124,6 +124,7 @@ def fit(replica: Replica, train_set: Shard, test_set: Shard, plan: Plan, comm: C
         start = plan.first if epoch == plan.first.epoch else Position(epoch)
         epoch_cost, replica.reducer.comm_seconds = start.epoch_cost, 0.0
         bar = log.progress(steps, start.step, epoch)
+        lapped = dict(replica.lap.seconds)  # where this rank's time has gone so far
         t0 = time.perf_counter()
         for k in range(start.step, steps):
             stall.at(epoch, k, epoch_cost)  # where a stall report will say the job was
@@ -144,9 +145,25 @@ def fit(replica: Replica, train_set: Shard, test_set: Shard, plan: Plan, comm: C
         scores, _ = _test(comm, replica, test_set, plan)  # MPI
         log.epoch(_epoch_record(epoch, epoch_cost, scores, seconds, steps - start.step, plan,
                                 replica.reducer.comm_seconds))
+        _rank_times(comm, ranktimes.since(replica.lap.seconds, lapped), epoch, seconds, log)
         plan.saver.save(Position(epoch + 1))  # MPI
         plan.commits.reset()
     return EXIT_OK
+
+
+def _rank_times(comm: Comm, mine: dict[str, float], epoch: int, seconds: float,
+                log: RunLog) -> None:
+    """Every rank's time in each part of its steps this epoch, to rank 0 (collective):
+    a record of them, and a line naming a straggler, if one held the others back."""
+    gathered = comm.allgather((comm.hostname(), mine))  # MPI
+    if comm.rank != 0:
+        return
+    hosts, per_rank = [host for host, _ in gathered], [times for _, times in gathered]
+    found = ranktimes.straggler(per_rank, hosts, seconds)
+    if found:
+        log.warn(ranktimes.straggler_text(found))
+    log.record({"event": "ranks", "epoch": epoch + 1, "parts": ranktimes.summary(per_rank),
+                "hosts": hosts, "straggler": found})
 
 
 def _after_step(comm: Comm, replica: Replica, plan: Plan, done: Position) -> None:

@@ -1,0 +1,43 @@
+"""Per-rank times summed up by hand, and the straggler rule on hand-made epochs."""
+
+from __future__ import annotations
+
+from distnn.ranktimes import PARTS, since, straggler, straggler_text, summary
+
+
+def times(backprop: float, sum_: float = 0.0, other: float = 0.1) -> dict[str, float]:
+    t = dict.fromkeys(PARTS, 0.0)
+    t.update(batch=other, update=other, backprop=backprop, sum=sum_)
+    return t
+
+
+def test_since_and_the_summary_by_hand():
+    assert since({"batch": 3.0, "sum": 1.5}, {"batch": 1.0})["batch"] == 2.0
+    ranks = [times(1.0, 2.0), times(3.0, 0.5), times(2.0, 1.0)]
+    s = summary(ranks)
+    assert s["backprop"] == {"min": 1.0, "median": 2.0, "max": 3.0, "max_rank": 1}
+    assert s["sum"] == {"min": 0.5, "median": 1.0, "max": 2.0, "max_rank": 0}
+    assert s["compute"]["max"] == 3.2 and s["compute"]["max_rank"] == 1
+
+
+def test_the_slow_rank_is_named_and_a_waiting_rank_never():
+    hosts = ["a", "b", "c", "d"]
+    # rank 2 works 4 s where the others work 1.2 s; they wait 2.8 s in the sum
+    ranks = [times(1.0, 2.8), times(1.0, 2.8), times(3.8, 0.0), times(1.0, 2.8)]
+    found = straggler(ranks, hosts, epoch_seconds=4.0)
+    assert (found["rank"], found["host"]) == (2, "c")
+    assert abs(found["times"] - 4.0 / 1.2) < 1e-12
+    assert straggler_text(found).startswith("rank 2 on c is a straggler: its own work took "
+                                            "4.00 s this epoch, 3.3 times")
+    # the same epoch on 2 ranks: the other one's median is its own
+    assert straggler(ranks[1:3], hosts[1:3], 4.0)["rank"] == 1
+
+
+def test_nobody_is_named_for_noise_or_a_small_difference():
+    assert straggler([times(1.0), times(1.5)], ["a", "b"], 3.0) is None  # 1.6 < 1.5 x 1.1
+    # twice as slow, but a millisecond in an epoch of seconds: noise, not a straggler
+    assert straggler([times(0.001, other=0), times(0.003, other=0)], ["a", "b"], 10.0) is None
+    # ... and in an epoch of milliseconds, as ranks sharing a core see: still nobody
+    assert straggler([times(0.001, other=0), times(0.01, other=0)], ["a", "b"], 0.02) is None
+    assert straggler([times(0.1, other=0), times(0.4, other=0)], ["a", "b"], 0.5)
+    assert straggler([times(5.0)], ["a"], 6.0) is None  # one rank holds nobody back
