@@ -55,22 +55,22 @@ class _Lines:
         self.every, self.epoch, self.epochs, self.steps, self.m = every, epoch, epochs, steps, m
         self.clock, self.k = clock, initial
         self._start = self._said = clock()
-        self._done_at_start, self._costs = initial, []
+        self._done_at_start, self._cost, self._costs = initial, 0.0, 0
 
     def step(self, cost: float) -> None:
         self.k += 1
-        self._costs.append(cost)
+        self._cost, self._costs = self._cost + cost, self._costs + 1
         now = self.clock()
         if now - self._said >= self.every and self.k < self.steps:
             print(self.line(now), file=sys.stderr, flush=True)
-            self._said, self._costs = now, []
+            self._said, self._cost, self._costs = now, 0.0, 0
 
     def line(self, now: float) -> str:
         rate = (self.k - self._done_at_start) / max(now - self._start, 1e-9)  # steps/s
         left = (self.steps - self.k + (self.epochs - self.epoch - 1) * self.steps) / rate
         return (f"distnn: epoch {self.epoch + 1}/{self.epochs}  step {self.k}/{self.steps} "
                 f"({self.k / self.steps:.0%})  {rate * self.m:.0f} samples/s  "
-                f"{_duration(left)} left  cost {sum(self._costs) / len(self._costs):.4f}")
+                f"{_duration(left)} left  cost {self._cost / self._costs:.4f}")
 
     def close(self) -> None:
         pass
