@@ -31,12 +31,12 @@ DEFAULT_DATA = "data/mnist.h5"
 # not be the run that was interrupted.
 RESUMABLE_CHANGES = ("data", "checkpoint", "resume", "metrics", "epochs", "progress", "reduce",
                      "stall_timeout", "check_every", "take_lock", "commit_every",
-                     "progress_every")
+                     "progress_every", "trace", "trace_steps")
 # This invocation's own settings: where the run writes, and whether it may take
 # another run's lock. They come from its command line (or the defaults), never
 # from a checkpoint: a copied, shared or tampered checkpoint must not choose
 # which file the trainer replaces or appends to.
-OWN = ("checkpoint", "metrics", "take_lock")
+OWN = ("checkpoint", "metrics", "take_lock", "trace")
 
 
 class ConfigError(ValueError):
@@ -89,6 +89,8 @@ class Config:
     # Where stderr is not a terminal (mpirun, srun, a batch job's file): a progress
     # line from rank 0 every progress_every seconds; 0 turns them off.
     progress_every: float = 10.0
+    trace: str | None = None  # a timeline of the first trace_steps steps (distnn.trace)
+    trace_steps: int = 100
     take_lock: bool = False  # write the checkpoint even if another run's lock names it
 
     def validate(self) -> None:
@@ -148,6 +150,8 @@ class Config:
             raise ConfigError(f"--commit-every: {err}") from None
         if not (math.isfinite(self.stall_timeout) and self.stall_timeout >= 0):
             raise ConfigError(f"--stall-timeout must be >= 0 seconds, got {self.stall_timeout}")
+        if self.trace_steps < 1:
+            raise ConfigError(f"--trace-steps must be at least 1, got {self.trace_steps}")
         if not (self.progress_every == 0 or 1 <= self.progress_every < math.inf):
             # a line a second at most: a long run's output stays readable, and small
             raise ConfigError("--progress-every must be 0 (no lines) or at least 1 second, "
@@ -394,6 +398,14 @@ def _system_arguments(system, d: Config) -> None:
                              "SECONDS: epoch, step, samples/s, the time left, the training "
                              "cost; a terminal gets a progress bar instead (the progress "
                              f"extra); 0 = no lines (default {d.progress_every:g})")
+    system.add_argument("--trace", metavar="FILE",
+                        help="write a timeline of the run's first --trace-steps steps, every "
+                             "rank's, each step's parts as spans (reading the batch, backprop, "
+                             "the sum, the update...), to FILE in the Chrome trace event format "
+                             "(JSON) that ui.perfetto.dev and chrome://tracing open (default: "
+                             "none)")
+    system.add_argument("--trace-steps", type=int, dest="trace_steps", metavar="N",
+                        help=f"the steps --trace records (default {d.trace_steps})")
 
 
 def parse_args(argv: list[str] | None = None, quiet: bool = False) -> tuple[Config, dict]:

@@ -153,7 +153,7 @@ class RunLog:
 
     def warn(self, text: str) -> None:
         """A line on stderr about something that went wrong, which the run survives."""
-        if self.root:
+        if self.root and text:
             print(f"distnn: warning: {text}", file=sys.stderr, flush=True)
 
     def record(self, record: dict[str, Any]) -> None:

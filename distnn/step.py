@@ -43,6 +43,7 @@ class Laps:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self._last = time.perf_counter()
+        self.marks: list[tuple[str, float, float]] | None = None  # kept for a trace
 
     def start(self) -> None:
         self._last = time.perf_counter()
@@ -50,6 +51,8 @@ class Laps:
     def __call__(self, part: str) -> None:
         now = time.perf_counter()
         self.seconds[part] += now - self._last
+        if self.marks is not None:
+            self.marks.append((part, self._last, now))
         self._last = now
 
 

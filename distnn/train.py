@@ -54,6 +54,7 @@ from distnn.stall import Watch, watch
 from distnn.start import (USER_ERRORS, OnThisRank, Position, Start, UsageError,
                           agree_on_start, crowded_note, network_and_optimizer)
 from distnn.step import Diverged, Recipe, Replica, step
+from distnn.trace import Trace
 from distnn.writes import WriteFailed
 
 
@@ -105,6 +106,7 @@ class Plan:
     first: Position
     commits: CommitClock  # when to write the checkpoint mid-epoch (--commit-every)
     saver: Saver  # writes the checkpoints, and knows the last one written
+    trace: Trace  # the timeline of a stretch of steps (--trace)
 
     @property
     def m(self) -> int:
@@ -129,8 +131,12 @@ def fit(replica: Replica, train_set: Shard, test_set: Shard, plan: Plan, comm: C
         for k in range(start.step, steps):
             stall.at(epoch, k, epoch_cost)  # where a stall report will say the job was
             log.position(epoch, k)  # where a supervisor will say the job was
+            if plan.trace.active:
+                plan.trace.before(replica.lap)  # MPI, on the first
             cost, stopping = step(replica, plan.recipe, train_set, batches[k], epoch, k,
                                   plan.eta(epoch * steps + k), stop, stall)
+            if plan.trace.active:
+                log.warn(plan.trace.after(replica.lap, epoch, k) or "")  # MPI, on the last
             epoch_cost += cost
             bar.step(cost)
             done = Position(epoch, k + 1, epoch_cost)
@@ -148,6 +154,8 @@ def fit(replica: Replica, train_set: Shard, test_set: Shard, plan: Plan, comm: C
         _rank_times(comm, ranktimes.since(replica.lap.seconds, lapped), epoch, seconds, log)
         plan.saver.save(Position(epoch + 1))  # MPI
         plan.commits.reset()
+    if plan.trace.active:  # the run was shorter than the stretch: the steps it took
+        log.warn(plan.trace.write() or "")  # MPI
     return EXIT_OK
 
 
@@ -259,7 +267,7 @@ def _plan(start: Start, comm: Comm, replica: Replica, log: RunLog) -> Plan:
     saver = Saver(cfg, steps, comm, replica, log, start.position if start.resumed else None,
                   start.info)
     return Plan(cfg, start.info, recipe, steps, order, eta, start.position,
-                CommitClock(cfg.commit_every), saver)
+                CommitClock(cfg.commit_every), saver, Trace(cfg.trace, cfg.trace_steps, comm))
 
 
 def run(cfg: Config, given: dict[str, Any], comm: Comm, stop: StopRequest | None = None) -> int:
