@@ -1,7 +1,12 @@
-"""Plot a run's metrics: training cost and test accuracy (a regression: test RMSE) per epoch.
+"""Plot a run's metrics: training cost and test accuracy (a regression: test RMSE) per epoch,
+and where each rank's time went.
 
     python -m distnn.train --metrics runs/metrics.jsonl
-    python -m distnn.plot runs/metrics.jsonl            # writes runs/metrics.png
+    python -m distnn.plot runs/metrics.jsonl     # writes runs/metrics.png, runs/metrics-ranks.png
+
+The second picture (from the ``ranks`` records, distnn.ranktimes): the parts of
+the last epoch's steps, rank by rank, and each rank's own work (compute) in
+every epoch, where a straggler stands out.
 
 Needs matplotlib (pip install "distnn[plot]"). A resumed run appends to the
 same file; a later record for an epoch replaces an earlier one.
@@ -33,6 +38,66 @@ def read_epochs(path: Path) -> list[dict]:
         if "epoch" in record and ("test_accuracy" in record or "test_rmse" in record):
             by_epoch[record["epoch"]] = record
     return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def read_ranks(path: Path) -> list[dict]:
+    """The per-epoch ``ranks`` records (each rank's seconds in each part), in epoch order."""
+    by_epoch = {}
+    for line in path.read_text().splitlines():
+        if '"ranks"' in line:
+            record = json.loads(line)
+            if record.get("event") == "ranks" and "by_rank" in record:
+                by_epoch[record["epoch"]] = record
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def rank_table(records: list[dict]) -> tuple[list[str], np.ndarray, list[int], np.ndarray]:
+    """(parts, seconds (ranks, parts) of the last epoch, epochs, compute (epochs, ranks))."""
+    from distnn.ranktimes import COMPUTE, PARTS
+
+    last = records[-1]["by_rank"]
+    parts = [p for p in PARTS if any(last[p])]
+    seconds = np.array([last[p] for p in parts]).T
+    compute = np.array([np.sum([r["by_rank"][p] for p in COMPUTE], axis=0) for r in records])
+    return parts, seconds, [r["epoch"] for r in records], compute
+
+
+def plot_ranks(records: list[dict], out: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    parts, seconds, epochs, compute = rank_table(records)
+    ranks = np.arange(seconds.shape[0])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.3 * len(ranks) + 3.5))
+    start = np.zeros(len(ranks))
+    for j, part in enumerate(parts):
+        left.barh(ranks, seconds[:, j], left=start, label=part, color=f"C{j}")
+        start += seconds[:, j]
+    left.set(xlabel="seconds", ylabel="rank", title=f"epoch {epochs[-1]}: each rank's steps")
+    left.invert_yaxis()
+    left.legend(fontsize="small")
+    left.yaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(ranks) <= 16:
+        for r in ranks:
+            right.plot(epochs, compute[:, r], marker="o", label=f"rank {r}")
+        right.legend(fontsize="small")
+    else:  # too many lines to tell apart: the spread, and the slowest
+        right.fill_between(epochs, compute.min(axis=1), compute.max(axis=1), alpha=0.3)
+        right.plot(epochs, np.median(compute, axis=1), marker="o", label="median rank")
+        right.legend(fontsize="small")
+    right.set(xlabel="epoch", ylabel="seconds", title="each rank's own work (compute)",
+              ylim=(0, None))  # from 0: a straggler stands out, noise does not
+    right.xaxis.set_major_locator(MaxNLocator(integer=True))
+    right.grid(True, alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    try:
+        save_figure(fig, out, dpi=100)
+    finally:
+        plt.close(fig)
 
 
 def plot(records: list[dict], out: Path, title: str) -> None:
@@ -87,13 +152,19 @@ def main(argv: list[str] | None = None) -> int:
     if not records:
         parser.exit(2, f"distnn.plot: error: {args.metrics} has no epoch records\n")
     out = args.out or args.metrics.with_suffix(".png")
+    ranks = read_ranks(args.metrics)
+    by_rank = out.with_name(f"{out.stem}-ranks{out.suffix}")
     try:
         plot(records, out, title=str(args.metrics))
+        if ranks:
+            plot_ranks(ranks, by_rank, title=str(args.metrics))
     except WriteFailed as err:  # a full disk, say
         print(f"distnn.plot: error: {err}; nothing was replaced; {err.remedy}, or give -o "
               "another place", file=sys.stderr)
         return EXIT_IOERR
     print(out)
+    if ranks:
+        print(by_rank)
     return 0
 
 

@@ -149,9 +149,12 @@ def fit(replica: Replica, train_set: Shard, test_set: Shard, plan: Plan, comm: C
         check_replicas(comm, replica.net.params, replica.optimizer.velocity,
                        f"after epoch {epoch + 1}")  # MPI
         scores, _ = _test(comm, replica, test_set, plan)  # MPI
+        # The ranks' record (and a straggler's line) first: an epoch's record stays the
+        # last line of its epoch in the metrics file, as scripts that read it expect.
+        _rank_times(comm, ranktimes.since(replica.lap.seconds, lapped), epoch, seconds,
+                    log)  # MPI
         log.epoch(_epoch_record(epoch, epoch_cost, scores, seconds, steps - start.step, plan,
                                 replica.reducer.comm_seconds))
-        _rank_times(comm, ranktimes.since(replica.lap.seconds, lapped), epoch, seconds, log)
         plan.saver.save(Position(epoch + 1))  # MPI
         plan.commits.reset()
     if plan.trace.active:  # the run was shorter than the stretch: the steps it took
@@ -170,8 +173,10 @@ def _rank_times(comm: Comm, mine: dict[str, float], epoch: int, seconds: float,
     found = ranktimes.straggler(per_rank, hosts, seconds)
     if found:
         log.warn(ranktimes.straggler_text(found))
-    log.record({"event": "ranks", "epoch": epoch + 1, "parts": ranktimes.summary(per_rank),
-                "hosts": hosts, "straggler": found})
+    log.record({"event": "ranks", "epoch": epoch + 1, "hosts": hosts,
+                "parts": ranktimes.summary(per_rank), "straggler": found,
+                "by_rank": {part: [times[part] for times in per_rank]
+                            for part in ranktimes.PARTS}})
 
 
 def _after_step(comm: Comm, replica: Replica, plan: Plan, done: Position) -> None:

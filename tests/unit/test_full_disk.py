@@ -47,7 +47,8 @@ def uninterrupted(tmp_path: Path, data: Path, epochs: int) -> np.ndarray:
 
 
 def error_lines(err: str) -> list[str]:
-    return [line for line in err.splitlines() if line.strip()]
+    """stderr's lines, but this machine's BLAS warning (distnn.blas), which is not the run's."""
+    return [line for line in err.splitlines() if line.strip() and "OpenBLAS runs its" not in line]
 
 
 def leftovers(tmp_path: Path) -> list[str]:
@@ -154,6 +155,7 @@ def test_a_refused_metrics_line_is_kept_and_written_later(err, data, tmp_path, m
     assert lines[1].startswith(f"distnn: note: {metrics} takes records again") and len(lines) == 2
     import json
     records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    records = [r for r in records if r.get("event") != "ranks"]  # where the ranks' time went
     assert [r.get("epoch") for r in records] == [0, 1, 2, 3]  # start, then the epochs
     monkeypatch.undo()
     assert np.array_equal(load_checkpoint(tmp_path / "c.h5").params,

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from distnn.ranktimes import PARTS, since, straggler, straggler_text, summary
 
 
@@ -41,3 +45,25 @@ def test_nobody_is_named_for_noise_or_a_small_difference():
     assert straggler([times(0.001, other=0), times(0.01, other=0)], ["a", "b"], 0.02) is None
     assert straggler([times(0.1, other=0), times(0.4, other=0)], ["a", "b"], 0.5)
     assert straggler([times(5.0)], ["a"], 6.0) is None  # one rank holds nobody back
+
+
+def test_the_ranks_picture_from_the_metrics_records(tmp_path):
+    """The table the picture draws, by hand; both pictures written beside the metrics."""
+    pytest.importorskip("matplotlib")
+    from distnn.plot import main, rank_table, read_ranks
+
+    def ranks(epoch: int, backprop: list[float]) -> dict:
+        by_rank = {p: [0.0] * len(backprop) for p in PARTS}
+        by_rank.update(batch=[0.1] * len(backprop), backprop=backprop, sum=[0.5, 0.2])
+        return {"event": "ranks", "epoch": epoch, "by_rank": by_rank}
+
+    lines = [{"epoch": 1, "cost": 1.0, "test_accuracy": 0.5}, ranks(1, [1.0, 2.0]),
+             {"epoch": 2, "cost": 0.5, "test_accuracy": 0.7}, ranks(2, [1.5, 3.0])]
+    metrics = tmp_path / "m.jsonl"
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    parts, seconds, epochs, compute = rank_table(read_ranks(metrics))
+    assert parts == ["batch", "backprop", "sum"]  # parts no rank spent time in are left out
+    assert seconds.tolist() == [[0.1, 1.5, 0.5], [0.1, 3.0, 0.2]]
+    assert epochs == [1, 2] and compute.tolist() == [[1.1, 2.1], [1.6, 3.1]]
+    assert main([str(metrics)]) == 0
+    assert (tmp_path / "m.png").stat().st_size > 0 and (tmp_path / "m-ranks.png").stat().st_size
