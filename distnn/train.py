@@ -241,9 +241,7 @@ def train(start: Start, mine: OnThisRank, comm: Comm, stop: StopRequest, log: Ru
                    plan.recipe.share[1], plan.steps))
     library = blas.describe()  # what does the arithmetic: a run's speed is mostly its
     log.say(f"distnn: BLAS: {library} each")
-    slower = blas.kernel_warning()
-    if slower:
-        log.warn(slower)
+    log.note(blas.kernel_warning() or "")  # advice on speed, not a fault of the run
     log.record({"event": "start", "ranks": comm.size, "config": cfg.to_dict(),
                 "epoch": plan.first.epoch, "step": plan.first.step, "blas": library})
     if comm.rank == 0:  # a signal during a stall: what rank 0 writes before the job ends

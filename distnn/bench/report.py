@@ -140,7 +140,7 @@ def _header(data: dict[str, Any]) -> list[str]:
         f"{cfg['rounds']} rounds, median round reported; run took {m['seconds']:.0f} s.",
         f"Single-core peak (1 BLAS thread): {peaks}.",
         f"BLAS: {m.get('blas', 'not recorded')}."
-        + (f" Warning: {m['blas_warning']}." if m.get("blas_warning") else ""),
+        + (f" Note: {m['blas_warning']}." if m.get("blas_warning") else ""),
         "",
         "Step = gather the rank's m/P rows, backprop, sum [grad, cost, stop] over ranks,",
         "SGD step of the mean; sigmoid, quadratic cost, synthetic MNIST-shaped data;",

@@ -51,7 +51,7 @@ def test_smoke_mode_writes_table_and_plot(tmp_path):
     table = (tmp_path / "results.md").read_text()
     assert "| [784, 30, 10] | 10 | float32 | 2 |" in table
     assert f"BLAS: {blas.describe(threads=False)}." in table  # the library, its kernels
-    assert ("Warning: OpenBLAS runs its" in table) == (blas.kernel_warning() is not None)
+    assert ("Note: OpenBLAS runs its" in table) == (blas.kernel_warning() is not None)
     try:
         import matplotlib  # noqa: F401
     except ImportError:
