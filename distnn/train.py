@@ -239,7 +239,7 @@ def train(start: Start, mine: OnThisRank, comm: Comm, stop: StopRequest, log: Ru
     log.note(reducer.note)
     log.say(banner(cfg, start.info, comm.size, reducer.describe(), mine.threads,
                    plan.recipe.share[1], plan.steps))
-    library = blas.describe()  # what does the arithmetic: a run's speed is mostly its
+    library = blas.describe()  # what does the arithmetic, most of a step's time
     log.say(f"distnn: BLAS: {library} each")
     log.note(blas.kernel_warning() or "")  # advice on speed, not a fault of the run
     log.record({"event": "start", "ranks": comm.size, "config": cfg.to_dict(),
