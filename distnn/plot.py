@@ -92,12 +92,7 @@ def plot_ranks(records: list[dict], out: Path, title: str) -> None:
               ylim=(0, None))  # from 0: a straggler stands out, noise does not
     right.xaxis.set_major_locator(MaxNLocator(integer=True))
     right.grid(True, alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    try:
-        save_figure(fig, out, dpi=100)
-    finally:
-        plt.close(fig)
+    _save(fig, out, title)
 
 
 def plot(records: list[dict], out: Path, title: str) -> None:
@@ -126,6 +121,13 @@ def plot(records: list[dict], out: Path, title: str) -> None:
     for ax in (left, right):
         ax.grid(True, alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _save(fig, out, title)
+
+
+def _save(fig, out: Path, title: str) -> None:
+    """The figure, titled, to ``out`` (WriteFailed if it cannot be written), then closed."""
+    import matplotlib.pyplot as plt
+
     fig.suptitle(title)
     fig.tight_layout()
     try:
