@@ -76,6 +76,15 @@ class _Lines:
         pass
 
 
+def _comm(record: dict[str, Any]) -> str:
+    """Rank 0's time in collectives: waiting for the others, and summing, where the
+    reducer tells them apart (shm: its barriers are the waiting); else the two as one."""
+    if "wait_share" not in record:
+        return f"comm {record['comm_share']:.0%}"
+    summing = max(record["comm_share"] - record["wait_share"], 0.0)
+    return f"wait {record['wait_share']:.0%}  sum {summing:.0%}"
+
+
 def _duration(seconds: float) -> str:
     """3s, 4m05s, 2h03m: what a person reads at a glance."""
     seconds = round(seconds)
@@ -201,7 +210,7 @@ class RunLog:
         """The line and the record of a finished epoch."""
         self.say(f"epoch {record['epoch']}/{self.cfg.epochs}  cost {record['cost']:.4f}  "
                  f"test {scores_text(record)}  time {record['seconds']:.1f}s  "
-                 f"{record['samples_per_s']:.0f} samples/s  comm {record['comm_share']:.0%}")
+                 f"{record['samples_per_s']:.0f} samples/s  {_comm(record)}")
         self.record(record)
 
     def final(self, text: str) -> None:

@@ -81,6 +81,7 @@ class FusedAllreduce(_Reducer):
         self.part = slice(0, n)  # every rank updates all of the parameters
         self.units = slice(None)  # ... and constrains every unit (distnn.constraints)
         self.comm_seconds = 0.0  # time inside the collective, waiting included
+        self.wait_seconds = None  # one Allreduce: its waiting cannot be told from its sum
 
     def local_grad(self) -> np.ndarray:
         """Where this rank's gradient goes: the buffer that is summed in place."""
@@ -169,6 +170,7 @@ class SharedMemoryReduce(_Reducer):
         # the rows, so this rank must not write its row again before a sync.
         self._rows_in_use = False
         self.comm_seconds = 0.0
+        self.wait_seconds = 0.0  # of which in barriers: waiting for the node's other ranks
 
     @staticmethod
     def _width(n: int) -> int:
@@ -202,6 +204,7 @@ class SharedMemoryReduce(_Reducer):
         self._mine[1] = 1.0 if stop else 0.0
         t0 = time.perf_counter()
         self._shared.sync()  # MPI: every rank's row is written
+        self.wait_seconds += time.perf_counter() - t0
         extras, grad = self._sum[:2], self.grad
         np.copyto(extras, self._terms[0][0])
         np.copyto(grad, self._terms[0][1])
@@ -225,6 +228,7 @@ class SharedMemoryReduce(_Reducer):
         t0 = time.perf_counter()
         self._sync()  # MPI: the next forward pass reads every part
         self.comm_seconds += time.perf_counter() - t0
+        self.wait_seconds += time.perf_counter() - t0
 
     def _sync(self) -> None:
         self._shared.sync()

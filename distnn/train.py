@@ -125,6 +125,8 @@ def fit(replica: Replica, train_set: Shard, test_set: Shard, plan: Plan, comm: C
         batches = plan.order.epoch(cfg.seed, epoch, comm.rank, comm.size)  # this rank's parts
         start = plan.first if epoch == plan.first.epoch else Position(epoch)
         epoch_cost, replica.reducer.comm_seconds = start.epoch_cost, 0.0
+        if replica.reducer.wait_seconds is not None:
+            replica.reducer.wait_seconds = 0.0
         bar = log.progress(steps, start.step, epoch)
         lapped = dict(replica.lap.seconds)  # where this rank's time has gone so far
         t0 = time.perf_counter()
@@ -154,7 +156,7 @@ def fit(replica: Replica, train_set: Shard, test_set: Shard, plan: Plan, comm: C
         _rank_times(comm, ranktimes.since(replica.lap.seconds, lapped), epoch, seconds,
                     log)  # MPI
         log.epoch(_epoch_record(epoch, epoch_cost, scores, seconds, steps - start.step, plan,
-                                replica.reducer.comm_seconds))
+                                replica.reducer.comm_seconds, replica.reducer.wait_seconds))
         plan.saver.save(Position(epoch + 1))  # MPI
         plan.commits.reset()
     if plan.trace.active:  # the run was shorter than the stretch: the steps it took
@@ -208,14 +210,17 @@ def _test(comm: Comm, replica: Replica, test_set: Shard,
 
 
 def _epoch_record(epoch: int, epoch_cost: float, scores: dict[str, Any], seconds: float,
-                  steps_run: int, plan: Plan, comm_seconds: float) -> dict[str, Any]:
+                  steps_run: int, plan: Plan, comm_seconds: float,
+                  wait_seconds: float | None) -> dict[str, Any]:
+    waiting = {} if wait_seconds is None else {"wait_share": wait_seconds / seconds}
     return {
         "epoch": epoch + 1,
         "cost": epoch_cost / (plan.steps * plan.m),  # per sample; a resumed epoch kept its sum
         **scores,  # the test split's: accuracy, or RMSE, MAE and R^2
         "seconds": seconds,
         "samples_per_s": steps_run * plan.m / seconds,
-        "comm_share": comm_seconds / seconds,
+        "comm_share": comm_seconds / seconds,  # time in collectives (rank 0's)
+        **waiting,  # of which waiting for other ranks, where the reducer can tell (shm)
     }
 
 

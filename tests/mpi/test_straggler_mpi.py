@@ -63,3 +63,8 @@ def test_the_slow_rank_and_only_it_is_named(world, comm, data, mpi_tmp_path, mon
         assert r["parts"]["sum"]["max_rank"] != slow_rank  # the others wait for it
     if world.rank == 0:
         assert err.count(f"rank {slow_rank} on ") == 2 and err.count("is a straggler") == 2
+    # Rank 0 spent the epoch waiting for the slow rank: with shm (one node, the default)
+    # its barriers tell that waiting from the summing, and the epoch line says so.
+    epochs = [r for r in map(json.loads, metrics.read_text().splitlines()) if "cost" in r]
+    assert all(r["wait_share"] > 0.5 and r["wait_share"] <= r["comm_share"] for r in epochs)
+    assert "wait_share" in epochs[0]

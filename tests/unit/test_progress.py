@@ -66,3 +66,10 @@ def test_lines_on_a_pipe_a_bar_on_a_terminal_nothing_when_asked(monkeypatch):
 def test_an_interval_that_would_flood_or_never_come_is_refused(every):
     with pytest.raises(ConfigError, match="--progress-every must be 0"):
         Config(progress_every=every).validate()
+
+
+def test_the_epoch_line_tells_waiting_from_summing_where_the_reducer_can():
+    from distnn.log import _comm
+
+    assert _comm({"comm_share": 0.57}) == "comm 57%"  # one Allreduce: one number
+    assert _comm({"comm_share": 0.57, "wait_share": 0.5}) == "wait 50%  sum 7%"
