@@ -20,7 +20,6 @@ from distnn.config import parse_args
 from distnn.train import run
 from distnn.writes import WriteFailed
 from tests.support.full_disk import refuse_checkpoints
-from tests.support.synthetic import make_dataset
 
 pytestmark = pytest.mark.mpi(min_size=2)
 
@@ -29,12 +28,8 @@ SMALL = ["--layers", "16,12,4", "--batch-size", "16", "--warmup-epochs", "0", "-
 
 
 @pytest.fixture
-def data(comm, mpi_tmp_path):
-    path = mpi_tmp_path / "d.h5"
-    if comm.rank == 0:
-        make_dataset(path, n_train=160, n_test=40)
-    comm.barrier()
-    return path
+def data(shared_dataset):
+    return shared_dataset("d.h5", n_train=160, n_test=40)
 
 
 def train(comm, *args: str) -> int:

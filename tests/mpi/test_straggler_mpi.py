@@ -11,7 +11,6 @@ import pytest
 from distnn.config import parse_args
 from distnn.network import MLP
 from distnn.train import run
-from tests.support.synthetic import make_dataset
 
 pytestmark = pytest.mark.mpi(min_size=2)
 
@@ -20,12 +19,8 @@ ARGS = ["--layers", "16,12,4", "--batch-size", "16", "--epochs", "2", "--no-prog
 
 
 @pytest.fixture
-def data(world, mpi_tmp_path):
-    path = mpi_tmp_path / "d.h5"
-    if world.rank == 0:
-        make_dataset(path, n_train=320, n_test=40)  # 20 steps an epoch
-    world.Barrier()
-    return path
+def data(shared_dataset):
+    return shared_dataset("d.h5", n_train=320, n_test=40)  # 20 steps an epoch
 
 
 def ranks_records(path) -> list[dict]:

@@ -10,18 +10,13 @@ import pytest
 from distnn.config import parse_args
 from distnn.ranktimes import PARTS
 from distnn.train import run
-from tests.support.synthetic import make_dataset
 
 pytestmark = pytest.mark.mpi(min_size=2)
 
 
 @pytest.fixture
-def data(world, mpi_tmp_path):
-    path = mpi_tmp_path / "d.h5"
-    if world.rank == 0:
-        make_dataset(path, n_train=320, n_test=40)  # 20 steps an epoch at m = 16
-    world.Barrier()
-    return path
+def data(shared_dataset):
+    return shared_dataset("d.h5", n_train=320, n_test=40)  # 20 steps an epoch at m = 16
 
 
 @pytest.mark.parametrize("steps", [7, 100])  # a stretch inside the run, and one longer

@@ -23,7 +23,6 @@ from distnn.reduce import FusedAllreduce, SharedMemoryReduce
 from distnn.protocol import EXIT_INTERRUPTED
 from distnn.train import run
 from tests.support.ranks import first_ranks
-from tests.support.synthetic import make_dataset
 
 pytestmark = pytest.mark.mpi(min_size=2)
 
@@ -34,12 +33,8 @@ REGULARISED = ["--dropout", "0.2", "--input-dropout", "0.1", "--max-norm", "1.0"
 
 
 @pytest.fixture
-def data(world, mpi_tmp_path):
-    path = mpi_tmp_path / "synthetic.h5"
-    if world.rank == 0:
-        make_dataset(path, n_train=240, n_test=60)
-    world.Barrier()
-    return path
+def data(shared_dataset):
+    return shared_dataset("synthetic.h5", n_train=240, n_test=60)
 
 
 
