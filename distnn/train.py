@@ -244,9 +244,10 @@ def train(start: Start, mine: OnThisRank, comm: Comm, stop: StopRequest, log: Ru
     log.note(reducer.note)
     log.say(banner(cfg, start.info, comm.size, reducer.describe(), mine.threads,
                    plan.recipe.share[1], plan.steps))
-    library = blas.describe()  # what does the arithmetic, most of a step's time
+    libraries = blas.libraries()  # what does the arithmetic, most of a step's time
+    library = blas.describe(libraries)
     log.say(f"distnn: BLAS: {library} each")
-    log.note(blas.kernel_warning() or "")  # advice on speed, not a fault of the run
+    log.note(blas.kernel_warning(libraries) or "")  # advice on speed, not a fault of the run
     log.record({"event": "start", "ranks": comm.size, "config": cfg.to_dict(),
                 "epoch": plan.first.epoch, "step": plan.first.step, "blas": library})
     if comm.rank == 0:  # a signal during a stall: what rank 0 writes before the job ends

@@ -198,13 +198,14 @@ def run(cfg: Config) -> dict[str, Any]:
                 if dtype in cfg.dtypes:
                     peaks[dtype].append(gemm_peak(dtype))
             rows += [{**row, "round": r} for row in run_round(cfg, r, Path(tmp), has_torch)]
+    libraries = blas.libraries()
     return {
         "config": asdict(cfg),
         "machine": {
             "cores": os.cpu_count(),
             "cpu": cpu_model(),
-            "blas": blas.describe(threads=False),  # the cells set 1 thread a rank
-            "blas_warning": blas.kernel_warning(),
+            "blas": blas.describe(libraries, threads=False),  # the cells: 1 thread a rank
+            "blas_warning": blas.kernel_warning(libraries),
             "load_start": load_start,
             "load_end": os.getloadavg(),
             "seconds": time.time() - started,
