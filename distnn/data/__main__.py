@@ -57,6 +57,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="number of classes (default: max training label + 1, refused if a "
                         "class in between has no training sample; 10 for MNIST)")
 
+    _import_parser(commands)
+
+    g = commands.add_parser(
+        "friedman", help="generate Friedman's first regression problem, whose floor is known",
+        description="Friedman (1991) #1: y = 10 sin(pi x1 x2) + 20 (x3 - 0.5)^2 + 10 x4 + "
+        "5 x5 + e with ten features uniform on [0, 1] (five of them noise) and e ~ N(0, "
+        "sigma^2): no model's test RMSE is below sigma. Written a block at a time, as a "
+        "regression table (features standardized for training), or, with an --out that "
+        "ends in .csv, as a CSV file (header x1,...,x10,y; the training rows, then the test "
+        "rows; either may be 0) to bring in with import.")
+    g.add_argument("--out", default="data/friedman.h5", metavar="PATH",
+                   help="output HDF5 file (default: data/friedman.h5)")
+    g.add_argument("--train-rows", type=int, default=1_000_000, metavar="N",
+                   help="training rows (default 1000000)")
+    g.add_argument("--test-rows", type=int, default=100_000, metavar="N",
+                   help="test rows (default 100000)")
+    g.add_argument("--sigma", type=float, default=1.0, help="the noise's deviation (default 1)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the rows (default 0)")
+
+    i = commands.add_parser("info", help="print a data file's attributes and class counts",
+                            description="Validate a data file and print its schema attributes, "
+                            "split sizes and per-class counts.")
+    i.add_argument("path", nargs="?", default=DEFAULT_OUT,
+                   help=f"HDF5 data file (default: {DEFAULT_OUT})")
+    return parser
+
+
+def _import_parser(commands: argparse._SubParsersAction) -> None:
+    """The import command's options: where the rows are, what to predict, the test set."""
     m = commands.add_parser(
         "import", help="bring a table of your own in: CSV, NumPy (.npy, .npz) or HDF5",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -108,30 +137,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a CSV's first line names the columns (default: guessed)")
     header.add_argument("--no-header", dest="header", action="store_false",
                         help="a CSV's first line is a row of data")
-
-    g = commands.add_parser(
-        "friedman", help="generate Friedman's first regression problem, whose floor is known",
-        description="Friedman (1991) #1: y = 10 sin(pi x1 x2) + 20 (x3 - 0.5)^2 + 10 x4 + "
-        "5 x5 + e with ten features uniform on [0, 1] (five of them noise) and e ~ N(0, "
-        "sigma^2): no model's test RMSE is below sigma. Written a block at a time, as a "
-        "regression table (features standardized for training), or, with an --out that "
-        "ends in .csv, as a CSV file (header x1,...,x10,y; the training rows, then the test "
-        "rows; either may be 0) to bring in with import.")
-    g.add_argument("--out", default="data/friedman.h5", metavar="PATH",
-                   help="output HDF5 file (default: data/friedman.h5)")
-    g.add_argument("--train-rows", type=int, default=1_000_000, metavar="N",
-                   help="training rows (default 1000000)")
-    g.add_argument("--test-rows", type=int, default=100_000, metavar="N",
-                   help="test rows (default 100000)")
-    g.add_argument("--sigma", type=float, default=1.0, help="the noise's deviation (default 1)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the rows (default 0)")
-
-    i = commands.add_parser("info", help="print a data file's attributes and class counts",
-                            description="Validate a data file and print its schema attributes, "
-                            "split sizes and per-class counts.")
-    i.add_argument("path", nargs="?", default=DEFAULT_OUT,
-                   help=f"HDF5 data file (default: {DEFAULT_OUT})")
-    return parser
 
 
 def info(path: str) -> str:
