@@ -31,14 +31,7 @@
 # they override them. PYTHON names the interpreter.
 set -uo pipefail
 
-ranks=2
-if [[ ${1:-} == -n ]]; then
-    ranks=${2:-}
-    shift 2 || shift
-elif [[ ${1:-} == -h || ${1:-} == --help ]]; then
-    echo "usage: $0 [-n RANKS] [distnn.train arguments...]" >&2
-    exit 2
-fi
+source "$(dirname "$0")/ranks.sh"  # ranks, from -n RANKS
 
 # The rows come as a lab's would, in CSV files, and are brought in by import.
 data=data/friedman-1m.h5

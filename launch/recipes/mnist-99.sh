@@ -13,14 +13,7 @@
 # distnn.train after the recipe's own, so they override them.
 set -uo pipefail
 
-ranks=2
-if [[ ${1:-} == -n ]]; then
-    ranks=${2:-}
-    shift 2 || shift
-elif [[ ${1:-} == -h || ${1:-} == --help ]]; then
-    echo "usage: $0 [-n RANKS] [distnn.train arguments...]" >&2
-    exit 2
-fi
+source "$(dirname "$0")/ranks.sh"  # ranks, from -n RANKS
 
 recipe=(
     --layers 784,1024,1024,10 --activation relu --cost cross_entropy --init he
