@@ -41,6 +41,8 @@ import numpy as np
 from distnn.bench.matrix import cpu_model
 from distnn.data.friedman import write_csv
 from distnn.data.readers import open_rows
+from distnn.protocol import EXIT_IOERR
+from distnn.writes import WriteFailed, write_text
 
 CHUNK = 1 << 20
 
@@ -139,6 +141,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write the results here")
     args = parser.parse_args(argv)
     path = Path(args.dir) / f"friedman-{args.rows}.csv"
+    try:
+        return _measure_and_report(args, path)
+    except WriteFailed as err:  # a full disk, say: one line, no traceback
+        print(f"distnn.bench.csv_speed: error: {err}; {err.remedy}, or give --dir or --json "
+              "another place", file=sys.stderr)
+        return EXIT_IOERR
+
+
+def _measure_and_report(args: argparse.Namespace, path: Path) -> int:
     if not path.exists():
         print(f"making {path} ...", file=sys.stderr)
         write_csv(path, args.rows, 0)
@@ -154,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:22s} {r['mb_per_s']:7.0f} MB/s  {r['median_s']:7.2f} s  "
                   f"x{r['mb_per_s'] / base:.2f} of distnn import")
     if args.json:
-        Path(args.json).write_text(json.dumps({"file": str(path), "mb": size, "rows": args.rows,
-                                               "cpu": cpu_model(), "results": results}, indent=1))
+        write_text(args.json, json.dumps({"file": str(path), "mb": size, "rows": args.rows,
+                                          "cpu": cpu_model(), "results": results}, indent=1))
     return 0
 
 

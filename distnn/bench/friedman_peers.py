@@ -40,6 +40,9 @@ from typing import Any
 import h5py
 import numpy as np
 
+from distnn.protocol import EXIT_IOERR
+from distnn.writes import WriteFailed, write_text
+
 PEERS = ("hgbr", "torch")
 LAYERS = (10, 256, 256, 1)
 
@@ -206,18 +209,28 @@ def main(argv: list[str] | None = None) -> int:
                   f"test RMSE {result['test_rmse']:.4f}  = {result['rmse_over_sigma']:.4f} sigma",
                   flush=True)
 
-    print(f"\n| peer  | fits | median wall (s) | median RMSE / sigma |\n|{'-' * 7}|{'-' * 6}|"
-          f"{'-' * 17}|{'-' * 21}|")
+    print(medians_table(results, peers))
+    if args.json:
+        record = {"data": args.data, "source": table["source"], "sigma": sigma,
+                  "threads": args.threads, "results": results}
+        try:
+            write_text(args.json, json.dumps(record, indent=1) + "\n")
+        except WriteFailed as err:  # a full disk, say: one line, no traceback
+            print(f"friedman_peers: error: {err}; {err.remedy}", file=sys.stderr)
+            return EXIT_IOERR
+    return 0 if all(math.isfinite(r["test_rmse"]) for r in results) else 1
+
+
+def medians_table(results: list[dict[str, Any]], peers: list[str]) -> str:
+    """A Markdown table of each peer's median wall time and RMSE / sigma."""
+    lines = ["", "| peer  | fits | median wall (s) | median RMSE / sigma |",
+             f"|{'-' * 7}|{'-' * 6}|{'-' * 17}|{'-' * 21}|"]
     for peer in peers:
         mine = [r for r in results if r["peer"] == peer]
         wall = float(np.median([r["wall_s"] for r in mine]))
         ratio = float(np.median([r["rmse_over_sigma"] for r in mine]))
-        print(f"| {peer:5s} | {len(mine):4d} | {wall:15.1f} | {ratio:19.4f} |")
-    if args.json:
-        record = {"data": args.data, "source": table["source"], "sigma": sigma,
-                  "threads": args.threads, "results": results}
-        Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
-    return 0 if all(math.isfinite(r["test_rmse"]) for r in results) else 1
+        lines.append(f"| {peer:5s} | {len(mine):4d} | {wall:15.1f} | {ratio:19.4f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
