@@ -19,6 +19,7 @@ objects is refused, never unpickled (``allow_pickle=False`` throughout).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import os
@@ -144,23 +145,30 @@ def _csv_blocks(path: Path, width: int, skip: int, columns: list[str] | None,
         while chunk := f.read(CSV_BLOCK_CHARS):
             if not chunk.endswith("\n"):
                 chunk += f.readline()  # whole lines only
-            try:
-                block = _parse(chunk, width, numeric, text)
-            except ValueError:  # numpy's words name no column: find the field, name it
-                lines = [line for line in chunk.splitlines(True) if line.strip()]
-                if len(lines) < chunk.count("\n") + (not chunk.endswith("\n")):
-                    try:  # blank lines (of spaces) carry nothing, but numpy stops at them
-                        block = _parse("".join(lines), width, numeric, text)
-                    except ValueError:
-                        _find_bad_field(chunk.splitlines(True), row, width, path, columns,
-                                        numeric)
-                        raise  # _find_bad_field always raises
-                else:
-                    _find_bad_field(chunk.splitlines(True), row, width, path, columns, numeric)
-                    raise
+            block = _parse_or_name(chunk, row, width, path, columns, numeric, text)
             if len(block[0] if text is not None else block):
                 yield block
-            row += chunk.count("\n") + (not chunk.endswith("\n"))
+            row += _line_count(chunk)
+
+
+def _line_count(chunk: str) -> int:
+    return chunk.count("\n") + (not chunk.endswith("\n"))  # the file's last may lack one
+
+
+def _parse_or_name(chunk: str, first: int, width: int, path: Path, columns: list[str] | None,
+                   numeric: list[int], text: int | None):
+    """``_parse(chunk)``; where numpy refuses it (its words name no column), the chunk
+    without its blank lines (numpy stops at lines of spaces, which carry nothing), and
+    failing that a DataError naming the line and the field."""
+    try:
+        return _parse(chunk, width, numeric, text)
+    except ValueError:
+        pass
+    lines = [line for line in chunk.splitlines(True) if line.strip()]
+    if len(lines) < _line_count(chunk):
+        with contextlib.suppress(ValueError):
+            return _parse("".join(lines), width, numeric, text)
+    _find_bad_field(chunk.splitlines(True), first, width, path, columns, numeric)  # raises
 
 
 def csv_engine() -> str:
