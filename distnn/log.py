@@ -77,12 +77,8 @@ class _Lines:
 
 
 def _comm(record: dict[str, Any]) -> str:
-    """Rank 0's time in collectives: waiting for the others, and summing, where the
-    reducer tells them apart (shm: its barriers are the waiting); else the two as one."""
-    if "wait_share" not in record:
-        return f"comm {record['comm_share']:.0%}"
-    summing = max(record["comm_share"] - record["wait_share"], 0.0)
-    return f"wait {record['wait_share']:.0%}  sum {summing:.0%}"
+    """Rank 0's time in collectives: waiting for the other ranks, and the summing."""
+    return f"wait {record['wait_share']:.0%}  sum {record['sum_share']:.0%}"
 
 
 def _duration(seconds: float) -> str:

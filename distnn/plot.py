@@ -56,7 +56,7 @@ def rank_table(records: list[dict]) -> tuple[list[str], np.ndarray, list[int], n
     from distnn.ranktimes import COMPUTE, PARTS
 
     last = records[-1]["by_rank"]
-    parts = [p for p in PARTS if any(last[p])]
+    parts = [p for p in PARTS if any(last.get(p, ()))]  # older records lack some parts
     seconds = np.array([last[p] for p in parts]).T
     compute = np.array([np.sum([r["by_rank"][p] for p in COMPUTE], axis=0) for r in records])
     return parts, seconds, [r["epoch"] for r in records], compute

@@ -12,9 +12,18 @@ epoch's training cost) and a stop flag (a rank that caught SIGTERM sets it to
 Two reducers, one interface, used once per step like this::
 
     cost, _ = net.gradient(x, y, out=reducer.local_grad())   # this rank's samples
-    cost, stop = reducer.sum(cost, stop)                     # over all ranks
+    cost, stop = reducer.sum(cost, stop, lap)                # over all ranks
     optimizer.step(net.params, reducer.grad, eta, scale=1 / m, part=reducer.part)
-    reducer.publish()                                        # the update is everyone's
+    reducer.publish(lap)                                     # the update is everyone's
+
+``lap`` (``distnn.step.Laps``) is told where time went: ``lap("wait")`` ends
+a stretch spent waiting for other ranks, where a reducer can tell it apart
+from the summing (shm's barriers). Inside one MPI ``Allreduce`` it cannot, so
+each reducer keeps how long each step's Allreduce took, and ``waited()``
+(collective, once an epoch) estimates the waiting from them: in each step
+the rank that arrived last waited for nobody, so the least time any rank
+spent in that step's Allreduce is its summing, and the rest of each rank's
+time there was waiting.
 
 A change that needs whole units (max-norm) takes the rows ``reducer.units``
 of each weight matrix, then publishes again.
@@ -33,12 +42,18 @@ from __future__ import annotations
 
 import os
 import time
+from array import array
+from typing import Callable
 
 import numpy as np
 
 from distnn.comm import Comm, MPIComm
 
 REDUCERS = ("auto", "allreduce", "shm")  # --reduce: make_reducer's choices
+
+
+def _unlapped(part: str) -> None:
+    """Where no one asks where the time went."""
 
 
 class _Reducer:
@@ -56,7 +71,7 @@ class _Reducer:
         if exc_type is None:
             self.close()
 
-    def publish(self) -> None:
+    def publish(self, lap: Callable[[str], None] = _unlapped) -> None:
         """After the update: make it every rank's before the next forward pass."""
 
     def describe(self) -> str:
@@ -66,6 +81,21 @@ class _Reducer:
     def close(self) -> None:
         pass
 
+    def _timed_allreduce(self, comm: Comm, buf: np.ndarray) -> None:
+        t0 = time.perf_counter()
+        comm.allreduce_(buf)  # MPI
+        self._took.append(time.perf_counter() - t0)
+
+    def waited(self) -> float:
+        """Seconds this rank waited inside Allreduce since the last call (collective):
+        per step, its time there less the least any rank spent in that step's."""
+        took, self._took = np.frombuffer(self._took, dtype=np.float64), array("d")
+        comm = self.across
+        if comm.size == 1 or took.size == 0:  # every rank of the group alike
+            return 0.0
+        least = -comm.max_(-took)  # MPI: one small collective an epoch
+        return float(np.sum(took - least))
+
 
 class FusedAllreduce(_Reducer):
     """One Allreduce of [gradient, cost, stop]; every rank updates every parameter."""
@@ -73,30 +103,27 @@ class FusedAllreduce(_Reducer):
     name = "allreduce"
 
     def __init__(self, comm: Comm, net) -> None:
-        self.comm = comm
         n = net.params.size
         self._buf = np.zeros(n + 2, dtype=net.params.dtype)
         self.grad = self._buf[:n]  # this rank's gradient, and after sum() everyone's
         self._extras = self._buf[n:]
         self.part = slice(0, n)  # every rank updates all of the parameters
         self.units = slice(None)  # ... and constrains every unit (distnn.constraints)
-        self.comm_seconds = 0.0  # time inside the collective, waiting included
-        self.wait_seconds = None  # one Allreduce: its waiting cannot be told from its sum
+        self.across, self._took = comm, array("d")  # its Allreduce, and each step's: waited()
 
     def local_grad(self) -> np.ndarray:
         """Where this rank's gradient goes: the buffer that is summed in place."""
         return self.grad
 
-    def sum(self, cost: float, stop: bool) -> tuple[float, bool]:
+    def sum(self, cost: float, stop: bool,
+            lap: Callable[[str], None] = _unlapped) -> tuple[float, bool]:
         """Sum ``local_grad()``, ``cost`` and ``stop`` over ranks; the gradient lands in ``grad``.
 
         Returns (cost summed over the global batch, stop requested anywhere).
         """
         self._extras[0] = cost
         self._extras[1] = 1.0 if stop else 0.0
-        t0 = time.perf_counter()
-        self.comm.allreduce_(self._buf)
-        self.comm_seconds += time.perf_counter() - t0
+        self._timed_allreduce(self.across, self._buf)  # MPI
         return float(self._extras[0]), bool(self._extras[1] > 0)
 
 
@@ -169,8 +196,7 @@ class SharedMemoryReduce(_Reducer):
         # True from a sum until the next sync: another rank may still be adding up
         # the rows, so this rank must not write its row again before a sync.
         self._rows_in_use = False
-        self.comm_seconds = 0.0
-        self.wait_seconds = 0.0  # of which in barriers: waiting for the node's other ranks
+        self._took = array("d")  # each step's Allreduce across nodes: waited()
 
     @staticmethod
     def _width(n: int) -> int:
@@ -192,7 +218,8 @@ class SharedMemoryReduce(_Reducer):
             self._sync()  # MPI
         return self._my_grad
 
-    def sum(self, cost: float, stop: bool) -> tuple[float, bool]:
+    def sum(self, cost: float, stop: bool,
+            lap: Callable[[str], None] = _unlapped) -> tuple[float, bool]:
         """Sum the rows' gradients (this rank's part), costs and stop flags over ranks.
 
         Returns (cost summed over the global batch, stop requested anywhere);
@@ -202,9 +229,8 @@ class SharedMemoryReduce(_Reducer):
             self._sync()  # MPI
         self._mine[0] = cost
         self._mine[1] = 1.0 if stop else 0.0
-        t0 = time.perf_counter()
         self._shared.sync()  # MPI: every rank's row is written
-        self.wait_seconds += time.perf_counter() - t0
+        lap("wait")  # for the node's slowest rank
         extras, grad = self._sum[:2], self.grad
         np.copyto(extras, self._terms[0][0])
         np.copyto(grad, self._terms[0][1])
@@ -212,9 +238,8 @@ class SharedMemoryReduce(_Reducer):
             extras += row_extras
             grad += row_grad
         if self.across.size > 1:
-            self.across.allreduce_(self._sum)  # MPI: the same part on the other nodes
+            self._timed_allreduce(self.across, self._sum)  # MPI: the same part on other nodes
         self._rows_in_use = True
-        self.comm_seconds += time.perf_counter() - t0
         return float(self._sum[0]), bool(self._sum[1] > 0)
 
     def describe(self) -> str:
@@ -223,12 +248,10 @@ class SharedMemoryReduce(_Reducer):
         return (f"shm within each node ({self.node.size} ranks), allreduce across "
                 f"{self.across.size} nodes")
 
-    def publish(self) -> None:
+    def publish(self, lap: Callable[[str], None] = _unlapped) -> None:
         """After the update of ``part``: returns when every rank's part is done and seen."""
-        t0 = time.perf_counter()
         self._sync()  # MPI: the next forward pass reads every part
-        self.comm_seconds += time.perf_counter() - t0
-        self.wait_seconds += time.perf_counter() - t0
+        lap("wait")  # for the node's slowest rank
 
     def _sync(self) -> None:
         self._shared.sync()

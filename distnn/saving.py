@@ -60,12 +60,21 @@ class Saver:
                         self._data, self._scaling)
         self.saved = position
 
+    def _timed_write(self, position: Position) -> None:
+        """``write``, its time counted where rank 0's time goes (``distnn.ranktimes``)."""
+        lap = self.replica.lap
+        lap.start()
+        try:
+            self.write(position)
+        finally:
+            lap("checkpoint")
+
     def save(self, position: Position) -> None:
         """The checkpoint every rank waits for; WriteFailed on every rank if it cannot be."""
         failed = None
         if self.comm.rank == 0:  # it alone knows which checkpoint is on disk: it says
             try:
-                self.write(position)
+                self._timed_write(position)
             except WriteFailed as err:
                 again = "rerun with --resume" if self.saved is not None else "rerun"
                 failed = (f"{err}; {self.kept()}", f"{err.remedy} and {again}")
@@ -85,7 +94,7 @@ class Saver:
     def commit(self, position: Position) -> None:
         """A mid-epoch commit (rank 0): skipped, with a warning, if it cannot be written."""
         try:
-            self.write(position)
+            self._timed_write(position)
         except WriteFailed as err:
             if not self._failing:
                 self.log.warn(f"{err}; the commit of epoch {position.epoch + 1}, step "

@@ -104,7 +104,7 @@ def step(replica: Replica, recipe: Recipe, shard: Shard, rows: np.ndarray, epoch
     # sum_x dC_x/dw over this rank's samples (BP1-BP4), then over every rank's
     cost, _ = net.gradient(x, y, out=reducer.local_grad(), masks=masks)
     lap("backprop")
-    cost, stopping = reducer.sum(cost, stop.requested)  # MPI
+    cost, stopping = reducer.sum(cost, stop.requested, lap)  # MPI (its waiting: lap("wait"))
     lap("sum")
     if not math.isfinite(cost):
         raise Diverged(f"the training cost became {cost} at epoch {epoch + 1}, step {k}")
@@ -112,9 +112,9 @@ def step(replica: Replica, recipe: Recipe, shard: Shard, rows: np.ndarray, epoch
     watch.updating()  # from here until the next step, no checkpoint of this replica
     optimizer.step(net.params, reducer.grad, eta, scale=1 / recipe.m, part=reducer.part)
     lap("update")
-    reducer.publish()  # MPI (shm: a barrier, so the next forward pass sees every part)
+    reducer.publish(lap)  # MPI (shm: a barrier, so the next forward pass sees every part)
     if recipe.max_norm:  # |w_j| <= c for every hidden unit j (this rank's share of them)
         max_norm(net.weights[:-1], recipe.max_norm, units=reducer.units)
-        reducer.publish()  # MPI (shm: every share is done before the next pass)
+        reducer.publish(lap)  # MPI (shm: every share is done before the next pass)
     lap("publish")
     return cost, stopping

@@ -2,7 +2,7 @@
 
 ``--trace FILE`` records the first ``--trace-steps`` steps (100) that the run
 takes, on every rank: each step, and inside it each of its parts (the laps of
-``distnn.step``: batch, draws, backprop, sum, update, publish) as a span. When
+``distnn.step``: batch, draws, backprop, wait, sum, update, publish) as a span. When
 the stretch is over the ranks hand their spans to rank 0 (one collective),
 which writes FILE in the Chrome trace event format, JSON that Perfetto
 (ui.perfetto.dev) and chrome://tracing open: one row per rank, named "rank 3

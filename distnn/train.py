@@ -121,14 +121,13 @@ def fit(replica: Replica, train_set: Shard, test_set: Shard, plan: Plan, comm: C
     backprop, the sum over all ranks, and the update w -> w - (eta/m) sum_x dC_x/dw.
     """
     cfg, steps = plan.cfg, plan.steps
+    lapped = dict(replica.lap.seconds)  # where this rank's time had gone at the last record
+    stragglers = ranktimes.Stragglers()
     for epoch in range(plan.first.epoch, cfg.epochs):
         batches = plan.order.epoch(cfg.seed, epoch, comm.rank, comm.size)  # this rank's parts
         start = plan.first if epoch == plan.first.epoch else Position(epoch)
-        epoch_cost, replica.reducer.comm_seconds = start.epoch_cost, 0.0
-        if replica.reducer.wait_seconds is not None:
-            replica.reducer.wait_seconds = 0.0
+        epoch_cost = start.epoch_cost
         bar = log.progress(steps, start.step, epoch)
-        lapped = dict(replica.lap.seconds)  # where this rank's time has gone so far
         t0 = time.perf_counter()
         for k in range(start.step, steps):
             stall.at(epoch, k, epoch_cost)  # where a stall report will say the job was
@@ -151,12 +150,13 @@ def fit(replica: Replica, train_set: Shard, test_set: Shard, plan: Plan, comm: C
         check_replicas(comm, replica.net.params, replica.optimizer.velocity,
                        f"after epoch {epoch + 1}")  # MPI
         scores, _ = _test(comm, replica, test_set, plan)  # MPI
+        parts = ranktimes.since(replica.lap.seconds, lapped, replica.reducer.waited())  # MPI
+        lapped = dict(replica.lap.seconds)  # the next record has this epoch's save in it
         # The ranks' record (and a straggler's line) first: an epoch's record stays the
         # last line of its epoch in the metrics file, as scripts that read it expect.
-        _rank_times(comm, ranktimes.since(replica.lap.seconds, lapped), epoch, seconds,
-                    log)  # MPI
+        _rank_times(comm, parts, epoch, seconds, stragglers, log)  # MPI
         log.epoch(_epoch_record(epoch, epoch_cost, scores, seconds, steps - start.step, plan,
-                                replica.reducer.comm_seconds, replica.reducer.wait_seconds))
+                                parts))
         plan.saver.save(Position(epoch + 1))  # MPI
         plan.commits.reset()
     if plan.trace.active:  # the run was shorter than the stretch: the steps it took
@@ -165,14 +165,14 @@ def fit(replica: Replica, train_set: Shard, test_set: Shard, plan: Plan, comm: C
 
 
 def _rank_times(comm: Comm, mine: dict[str, float], epoch: int, seconds: float,
-                log: RunLog) -> None:
+                stragglers: ranktimes.Stragglers, log: RunLog) -> None:
     """Every rank's time in each part of its steps this epoch, to rank 0 (collective):
     a record of them, and a line naming a straggler, if one held the others back."""
     gathered = comm.allgather((comm.hostname(), mine))  # MPI
     if comm.rank != 0:
         return
     hosts, per_rank = [host for host, _ in gathered], [times for _, times in gathered]
-    found = ranktimes.straggler(per_rank, hosts, seconds)
+    found = stragglers.find(per_rank, hosts, seconds)
     if found:
         log.warn(ranktimes.straggler_text(found))
     log.record({"event": "ranks", "epoch": epoch + 1, "hosts": hosts,
@@ -210,17 +210,17 @@ def _test(comm: Comm, replica: Replica, test_set: Shard,
 
 
 def _epoch_record(epoch: int, epoch_cost: float, scores: dict[str, Any], seconds: float,
-                  steps_run: int, plan: Plan, comm_seconds: float,
-                  wait_seconds: float | None) -> dict[str, Any]:
-    waiting = {} if wait_seconds is None else {"wait_share": wait_seconds / seconds}
+                  steps_run: int, plan: Plan, parts: dict[str, float]) -> dict[str, Any]:
     return {
         "epoch": epoch + 1,
         "cost": epoch_cost / (plan.steps * plan.m),  # per sample; a resumed epoch kept its sum
         **scores,  # the test split's: accuracy, or RMSE, MAE and R^2
         "seconds": seconds,
         "samples_per_s": steps_run * plan.m / seconds,
-        "comm_share": comm_seconds / seconds,  # time in collectives (rank 0's)
-        **waiting,  # of which waiting for other ranks, where the reducer can tell (shm)
+        # rank 0's time in collectives: waiting for the other ranks, and the summing
+        "comm_share": (parts["wait"] + parts["sum"]) / seconds,
+        "wait_share": parts["wait"] / seconds,
+        "sum_share": parts["sum"] / seconds,
     }
 
 

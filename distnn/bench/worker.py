@@ -20,10 +20,10 @@ the cell's shape: uniform pixels in [0, 1), random labels.
 
 Timing: per cell, a few warm-up steps, then repeats of n steps each (n chosen on
 rank 0 so that a repeat lasts about budget/repeats, then broadcast), a barrier
-before each repeat. For each repeat every rank measures wall time, time inside
-MPI (``reducer.comm_seconds``, in ``sum`` and ``publish``: starting, waiting,
-load imbalance included), and the step's own laps for its gather, backprop and
-update (``distnn.step.Laps``); the
+before each repeat. For each repeat every rank measures wall time, and the step's
+own laps (``distnn.step.Laps``): time inside MPI (``wait``, ``sum`` and
+``publish``: starting, waiting, load imbalance included), its gather, backprop
+and update; the
 ranks' figures are averaged and the median repeat (by wall time) is reported.
 """
 
@@ -102,8 +102,8 @@ class Step:
     def phase_seconds(self) -> np.ndarray:
         """Seconds so far in [comm, gather, backprop, update]."""
         laps = self.replica.lap.seconds
-        return np.array([self.reducer.comm_seconds, laps["batch"], laps["backprop"],
-                         laps["update"]])
+        return np.array([laps["wait"] + laps["sum"] + laps["publish"], laps["batch"],
+                         laps["backprop"], laps["update"]])
 
 
 def time_cell(comm: Comm, cell: dict[str, Any], budget: float, repeats: int) -> dict[str, Any]:

@@ -67,9 +67,3 @@ def test_an_interval_that_would_flood_or_never_come_is_refused(every):
     with pytest.raises(ConfigError, match="--progress-every must be 0"):
         Config(progress_every=every).validate()
 
-
-def test_the_epoch_line_tells_waiting_from_summing_where_the_reducer_can():
-    from distnn.log import _comm
-
-    assert _comm({"comm_share": 0.57}) == "comm 57%"  # one Allreduce: one number
-    assert _comm({"comm_share": 0.57, "wait_share": 0.5}) == "wait 50%  sum 7%"

@@ -1,4 +1,5 @@
-"""Per-rank times summed up by hand, and the straggler rule on hand-made epochs."""
+"""Per-rank times summed up by hand, the straggler rule on hand-made epochs, and the
+waiting inside an Allreduce told from its summing on a hand-worked case."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import json
 
 import pytest
 
-from distnn.ranktimes import PARTS, since, straggler, straggler_text, summary
+import numpy as np
+
+from distnn.ranktimes import PARTS, Stragglers, since, straggler_text, summary
+from distnn.reduce import FusedAllreduce
 
 
 def times(backprop: float, sum_: float = 0.0, other: float = 0.1) -> dict[str, float]:
@@ -15,8 +19,15 @@ def times(backprop: float, sum_: float = 0.0, other: float = 0.1) -> dict[str, f
     return t
 
 
+def straggler(per_rank, hosts, epoch_seconds):
+    """One epoch judged alone."""
+    return Stragglers().find(per_rank, hosts, epoch_seconds)
+
+
 def test_since_and_the_summary_by_hand():
     assert since({"batch": 3.0, "sum": 1.5}, {"batch": 1.0})["batch"] == 2.0
+    moved = since({"sum": 1.5, "wait": 0.25}, {}, waited=1.0)
+    assert (moved["wait"], moved["sum"]) == (1.25, 0.5)
     ranks = [times(1.0, 2.0), times(3.0, 0.5), times(2.0, 1.0)]
     s = summary(ranks)
     assert s["backprop"] == {"min": 1.0, "median": 2.0, "max": 3.0, "max_rank": 1}
@@ -45,6 +56,52 @@ def test_nobody_is_named_for_noise_or_a_small_difference():
     assert straggler([times(0.001, other=0), times(0.01, other=0)], ["a", "b"], 0.02) is None
     assert straggler([times(0.1, other=0), times(0.4, other=0)], ["a", "b"], 0.5)
     assert straggler([times(5.0)], ["a"], 6.0) is None  # one rank holds nobody back
+
+
+def test_a_rank_slow_steadily_but_below_the_ratio_is_named_after_three_epochs():
+    judge, hosts = Stragglers(), ["a", "b", "c"]
+    epoch = [times(1.0, 0.4), times(1.0, 0.4), times(1.4, 0.0)]  # 1.6 s against 1.2: 1.33x
+    assert judge.find(epoch, hosts, 2.0) is None
+    assert judge.find(epoch, hosts, 2.0) is None
+    found = judge.find(epoch, hosts, 2.0)
+    assert (found["rank"], found["epochs"]) == (2, 3)
+    assert abs(found["compute_s"] - 4.8) < 1e-12 and abs(found["others_median_s"] - 3.6) < 1e-12
+    assert "4.80 s over the last 3 epochs, 1.3 times" in straggler_text(found)
+    # a rank that is not the slowest in one of the three epochs is not steady
+    judge = Stragglers()
+    for e in (epoch, [times(1.4, 0.0), times(1.0, 0.4), times(1.0, 0.4)], epoch):
+        found = judge.find(e, hosts, 2.0)
+    assert found is None
+    # ... nor one that is only slightly slower each time (1.1x)
+    judge = Stragglers()
+    for _ in range(5):
+        found = judge.find([times(1.0), times(1.0), times(1.12)], hosts, 1.3)
+    assert found is None
+    # an elastic run that goes on with fewer ranks starts its memory again
+    judge = Stragglers()
+    judge.find(epoch, hosts, 2.0)
+    judge.find(epoch, hosts, 2.0)
+    assert judge.find(epoch[1:], hosts[1:], 2.0) is None
+
+
+class _TwoRanks:
+    """The comm of a rank whose partner spent ``theirs`` in each step's Allreduce."""
+    size = 2
+
+    def __init__(self, theirs):
+        self.theirs = np.asarray(theirs)
+
+    def max_(self, buf):
+        return np.maximum(buf, -self.theirs)  # what max_(-took) gives over the two ranks
+
+
+def test_waiting_inside_an_allreduce_by_hand():
+    reducer = FusedAllreduce.__new__(FusedAllreduce)
+    reducer.across = _TwoRanks([1.0, 1.0, 4.0])
+    reducer._took = np.array([3.0, 1.0, 2.0]).tobytes()
+    # least per step [1, 1, 2]: this rank waited 2 s in the first step, none in the others
+    assert reducer.waited() == 2.0
+    assert reducer.waited() == 0.0  # counted once: the next epoch starts afresh
 
 
 def test_the_ranks_picture_from_the_metrics_records(tmp_path):
