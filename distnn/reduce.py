@@ -43,7 +43,7 @@ from __future__ import annotations
 import os
 import time
 from array import array
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
