@@ -58,6 +58,7 @@ class _Lines:
         self._done_at_start, self._cost, self._costs = initial, 0.0, 0
 
     def step(self, cost: float) -> None:
+        """A step is done; ``cost``: summed over its batch (the line gives it per sample)."""
         self.k += 1
         self._cost, self._costs = self._cost + cost, self._costs + 1
         now = self.clock()
@@ -70,7 +71,7 @@ class _Lines:
         left = (self.steps - self.k + (self.epochs - self.epoch - 1) * self.steps) / rate
         return (f"distnn: epoch {self.epoch + 1}/{self.epochs}  step {self.k}/{self.steps} "
                 f"({self.k / self.steps:.0%})  {rate * self.m:.0f} samples/s  "
-                f"{_duration(left)} left  cost {self._cost / self._costs:.4f}")
+                f"{_duration(left)} left  cost {self._cost / (self._costs * self.m):.4f}")
 
     def close(self) -> None:
         pass

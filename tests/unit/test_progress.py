@@ -26,10 +26,11 @@ def test_a_line_every_interval_with_what_a_hand_count_gives(capsys):
     lines = _Lines(10, epoch=1, epochs=3, steps=50, initial=10, m=64, clock=clock)
     for k in range(40):
         clock.now += 0.5
-        lines.step(cost=0.1 * (k + 1))
+        lines.step(cost=0.1 * (k + 1) * 64)  # summed over the batch, as step() gives it
     out = capsys.readouterr().err.splitlines()
     # step 30: 20 steps in 10 s = 2 steps/s = 128 samples/s; left: 20 + 50 steps = 35 s;
-    # the cost: the mean of steps 11..30's costs, 0.1 * (1 + ... + 20) / 20 = 1.05
+    # the cost per sample, as the epoch line gives it, over steps 11..30:
+    # 0.1 * (1 + ... + 20) / 20 = 1.05
     assert out == ["distnn: epoch 2/3  step 30/50 (60%)  128 samples/s  35s left  cost 1.0500"]
 
 
