@@ -78,7 +78,8 @@ def plot_ranks(records: list[dict], out: Path, title: str) -> None:
         start += seconds[:, j]
     left.set(xlabel="seconds", ylabel="rank", title=f"epoch {epochs[-1]}: each rank's steps")
     left.invert_yaxis()
-    left.legend(fontsize="small", ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.2))  # off the bars
+    # below the bars, not over them
+    left.legend(fontsize="small", ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     left.yaxis.set_major_locator(MaxNLocator(integer=True))
     if len(ranks) <= 16:
         for r in ranks:
