@@ -1,16 +1,21 @@
 """This rank's samples: the rows of a split it serves, as the network reads them.
 
 The trainer holds, on each rank, the rows of the training set's partitions that
-it serves (``distnn.data.order``) and its block of the test set, scaled as the
-data file says (``distnn.data.table``): pixels to [0, 1], other features and
-real-valued targets standardized, in the network's dtype. A step asks for the rows of its
-part of the batch by number (``batch``), counted from the first row this rank
-reads.
+it serves (``distnn.data.order``) and its block of the test set. It holds them
+as the file stores them (MNIST's pixels as uint8 bytes, a quarter of their
+float32 size) and scales the rows a step or an evaluation reads, as the data
+file says (``distnn.data.table``): pixels to [0, 1], other features and
+real-valued targets standardized, in the network's dtype. Scaling is
+elementwise, so a batch scaled alone is bitwise the rows of the split scaled
+whole. A step asks for the rows of its part of the batch by number
+(``batch``), counted from the first row this rank reads.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -31,10 +36,27 @@ def scale_features(features: np.ndarray, dtype: np.dtype, feature_scaling: str,
     return features.astype(dtype)
 
 
+class Scaled:
+    """Rows held as stored, read scaled: ``x[i:j]`` and ``x.take(rows, axis=0)`` give
+    them as the network reads them, as an array of scaled rows would."""
+
+    def __init__(self, stored: np.ndarray, scale: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.stored, self.scale = stored, scale
+
+    def __len__(self) -> int:
+        return len(self.stored)
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        return self.scale(self.stored[index])
+
+    def take(self, rows: np.ndarray, axis: int = 0) -> np.ndarray:
+        return self.scale(self.stored.take(rows, axis=axis))
+
+
 @dataclass
 class Shard:
-    """This rank's rows of one split, scaled as the network reads them."""
-    x: np.ndarray  # (n_r, n_features): images / 255, or standardized features
+    """This rank's rows of one split, read as the network reads them."""
+    x: np.ndarray | Scaled  # (n_r, n_features): images / 255, or standardized features
     y: np.ndarray  # (n_r,) class labels, or (n_r, n_targets) standardized targets
     units: np.ndarray | None = None  # regression: the targets in their own units, float64
 
@@ -55,11 +77,14 @@ class Shard:
     @classmethod
     def scaled(cls, features: np.ndarray, targets: np.ndarray, dtype: np.dtype,
                info: dict[str, Any]) -> Shard:
-        """Rows as stored, scaled: pixels to [0, 1]; other features and real targets
-        standardized with the training split's mean and deviation (in float64, then
-        the network's dtype)."""
+        """Rows as stored, to be read scaled: pixels to [0, 1]; other features and real
+        targets standardized with the training split's mean and deviation (in float64,
+        then the network's dtype)."""
         scaling = info.get("scaling", {})
-        x = scale_features(features, dtype, info["feature_scaling"], scaling)
+        scale = partial(scale_features, dtype=dtype, feature_scaling=info["feature_scaling"],
+                        scaling=scaling)
+        # Held as stored where that is smaller than scaled (uint8 pixels), else scaled once
+        x = Scaled(features, scale) if features.itemsize < dtype.itemsize else scale(features)
         if info["task"] == "classification":
             return cls(x, targets.astype(np.intp))
         units = targets.astype(np.float64)
