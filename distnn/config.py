@@ -21,6 +21,8 @@ from distnn.costs import COSTS
 from distnn.initializers import INITIALIZERS
 from distnn.protocol import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_IOERR, EXIT_OK, EXIT_TWICE,
                              EXIT_USAGE)
+from distnn.data.order import WINDOW_BLOCKS
+from distnn.memory import parse_bytes
 from distnn.reduce import REDUCERS
 from distnn.schedules import SCHEDULES
 
@@ -31,7 +33,7 @@ DEFAULT_DATA = "data/mnist.h5"
 # not be the run that was interrupted.
 RESUMABLE_CHANGES = ("data", "checkpoint", "resume", "metrics", "epochs", "progress", "reduce",
                      "stall_timeout", "check_every", "take_lock", "commit_every",
-                     "progress_every", "trace", "trace_steps")
+                     "progress_every", "trace", "trace_steps", "memory_budget")
 # This invocation's own settings: where the run writes, and whether it may take
 # another run's lock. They come from its command line (or the defaults), never
 # from a checkpoint: a copied, shared or tampered checkpoint must not choose
@@ -77,6 +79,12 @@ class Config:
     # C, the canonical partitions of the training set that fix its order for any
     # number of ranks (distnn.data.order); 0 = chosen when the run starts, then kept.
     partitions: int = 0
+    # W, rows of each partition shuffled together, read a window at a time when the
+    # rows are streamed (distnn.data.order); 0 = chosen when the run starts, then kept.
+    window: int = 0
+    # The bytes of training rows a rank may hold: beyond them it streams its rows
+    # from the file (distnn.data.stream); "" = half the memory available, shared out.
+    memory_budget: str = ""
     reduce: str = "auto"  # distnn.reduce.make_reducer
     # A rank waiting this long in a collective ends the job, naming whom it waits
     # for (distnn.stall); long enough for rank 0 to prepare MNIST, 0 turns it off.
@@ -134,6 +142,14 @@ class Config:
         if self.partitions < 0:
             raise ConfigError(f"--partitions must be >= 1 (0 = the default), got "
                               f"{self.partitions}")
+        if self.window < 0:
+            raise ConfigError(f"--window must be >= {WINDOW_BLOCKS} rows (0 = the default), "
+                              f"got {self.window}")
+        if self.memory_budget:
+            try:
+                parse_bytes(self.memory_budget)
+            except ValueError as err:
+                raise ConfigError(f"--memory-budget {self.memory_budget!r}: {err}") from None
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown --schedule {self.schedule!r}")
         if self.reduce not in REDUCERS:
@@ -367,6 +383,18 @@ def _system_arguments(system, d: Config) -> None:
                              "resumes on another number; needs C <= --batch-size. Fixed for "
                              "the run (default: 64, at most --batch-size, at least the "
                              "ranks it starts on)")
+    system.add_argument("--window", type=int, metavar="ROWS",
+                        help="rows of each partition shuffled together each epoch: a rank "
+                             "that streams its rows from the file holds two windows of each "
+                             "of its partitions at a time; fixed for the run like "
+                             "--partitions, so the batches are the same however the rows are "
+                             "held (default: 8 MiB of rows, or the whole partition when it "
+                             "is smaller: a full shuffle)")
+    system.add_argument("--memory-budget", dest="memory_budget", metavar="SIZE",
+                        help="bytes of training rows a rank may hold, as 800M or 4G: a rank "
+                             "whose partitions need more streams them from the file, a window "
+                             "at a time, in the background (default: half the memory "
+                             "available, shared by the node's ranks)")
     system.add_argument("--reduce", choices=REDUCERS,
                         help="how ranks sum gradients: allreduce = one MPI Allreduce, every "
                              "rank updates every parameter; shm = the ranks of a node share "

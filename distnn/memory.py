@@ -54,6 +54,23 @@ def size(nbytes: float) -> str:
     return f"{int(nbytes)} B"
 
 
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_bytes(text: str) -> int:
+    """"800M", "4G", "1.5G", "65536": bytes (K, M, G, T: powers of 1024; a B after them
+    is allowed); ValueError if it is not a positive size."""
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = t[-1:] if t[-1:] in "KMGT" and t[-1:] else ""
+    try:
+        value = float(t[:len(t) - len(unit)])
+    except ValueError:
+        raise ValueError("not a size: give bytes, or a number with K, M, G or T") from None
+    if not (value > 0 and value * _UNITS[unit] < 1 << 62):  # NaN and inf too
+        raise ValueError("a size must be a positive number of bytes")
+    return int(value * _UNITS[unit])
+
+
 def shortfall(nbytes: int, room: int | None = None) -> str | None:
     """Why ``nbytes`` more will not fit (None if it does, or if nobody can tell)."""
     room = available() if room is None else room

@@ -24,7 +24,8 @@ from distnn.checkpoint import CheckpointError, read_checkpoint
 from distnn.comm import Comm
 from distnn.config import DEFAULT_DATA, Config, ConfigError, merge_resumed
 from distnn.costs import REGRESSION
-from distnn.data import DataError, Partitions, default_partitions, describe, prepare
+from distnn.data import (DataError, Partitions, default_partitions, default_window, describe,
+                         prepare)
 from distnn.memory import shortfall
 from distnn.memory import size as show_size
 from distnn.network import MLP
@@ -130,6 +131,8 @@ def _start_on_root(cfg: Config, given: dict[str, Any], ranks: int,
     if not cfg.partitions:  # a new run: C is chosen now, and saved with its settings
         cfg = dataclasses.replace(cfg, partitions=default_partitions(cfg.batch_size, ranks,
                                                                        info["train_size"]))
+    if not cfg.window and ckpt is None:  # ... and W (a checkpoint without one: whole)
+        cfg = dataclasses.replace(cfg, window=default_window(info["row_bytes"]))
     order = _check_fit(cfg, info, ranks)
     _check_memory(cfg, info, ranks, ranks_here)
     if ckpt is None:
@@ -226,7 +229,7 @@ def _check_fit(cfg: Config, info: dict[str, Any], ranks: int) -> Partitions:
         Augment.parse(cfg.augment, info["image_shape"])
     except AugmentError as err:
         raise ConfigError(f"{cfg.data}: {err}") from None
-    order = Partitions(info["train_size"], cfg.batch_size, cfg.partitions)
+    order = Partitions(info["train_size"], cfg.batch_size, cfg.partitions, cfg.window)
     problem = order.problem(ranks)
     if problem:
         raise ConfigError(problem)

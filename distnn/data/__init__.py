@@ -17,9 +17,10 @@ caller passes its rank and size.
 
 from .errors import DataError
 from .prepare import prepare
-from .order import Partitions, default_partitions
+from .order import Partitions, default_partitions, default_window
 from .shard import read_rows, read_shard, shard_range
 from .store import class_counts, describe
 
-__all__ = ["DataError", "Partitions", "class_counts", "default_partitions", "describe",
+__all__ = ["DataError", "Partitions", "class_counts", "default_partitions", "default_window",
+           "describe",
            "prepare", "read_rows", "read_shard", "shard_range"]

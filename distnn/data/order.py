@@ -16,6 +16,17 @@ samples of each batch into other ranks' sums, which changes nothing but the
 order in which floating-point numbers are added. Hence P <= C, and m >= C so
 that every partition gives every batch at least one sample.
 
+A partition read from memory is shuffled whole. One too large to hold is read
+in windows of W rows (``window``, fixed for the run like C): its rows are cut
+into blocks of W / WINDOW_BLOCKS rows, the blocks are shuffled by (seed, epoch,
+c), each run of WINDOW_BLOCKS blocks of that order makes a window, and the
+rows within window w are shuffled by (seed, epoch, c, w). A reader then needs
+only a window of each partition at a time, read block by block, contiguously
+(``distnn.data.stream``); the order is still a function of (seed, epoch) and
+the partition alone, and is the same whether the rows are read from memory or
+from the file. W = 0, or W at least the partition's rows, is the whole
+shuffle.
+
 With C = P this is the order distnn used before partitions, when each rank
 shuffled its own shard by (seed, epoch, rank): a checkpoint written then (which
 names no C) resumes with C = the number of ranks that wrote it.
@@ -31,6 +42,7 @@ import numpy as np
 from .shard import shard_range
 
 DEFAULT_PARTITIONS = 64  # at most m of them; at least the ranks a run starts on
+WINDOW_BLOCKS = 16  # blocks in a window: each a contiguous read of W / 16 rows
 
 
 def default_partitions(m: int, ranks: int, n: int | None = None) -> int:
@@ -38,6 +50,15 @@ def default_partitions(m: int, ranks: int, n: int | None = None) -> int:
     of fewer than 64 rows, ``n``), or more for many ranks, so that the run may later go
     on with any number of ranks up to C."""
     return max(ranks, min(DEFAULT_PARTITIONS, m, n or m))
+
+
+DEFAULT_WINDOW_BYTES = 8 << 20  # of each partition's rows
+
+
+def default_window(row_bytes: int) -> int:
+    """W for a new run that names none: 8 MiB of rows (a whole MNIST partition, 938
+    rows of 785 bytes, is smaller: shuffled whole), in whole blocks."""
+    return max(WINDOW_BLOCKS, DEFAULT_WINDOW_BYTES // row_bytes // WINDOW_BLOCKS * WINDOW_BLOCKS)
 
 
 def _size(span: tuple[int, int]) -> int:
@@ -50,6 +71,7 @@ class Partitions:
     n: int  # training samples
     m: int  # the global mini-batch
     count: int  # C
+    window: int = 0  # W, rows of a partition shuffled together; 0: the whole partition
 
     def problem(self, ranks: int) -> str | None:
         """Why ``ranks`` ranks cannot train with these partitions, or None."""
@@ -60,6 +82,9 @@ class Partitions:
                     "partition gives every batch at least one sample")
         if self.count > self.n:
             return f"--partitions {self.count} is more than the {self.n} training samples"
+        if self.window and self.window < WINDOW_BLOCKS:
+            return (f"--window {self.window} is less than {WINDOW_BLOCKS} rows: a window is "
+                    f"{WINDOW_BLOCKS} blocks of at least one row")
         if ranks > self.count:
             return (f"{ranks} ranks but the run has {self.count} partitions: each rank serves "
                     f"whole partitions, so at most {self.count} ranks (a new run may set "
@@ -95,6 +120,38 @@ class Partitions:
         first = shard_range(self.m, parts.start, self.count)[0]
         return first, shard_range(self.m, parts.stop - 1, self.count)[1] - first
 
+    @property
+    def whole(self) -> bool:
+        """Whether every partition is shuffled whole: no window is smaller than one."""
+        return not self.window or self.window >= -(-self.n // self.count)
+
+    @property
+    def block(self) -> int:
+        """Rows of a block (the partition's last may have fewer): a window is
+        WINDOW_BLOCKS of them, or a partition shuffled whole is one."""
+        return -(-self.n // self.count) if self.whole else self.window // WINDOW_BLOCKS
+
+    def windows(self, seed: int, epoch: int, c: int) -> list[np.ndarray]:
+        """Partition c's windows this epoch, in order: each its block numbers (block b
+        holds rows [b B, (b + 1) B) of the partition, B = ``block``)."""
+        if self.whole:
+            return [np.zeros(1, np.int64)]
+        blocks = np.random.default_rng([seed, epoch, c]).permutation(
+            -(-_size(self.rows(c)) // self.block))
+        return [blocks[i:i + WINDOW_BLOCKS] for i in range(0, len(blocks), WINDOW_BLOCKS)]
+
+    def order(self, seed: int, epoch: int, c: int) -> np.ndarray:
+        """Partition c's rows in this epoch's order, counted from its first row."""
+        rows = _size(self.rows(c))
+        if self.whole:
+            return np.random.default_rng([seed, epoch, c]).permutation(rows)
+        out = []
+        for w, blocks in enumerate(self.windows(seed, epoch, c)):
+            held = (blocks[:, None] * self.block + np.arange(self.block)).ravel()
+            held = held[held < rows]  # the partition's last block may be short
+            out.append(np.random.default_rng([seed, epoch, c, w]).permutation(held))
+        return np.concatenate(out)
+
     def epoch(self, seed: int, epoch: int, rank: int, ranks: int) -> np.ndarray:
         """This rank's part of every batch of the epoch: (steps, its batch share) row
         numbers, counted from the first row it reads (``rows_of``)."""
@@ -102,7 +159,7 @@ class Partitions:
         first = self.rows(parts.start)[0]
         steps, blocks = self.steps, []
         for c in parts:
-            start, stop = self.rows(c)
-            order_c = np.random.default_rng([seed, epoch, c]).permutation(stop - start)
+            start = self.rows(c)[0]
+            order_c = self.order(seed, epoch, c)
             blocks.append(order_c[:steps * self.share(c)].reshape(steps, -1) + (start - first))
         return np.hstack(blocks)

@@ -268,7 +268,8 @@ def describe(path: str | Path) -> dict:
 
     Keys: path, schema_version, source, source_sha256, task ("classification" or
     "regression"), image_shape (a tuple, or None for a table without one),
-    n_features, feature_bytes (a stored feature's), n_outputs (classes, or targets
+    n_features, feature_bytes (a stored feature's), row_bytes (a stored row's, target
+    included), n_outputs (classes, or targets
     per row), n_classes (classification only), feature_scaling, scaling (the
     arrays of ``read_scaling``), names (of classes, features, targets: what the
     table keeps), shuffle_seed, train_size, test_size.
@@ -293,6 +294,10 @@ def describe(path: str | Path) -> dict:
             "image_shape": image_shape,
             "n_features": int(f["train"][features].shape[1]),
             "feature_bytes": int(f["train"][features].dtype.itemsize),
+            # a row's bytes as stored: its features and its target(s)
+            "row_bytes": int(f["train"][features].shape[1] * f["train"][features].dtype.itemsize
+                             + np.prod(f["train"][targets].shape[1:], dtype=np.int64)
+                             * f["train"][targets].dtype.itemsize),
             "n_outputs": n_outputs,
             "feature_scaling": str(f.attrs.get("feature_scaling", "divide_by_255")),
             "scaling": _scaling(f),

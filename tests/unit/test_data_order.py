@@ -107,3 +107,41 @@ def test_the_default_is_64_partitions_within_the_batch_and_the_ranks():
     assert default_partitions(128, 4, 2) == 4  # at least the ranks (which then find too few rows)
     assert default_partitions(256, 100) == 100  # at least the ranks
     assert Partitions(60000, 128, 64).steps == 60000 // 128  # no batch lost to the partitions
+
+
+@pytest.mark.parametrize("window", [16, 48, 160, 250])
+def test_a_windowed_order_holds_a_window_of_whole_blocks_at_a_time(window):
+    """Each window of the order is a shuffle of exactly its blocks' rows, the blocks
+    come from the partition's shuffle of them, and every row comes once."""
+    n, m, c = 1003, 10, 4  # partitions of 251 or 250 rows
+    order = Partitions(n, m, c, window)
+    assert not order.whole and order.block == window // 16
+    for p in range(c):
+        rows = np.subtract(*order.rows(p)[::-1])
+        full = order.order(5, 1, p)
+        assert sorted(full) == list(range(rows))
+        at = 0
+        for blocks in order.windows(5, 1, p):
+            held = {r for b in blocks for r in range(b * order.block,
+                                                     min((b + 1) * order.block, rows))}
+            assert set(full[at:at + len(held)]) == held  # the window's rows, and only they
+            at += len(held)
+        assert at == rows
+        assert not np.array_equal(full, order.order(5, 2, p))  # another epoch, another order
+
+
+def test_a_window_the_size_of_a_partition_is_the_whole_shuffle():
+    whole, windowed = Partitions(1003, 10, 4), Partitions(1003, 10, 4, 251)
+    assert windowed.whole and windowed.block == 251
+    for ranks in (1, 2, 4):
+        assert np.array_equal(batches(windowed, 7, 3, ranks), batches(whole, 7, 3, 1))
+    assert not Partitions(1003, 10, 4, 250).whole  # one partition of 251 rows needs two
+
+
+@pytest.mark.parametrize("ranks", [2, 3, 4])
+def test_windowed_batches_are_the_same_for_every_number_of_ranks(ranks):
+    order = Partitions(1003, 12, 4, 32)
+    alone = batches(order, 3, 2, 1)
+    assert len(np.unique(alone)) == alone.size
+    assert np.array_equal(batches(order, 3, 2, ranks), alone)
+    assert "--window 8" in Partitions(1003, 12, 4, 8).problem(1)
