@@ -22,6 +22,7 @@ import numpy as np
 
 from distnn.comm import Comm
 from distnn.data import Partitions, read_rows, read_shard
+from distnn.data.stream import Stream
 
 
 def scale_features(features: np.ndarray, dtype: np.dtype, feature_scaling: str,
@@ -53,6 +54,35 @@ class Scaled:
         return self.scale(self.stored.take(rows, axis=axis))
 
 
+def readers(dtype: np.dtype, info: dict[str, Any]
+            ) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]:
+    """How stored rows are read, as ``info`` (the file's ``describe``) says: features
+    (``scale_features``), and targets: class numbers, or real values standardized with
+    the training split's mean and deviation (in float64, then ``dtype``)."""
+    scaling = info.get("scaling", {})
+    x_of = partial(scale_features, dtype=dtype, feature_scaling=info["feature_scaling"],
+                   scaling=scaling)
+    if info["task"] == "classification":
+        return x_of, partial(np.asarray, dtype=np.intp)
+    return x_of, partial(_standardized, mean=scaling.get("target_mean"),
+                         std=scaling.get("target_std"), dtype=dtype)
+
+
+def _standardized(targets: np.ndarray, mean: np.ndarray, std: np.ndarray,
+                  dtype: np.dtype) -> np.ndarray:
+    return ((targets.astype(np.float64) - mean) / std).astype(dtype)
+
+
+def training_rows(path: str, comm: Comm, dtype: np.dtype, info: dict[str, Any],
+                  order: Partitions, seed: int, budget: int) -> Shard | Stream:
+    """This rank's training rows: held in memory when they fit ``budget`` bytes as
+    stored, else streamed from the file a window at a time (``distnn.data.stream``)."""
+    start, stop = order.rows_of(comm.rank, comm.size)
+    if (stop - start) * info["row_bytes"] <= budget:
+        return Shard.load(path, "train", comm, dtype, info, order)
+    return Stream(path, order, comm.rank, comm.size, seed, *readers(dtype, info))
+
+
 @dataclass
 class Shard:
     """This rank's rows of one split, read as the network reads them."""
@@ -77,19 +107,18 @@ class Shard:
     @classmethod
     def scaled(cls, features: np.ndarray, targets: np.ndarray, dtype: np.dtype,
                info: dict[str, Any]) -> Shard:
-        """Rows as stored, to be read scaled: pixels to [0, 1]; other features and real
-        targets standardized with the training split's mean and deviation (in float64,
-        then the network's dtype)."""
-        scaling = info.get("scaling", {})
-        scale = partial(scale_features, dtype=dtype, feature_scaling=info["feature_scaling"],
-                        scaling=scaling)
+        """Rows as stored, to be read scaled (``readers``)."""
+        x_of, y_of = readers(dtype, info)
         # Held as stored where that is smaller than scaled (uint8 pixels), else scaled once
-        x = Scaled(features, scale) if features.itemsize < dtype.itemsize else scale(features)
-        if info["task"] == "classification":
-            return cls(x, targets.astype(np.intp))
-        units = targets.astype(np.float64)
-        y = ((units - scaling["target_mean"]) / scaling["target_std"]).astype(dtype)
-        return cls(x, y, units)
+        x = Scaled(features, x_of) if features.itemsize < dtype.itemsize else x_of(features)
+        units = None if info["task"] == "classification" else targets.astype(np.float64)
+        return cls(x, y_of(targets), units)
+
+    def begin(self, epoch: int, step: int) -> None:
+        """An epoch's steps are next (``distnn.data.stream`` reads ahead; memory need not)."""
+
+    def close(self) -> None:
+        pass
 
     def batch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The samples ``rows``: (len(rows), n_features) and their targets."""

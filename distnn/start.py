@@ -26,7 +26,8 @@ from distnn.config import DEFAULT_DATA, Config, ConfigError, merge_resumed
 from distnn.costs import REGRESSION
 from distnn.data import (DataError, Partitions, default_partitions, default_window, describe,
                          prepare)
-from distnn.memory import shortfall
+from distnn.data.stream import stream_bytes
+from distnn.memory import available, parse_bytes, shortfall
 from distnn.memory import size as show_size
 from distnn.network import MLP
 from distnn.optim import SGD
@@ -67,6 +68,7 @@ class Start:
     order: Partitions  # the training set's canonical partitions (cfg.partitions of them)
     position: Position
     resumed: bool
+    budget: int = 1 << 62  # bytes of training rows a rank may hold, beyond which it streams
 
 
 @dataclass
@@ -134,12 +136,44 @@ def _start_on_root(cfg: Config, given: dict[str, Any], ranks: int,
     if not cfg.window and ckpt is None:  # ... and W (a checkpoint without one: whole)
         cfg = dataclasses.replace(cfg, window=default_window(info["row_bytes"]))
     order = _check_fit(cfg, info, ranks)
-    _check_memory(cfg, info, ranks, ranks_here)
+    budget = memory_budget(cfg, ranks_here)
+    _check_memory(cfg, info, order, ranks, ranks_here, budget)
     if ckpt is None:
-        return Start(cfg, info, order, Position(), resumed=False), None
+        return Start(cfg, info, order, Position(), False, budget), None
     arrays = {"params": ckpt["params"], "optimizer": ckpt["optimizer"]}
     position = Position.resumed(ckpt["position"], order.steps)
-    return Start(cfg, info, order, position, resumed=True), arrays
+    return Start(cfg, info, order, position, True, budget), arrays
+
+
+def memory_budget(cfg: Config, ranks_here: int) -> int:
+    """Bytes of training rows a rank may hold: --memory-budget, or half the memory
+    available (on rank 0's node, as the run starts) shared by the node's ranks."""
+    if cfg.memory_budget:
+        return parse_bytes(cfg.memory_budget)
+    room = available()
+    return 1 << 62 if room is None else room // 2 // ranks_here
+
+
+def streaming_note(start: Start, ranks: int) -> str:
+    """A line saying which ranks stream their training rows, and in what ("" if none)."""
+    order, row_bytes = start.order, start.info["row_bytes"]
+    held = [(b - a) * row_bytes for a, b in (order.rows_of(r, ranks) for r in range(ranks))]
+    streaming = sum(h > start.budget for h in held)
+    if not streaming:
+        return ""
+    most = max(stream_bytes(order, r, ranks, row_bytes) for r in range(ranks))
+    window = "whole partitions" if order.whole else f"windows of {order.window} rows"
+    return (f"{streaming} of {ranks} rank(s) stream their training rows from "
+            f"{start.cfg.data}, which exceed the memory budget ({show_size(start.budget)} a "
+            f"rank), in {window}: {show_size(most)} a rank at most")
+
+
+def data_bytes(info: dict[str, Any], order: Partitions, rank: int, ranks: int,
+               budget: int) -> int:
+    """The training rows rank ``rank`` holds: its partitions', or what streaming them needs."""
+    start, stop = order.rows_of(rank, ranks)
+    held = (stop - start) * info["row_bytes"]
+    return held if held <= budget else stream_bytes(order, rank, ranks, info["row_bytes"])
 
 
 def _resumed_config(ckpt: dict[str, Any], given: dict[str, Any], path: str) -> Config:
@@ -161,13 +195,21 @@ def _resumed_config(ckpt: dict[str, Any], given: dict[str, Any], path: str) -> C
     return cfg
 
 
-def _check_memory(cfg: Config, info: dict[str, Any], ranks: int, ranks_here: int) -> None:
-    """The ranks on this node fit its memory: their shards, networks and workspaces."""
+def _check_memory(cfg: Config, info: dict[str, Any], order: Partitions, ranks: int,
+                  ranks_here: int, budget: int) -> None:
+    """Each rank's training rows fit the budget, held or streamed, and the ranks on this
+    node fit its memory: their rows, networks and workspaces."""
     itemsize = np.dtype(cfg.dtype).itemsize
-    rows = -(-(info["train_size"] + info["test_size"]) // ranks)
-    # Bytes read, float64 while standardized (tables), then the network's floats, twice.
-    read = info["feature_bytes"] + (8 if info["feature_scaling"] == "standardize" else 0)
-    shards = rows * info["n_features"] * (read + 2 * itemsize)
+    rows = max(data_bytes(info, order, r, ranks, budget) for r in range(ranks))
+    if rows > budget:  # streamed, and still too much
+        raise ConfigError(
+            f"--memory-budget {show_size(budget)} is less than a rank needs to stream its "
+            f"rows of {cfg.data}: two windows of each of its partitions, {show_size(rows)}; "
+            "give a larger budget, a smaller --window, or more ranks")
+    # The test rows as stored; tables are standardized in float64 on the way in.
+    test = -(-info["test_size"] // ranks) * info["row_bytes"]
+    read = 8 * info["n_features"] if info["feature_scaling"] == "standardize" else 0
+    shards = rows + test + read * -(-(info["train_size"] + info["test_size"]) // ranks)
     params = sum(a * b + b for a, b in zip(cfg.layers[:-1], cfg.layers[1:]))
     m_here = -(-cfg.batch_size // ranks)
     # The batch, its dropout copy, and four (m, n) buffers per layer (distnn.network).

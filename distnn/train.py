@@ -46,13 +46,13 @@ from distnn.protocol import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_IOERR, EXIT_OK,
 from distnn.reduce import make_reducer
 from distnn.replicas import ReplicaMismatch
 from distnn.replicas import check as check_replicas
-from distnn.samples import Shard
+from distnn.samples import Shard, training_rows
 from distnn.saving import Saver
 from distnn.data import Partitions
 from distnn.schedules import Schedule, make_schedule
 from distnn.stall import Watch, watch
 from distnn.start import (USER_ERRORS, OnThisRank, Position, Start, UsageError,
-                          agree_on_start, crowded_note, network_and_optimizer)
+                          agree_on_start, crowded_note, network_and_optimizer, streaming_note)
 from distnn.step import Diverged, Recipe, Replica, step
 from distnn.trace import Trace
 from distnn.writes import WriteFailed
@@ -127,6 +127,7 @@ def fit(replica: Replica, train_set: Shard, test_set: Shard, plan: Plan, comm: C
         batches = plan.order.epoch(cfg.seed, epoch, comm.rank, comm.size)  # this rank's parts
         start = plan.first if epoch == plan.first.epoch else Position(epoch)
         epoch_cost = start.epoch_cost
+        train_set.begin(epoch, start.step)  # a stream starts reading the epoch's windows
         bar = log.progress(steps, start.step, epoch)
         t0 = time.perf_counter()
         for k in range(start.step, steps):
@@ -230,7 +231,8 @@ def train(start: Start, mine: OnThisRank, comm: Comm, stop: StopRequest, log: Ru
     log.note(crowded_note(mine.ranks_here))
     stall = watch(comm, cfg.stall_timeout)  # MPI
     net, optimizer = network_and_optimizer(start, mine, comm)  # MPI
-    train_set = Shard.load(cfg.data, "train", comm, net.dtype, start.info, start.order)
+    train_set = training_rows(cfg.data, comm, net.dtype, start.info, start.order, cfg.seed,
+                              start.budget)  # held, or streamed when they exceed the budget
     test_set = Shard.load(cfg.data, "test", comm, net.dtype, start.info)
     if start.resumed:
         log.say(f"distnn: resuming {cfg.checkpoint} at epoch {start.position.epoch + 1}, "
@@ -244,6 +246,7 @@ def train(start: Start, mine: OnThisRank, comm: Comm, stop: StopRequest, log: Ru
     log.note(reducer.note)
     log.say(banner(cfg, start.info, comm.size, reducer.describe(), mine.threads,
                    plan.recipe.share[1], plan.steps))
+    log.note(streaming_note(start, comm.size))
     libraries = blas.libraries()  # what does the arithmetic, most of a step's time
     library = blas.describe(libraries)
     log.say(f"distnn: BLAS: {library} each")
@@ -257,6 +260,7 @@ def train(start: Start, mine: OnThisRank, comm: Comm, stop: StopRequest, log: Ru
     # Leaving the block normally (or on a stop) frees shared memory; a crash just exits.
     with reducer:
         status = fit(replica, train_set, test_set, plan, comm, log, stop, stall)
+    train_set.close()
     if status == EXIT_OK:
         log.final(_test(comm, replica, test_set, plan)[1])  # MPI
     stall.close()  # MPI

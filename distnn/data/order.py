@@ -85,6 +85,10 @@ class Partitions:
         if self.window and self.window < WINDOW_BLOCKS:
             return (f"--window {self.window} is less than {WINDOW_BLOCKS} rows: a window is "
                     f"{WINDOW_BLOCKS} blocks of at least one row")
+        if not self.whole and WINDOW_BLOCKS * self.block < max(map(self.share,
+                                                                     range(self.count))):
+            return (f"--window {self.window} holds fewer rows than a partition gives each "
+                    f"batch ({self.share(0)}): a step would read more than two windows")
         if ranks > self.count:
             return (f"{ranks} ranks but the run has {self.count} partitions: each rank serves "
                     f"whole partitions, so at most {self.count} ranks (a new run may set "

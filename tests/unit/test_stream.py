@@ -1,0 +1,112 @@
+"""Training rows streamed from the file (distnn.data.stream) against the same rows held in
+memory: the same batches bitwise, the same run bitwise, a resume mid-epoch bitwise, and
+a file that breaks mid-run ended in one line."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from distnn.checkpoint import read_checkpoint
+from distnn.comm import SerialComm
+from distnn.config import parse_args
+from distnn.data import DataError, Partitions, describe, read_rows
+from distnn.data.stream import Stream, stream_bytes
+from distnn.protocol import EXIT_INTERRUPTED
+from distnn.samples import Shard, readers
+from distnn.train import main, run
+from tests.support.stopping import StopAtStep
+from tests.support.synthetic import make_dataset
+
+# 480 rows of 17 bytes in 4 partitions of 120 rows; windows of 32 rows (blocks of 2):
+# held, a rank's rows take 8,160 bytes; streamed, two windows of each partition, 4,352.
+RUN = ["--layers", "16,12,4", "--batch-size", "16", "--lr", "0.5", "--warmup-epochs", "0",
+       "--no-progress", "--partitions", "4", "--window", "32", "--epochs", "3",
+       "--dtype", "float64"]
+STREAMED = ["--memory-budget", "5K"]
+
+
+@pytest.fixture
+def data(tmp_path):
+    return make_dataset(tmp_path / "d.h5")
+
+
+def shard_and_stream(path, order: Partitions, rank: int, ranks: int):
+    info = describe(path)
+    held = Shard.scaled(*read_rows(path, "train", lambda n: order.rows_of(rank, ranks)),
+                        np.dtype("float64"), info)
+    return held, Stream(path, order, rank, ranks, 9, *readers(np.dtype("float64"), info))
+
+
+@pytest.mark.parametrize("window", [0, 32, 16])
+@pytest.mark.parametrize("rank,ranks", [(0, 1), (1, 3)])
+def test_a_stream_gives_the_batches_memory_gives_bitwise(data, window, rank, ranks):
+    """Every step of two epochs, and of an epoch begun mid-way (a resume), as ``fit``
+    asks for them; the window covering whole partitions (0) too."""
+    order = Partitions(480, 16, 4, window)
+    held, stream = shard_and_stream(data, order, rank, ranks)
+    try:
+        for epoch, first in ((0, 0), (1, 0), (2, 11)):
+            steps = order.epoch(9, epoch, rank, ranks)
+            stream.begin(epoch, first)
+            for k in range(first, order.steps):
+                x, y = stream.batch(steps[k])
+                x0, y0 = held.batch(steps[k])
+                assert np.array_equal(x, x0) and np.array_equal(y, y0), (epoch, k)
+                assert x.dtype == x0.dtype and y.dtype == y0.dtype
+        if window == 32:  # two windows of 32 rows of each partition, not all 120 of them
+            assert stream.nbytes == stream_bytes(order, rank, ranks, 17) == 2 * 32 * 17 * len(
+                order.served_by(rank, ranks))
+    finally:
+        stream.close()
+
+
+def run_inprocess(argv, stop=None) -> int:
+    cfg, given = parse_args(argv)
+    return run(cfg, given, SerialComm(), stop=stop) if stop else run(cfg, given, SerialComm())
+
+
+def test_a_streamed_run_is_the_held_run_bitwise_and_resumes_mid_epoch_bitwise(data, tmp_path,
+                                                                              capsys):
+    args = ["--data", str(data), *RUN]
+    assert run_inprocess([*args, "--checkpoint", str(tmp_path / "held.h5")]) == 0
+    assert "stream" not in capsys.readouterr().err
+    assert run_inprocess([*args, *STREAMED, "--checkpoint", str(tmp_path / "full.h5")]) == 0
+    assert "1 of 1 rank(s) stream their training rows" in capsys.readouterr().err
+    cut = ["--checkpoint", str(tmp_path / "cut.h5")]
+    # the 40th step, of 30 an epoch: stopped at epoch 2, step 10, inside its first windows
+    assert run_inprocess([*args, *STREAMED, *cut], stop=StopAtStep(40)) == EXIT_INTERRUPTED
+    assert read_checkpoint(tmp_path / "cut.h5")["position"]["step"] == 10
+    assert run_inprocess([*args, *cut, "--resume", *STREAMED]) == 0
+    held, full, resumed = (read_checkpoint(tmp_path / f"{name}.h5")["params"]
+                           for name in ("held", "full", "cut"))
+    assert np.array_equal(full, held) and np.array_equal(resumed, held)
+
+
+def test_a_budget_too_small_for_two_windows_is_one_line(data, tmp_path, capsys):
+    args = ["--data", str(data), *RUN, "--memory-budget", "4K", "--checkpoint",
+            str(tmp_path / "c.h5")]
+    assert main(args, SerialComm()) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("distnn.train: error: --memory-budget 4.0 KiB is less than a "
+                              "rank needs to stream its rows"), err
+    assert "4.2 KiB" in err[-1] and not (tmp_path / "c.h5").exists()
+
+
+def test_a_file_that_shrinks_mid_run_ends_the_stream_in_one_line(data, tmp_path):
+    order = Partitions(480, 16, 4, 16)  # windows of 16 rows: 8 a partition, read in turn
+    _, stream = shard_and_stream(data, order, 0, 1)
+    try:
+        steps = order.epoch(9, 0, 0, 1)
+        stream.begin(0, 0)
+        stream.batch(steps[0])
+        os.truncate(data, os.path.getsize(data) // 3)  # the rows' chunks, and more, gone
+        with pytest.raises(DataError) as caught:
+            for k in range(1, order.steps):
+                stream.batch(steps[k])
+        message = str(caught.value)
+        assert message.startswith(f"{data}: ") and "\n" not in message
+    finally:
+        stream.close()
