@@ -7,6 +7,7 @@ One command runs the whole matrix; it launches the P ranks itself:
     python -m distnn.bench --sizes 784,100,10 --batches 128 --ranks 1 2 --dtypes float32
     python -m distnn.bench --alphabeta     # allreduce alpha/beta fit + multi-node projection
     python -m distnn.bench --commits       # a commit's cost (--commit-every) beside the step
+    python -m distnn.bench --stream        # rows streamed from the file against rows held
     python -m distnn.bench --alphabeta --launcher "mpiexec -hosts a:1,b:1" --link-gbps 10
                                            # ... also across two hosts, beside the model
 
@@ -50,6 +51,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                       help="tiny: [784,30,10], batch 10, float32, P=1,2, few steps")
     mode.add_argument("--alphabeta", action="store_true",
                       help="fit allreduce time = alpha + beta*bytes; project to many nodes")
+    mode.add_argument("--stream", action="store_true",
+                      help="train on a 536 MB file with its rows held and streamed, in turn: "
+                           "what streaming costs, the reader's MB/s and the disk's (file "
+                           "written under --out)")
     mode.add_argument("--commits", action="store_true",
                       help="time a checkpoint write beside the step: the cost of --commit-every "
                            "(checkpoints written under --out)")
@@ -124,6 +129,13 @@ def _main(args: argparse.Namespace) -> None:
         extra += ["--link-gbps", str(args.link_gbps)] if args.link_gbps else []
         extra += ["--rounds", str(args.rounds)] if args.rounds else []
         alphabeta.main(["--out", str(out), *extra])
+        return
+    if args.stream:
+        from distnn.bench import stream
+
+        stream.main(["--out", str(out), *(["--ranks", *map(str, args.ranks)] if args.ranks
+                                          else []),
+                     *(["--rounds", str(args.rounds)] if args.rounds else [])])
         return
     if args.commits:
         from distnn.bench import commit

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,8 @@ class Stream:
         self._k = -1  # the step being taken
         self._error: DataError | None = None
         self._closing = False
+        self.read_bytes, self.read_seconds = 0, 0.0  # the reader's own speed
+        self.waited = 0.0  # seconds steps spent waiting for a window
 
     @property
     def nbytes(self) -> int:
@@ -142,7 +145,9 @@ class Stream:
                     self._cond.wait_for(lambda after=load.after: self._k > after or self._closing)
                     if self._closing:
                         return
+                t0 = time.perf_counter()
                 self._fill(load)
+                self.read_seconds += time.perf_counter() - t0
                 with self._cond:
                     self._loaded += 1
                     self._cond.notify_all()
@@ -167,6 +172,7 @@ class Stream:
             at = (slot + j) * B
             self._features.read_direct(self._x, np.s_[start:stop], np.s_[at:at + stop - start])
             self._targets.read_direct(self._y, np.s_[start:stop], np.s_[at:at + stop - start])
+            self.read_bytes += (stop - start) * (self._x[0].nbytes + self._y[0].nbytes)
         self._where[self._base[i] + load.blocks] = slot + np.arange(len(load.blocks))
 
     def batch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -176,7 +182,10 @@ class Stream:
             self._k += 1
             self._cond.notify_all()  # the slots of windows done before this step are free
             need = int(np.searchsorted(self._needed, self._k, side="right"))
-            self._cond.wait_for(lambda: self._loaded >= need or self._error is not None)
+            if self._loaded < need:
+                t0 = time.perf_counter()
+                self._cond.wait_for(lambda: self._loaded >= need or self._error is not None)
+                self.waited += time.perf_counter() - t0
             if self._error is not None:
                 raise self._error
         local = rows - self._col_offset
