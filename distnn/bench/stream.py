@@ -76,10 +76,13 @@ def sequential_read(path: Path) -> tuple[float, bool]:
     return size / (time.perf_counter() - t0) / 1e6, cold
 
 
-def time_mode(comm: Comm, path: str, mode: str, epochs: int) -> dict[str, Any]:
-    """Samples/s of ``epochs`` epochs of the trainer's step with the rows held or streamed."""
+def time_mode(comm: Comm, path: str, mode: str, epochs: int,
+              window: int | None = None) -> dict[str, Any]:
+    """Samples/s of ``epochs`` epochs of the trainer's step with the rows held or streamed
+    (in windows of ``window`` rows: by default, the trainer's)."""
     info = describe(path)
-    order = Partitions(info["train_size"], BATCH, PARTITIONS, default_window(info["row_bytes"]))
+    order = Partitions(info["train_size"], BATCH, PARTITIONS,
+                       window or default_window(info["row_bytes"]))
     streamed = stream_bytes(order, comm.rank, comm.size, info["row_bytes"])
     budget = streamed if mode == "streamed" else 1 << 62
     rows = training_rows(path, comm, np.dtype("float32"), info, order, 0, budget)

@@ -259,3 +259,21 @@ def test_each_path_of_the_alphabeta_benchmark_is_the_one_its_name_says(flavour, 
             assert sent >= 4 << 23 and packets >= 5000, (name, sent, packets)
         else:
             assert sent < 4 << 20 and packets < 1000, (name, sent, packets)
+
+
+def test_the_stream_bench_times_held_and_streamed_rows_of_one_file(tmp_path):
+    """Its worker, on a small file in one process: the rows held in one mode and streamed
+    in the other (it checks which it got), both trained through, the reader timed."""
+    from distnn.bench.stream import report, time_mode
+    from distnn.comm import SerialComm
+    from tests.support.synthetic import make_dataset
+
+    data = make_dataset(tmp_path / "d.h5", n_train=4096, n_test=100, shape=(28, 28),
+                        n_classes=10)
+    rows = [time_mode(SerialComm(), str(data), mode, 1, window=64)
+            for mode in ("held", "streamed")]
+    assert [row["mode"] for row in rows] == ["held", "streamed"]
+    assert all(row["samples_per_s"] > 0 for row in rows)
+    assert rows[0]["reader_mb_s"] is None and rows[1]["reader_mb_s"] > 0
+    text = report({"rows": rows, "disk_mb_s": 100.0, "disk_cold": False, "file_bytes": 4e6})
+    assert "| 1 |" in text and "warm: from the page cache" in text
