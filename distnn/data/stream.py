@@ -62,6 +62,49 @@ def _slot_rows(order: Partitions) -> int:
     return (1 if order.whole else WINDOW_BLOCKS) * order.block
 
 
+class _Extents:
+    """Where a dataset's rows lie in its file, so that rows are read with ``os.preadv``
+    straight into a window: one copy, and no lock held (h5py holds Python's while it
+    reads, which would stall the training thread). HDF5 says where each chunk of whole
+    rows is; a dataset stored otherwise (compressed, of other byte order, chunks not
+    written) is read through h5py instead (``direct`` is then False)."""
+
+    def __init__(self, ds: h5py.Dataset) -> None:
+        self.ds, self.row_bytes = ds, ds.dtype.itemsize * int(np.prod(ds.shape[1:]))
+        self.direct = (ds.dtype.isnative and not ds.is_virtual and not ds.external
+                       and ds.id.get_create_plist().get_nfilters() == 0)
+        if not self.direct:
+            return
+        if ds.chunks is None:  # contiguous: one extent of every row
+            offset = ds.id.get_offset()
+            self.direct = offset is not None
+            self.starts, self.offsets, self.rows = np.array([0]), np.array([offset]), len(ds)
+            return
+        found: list[tuple[int, int]] = []
+        ds.id.chunk_iter(lambda info: found.append((info.chunk_offset[0], info.byte_offset)))
+        found.sort()
+        self.rows = ds.chunks[0]
+        whole = tuple(ds.chunks[1:]) == tuple(ds.shape[1:])
+        self.direct = whole and len(found) == -(-len(ds) // self.rows)
+        self.starts, self.offsets = (np.array(column, np.int64)
+                                     for column in zip(*found or [(0, 0)]))
+
+    def read(self, fd: int, start: int, stop: int, out: np.ndarray) -> None:
+        """Rows [start, stop) into ``out`` (as many rows, contiguous)."""
+        if not self.direct:
+            self.ds.read_direct(out, np.s_[start:stop])
+            return
+        i, at = int(np.searchsorted(self.starts, start, side="right")) - 1, start
+        while at < stop:
+            end = min(stop, int(self.starts[i]) + self.rows)
+            view = memoryview(out[at - start:end - start]).cast("B")
+            offset = int(self.offsets[i]) + (at - int(self.starts[i])) * self.row_bytes
+            if os.preadv(fd, [view], offset) != len(view):
+                raise EOFError(f"rows {at}..{end - 1} end early: the file is shorter than "
+                               "HDF5 says")
+            at, i = end, i + 1
+
+
 class Stream:
     """This rank's rows of the training set's partitions, streamed: ``begin(epoch, step)``
     before an epoch's steps, then ``batch(rows)`` once a step, as from memory."""
@@ -81,8 +124,9 @@ class Stream:
         # No chunk cache: each block is read once an epoch, straight into its slot.
         self._file = h5py.File(path, "r", rdcc_nbytes=0)
         self._features, self._targets = (self._file["train"][n] for n in NAMES[version])
+        self._extents = [_Extents(self._features), _Extents(self._targets)]
         # HDF5 reads past the end of a file as zeros: a file cut short is seen by its size.
-        self._fd = self._file.id.get_vfd_handle()
+        self._fd = os.open(path, os.O_RDONLY)
         self._size = os.fstat(self._fd).st_size
         parts = len(self.parts)
         held = parts * self._slots * self._slot_rows
@@ -170,8 +214,8 @@ class Stream:
             start = self._starts[i] + b * B
             stop = self._starts[i] + min((b + 1) * B, self._rows[i])
             at = (slot + j) * B
-            self._features.read_direct(self._x, np.s_[start:stop], np.s_[at:at + stop - start])
-            self._targets.read_direct(self._y, np.s_[start:stop], np.s_[at:at + stop - start])
+            for extents, buffer in zip(self._extents, (self._x, self._y)):
+                extents.read(self._fd, start, stop, buffer[at:at + stop - start])
             self.read_bytes += (stop - start) * (self._x[0].nbytes + self._y[0].nbytes)
         self._where[self._base[i] + load.blocks] = slot + np.arange(len(load.blocks))
 
@@ -204,3 +248,4 @@ class Stream:
         """Stop the reader and close the file."""
         self._finish()
         self._file.close()
+        os.close(self._fd)

@@ -110,3 +110,30 @@ def test_a_file_that_shrinks_mid_run_ends_the_stream_in_one_line(data, tmp_path)
         assert message.startswith(f"{data}: ") and "\n" not in message
     finally:
         stream.close()
+
+
+def test_rows_read_straight_from_the_file_are_hdf5s_rows(tmp_path):
+    """Chunks of whole rows and a contiguous dataset are read with pread where HDF5 says
+    their bytes are; a compressed one through h5py: all three give h5py's rows."""
+    import h5py
+
+    from distnn.data.stream import _Extents
+
+    rows = np.random.default_rng(0).integers(0, 256, (1000, 7), dtype=np.uint8)
+    path = tmp_path / "f.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("chunked", data=rows, chunks=(64, 7))
+        f.create_dataset("contiguous", data=rows.astype(np.float32))
+        f.create_dataset("compressed", data=rows, chunks=(64, 7), compression="gzip")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with h5py.File(path) as f:
+            for name, direct in (("chunked", True), ("contiguous", True), ("compressed", False)):
+                extents = _Extents(f[name])
+                assert extents.direct == direct, name
+                for start, stop in ((0, 1000), (63, 65), (100, 356), (999, 1000)):
+                    out = np.empty((stop - start, 7), f[name].dtype)
+                    extents.read(fd, start, stop, out)
+                    assert np.array_equal(out, f[name][start:stop]), (name, start)
+    finally:
+        os.close(fd)
