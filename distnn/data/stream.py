@@ -144,6 +144,7 @@ class Stream:
         self._loads: list[_Load] = []
         self._loaded = 0  # loads done, in order
         self._k = -1  # the step being taken
+        self._free_after = -1  # the reader waits for a step beyond this one
         self._error: DataError | None = None
         self._closing = False
         self.read_bytes, self.read_seconds = 0, 0.0  # the reader's own speed
@@ -160,7 +161,7 @@ class Stream:
         self._where[:] = -1
         self._loads = self._plan(epoch, step)
         self._needed = np.array([load.first_step for load in self._loads])
-        self._loaded, self._k, self._closing = 0, step - 1, False
+        self._loaded, self._k, self._free_after, self._closing = 0, step - 1, -1, False
         self._thread = threading.Thread(target=self._read, name="distnn-stream", daemon=True)
         self._thread.start()
 
@@ -186,6 +187,7 @@ class Stream:
         try:
             for load in self._loads:
                 with self._cond:
+                    self._free_after = load.after  # the step batch() wakes the reader after
                     self._cond.wait_for(lambda after=load.after: self._k > after or self._closing)
                     if self._closing:
                         return
@@ -224,7 +226,8 @@ class Stream:
         memory): (len(rows), n_features) and their targets, scaled."""
         with self._cond:
             self._k += 1
-            self._cond.notify_all()  # the slots of windows done before this step are free
+            if self._k > self._free_after:  # a slot the reader waits for is free
+                self._cond.notify_all()
             need = int(np.searchsorted(self._needed, self._k, side="right"))
             if self._loaded < need:
                 t0 = time.perf_counter()
