@@ -12,6 +12,7 @@ from distnn.comm import MPIComm, SerialComm
 from distnn.config import parse_args
 from distnn.protocol import EXIT_INTERRUPTED
 from distnn.train import run
+from tests.support.stopping import StopOnRank0At
 
 pytestmark = pytest.mark.mpi(min_size=2)
 
@@ -21,18 +22,6 @@ pytestmark = pytest.mark.mpi(min_size=2)
 RUN = ["--layers", "16,12,4", "--batch-size", "16", "--lr", "0.5", "--warmup-epochs", "0",
        "--no-progress", "--partitions", "4", "--window", "32", "--epochs", "3",
        "--dtype", "float64", "--commit-every", "0"]
-
-
-class StopOnRank0At:
-    """Rank 0 alone 'receives SIGTERM' before the given step; the flag travels."""
-
-    def __init__(self, world, step: int) -> None:
-        self.world, self.step, self.calls = world, step, 0
-
-    @property
-    def requested(self) -> bool:
-        self.calls += 1
-        return self.world.rank == 0 and self.calls >= self.step
 
 
 def params(path) -> np.ndarray:

@@ -22,6 +22,7 @@ from distnn.data import shard_range
 from distnn.reduce import FusedAllreduce, SharedMemoryReduce
 from distnn.protocol import EXIT_INTERRUPTED
 from distnn.train import run
+from tests.support.stopping import StopOnRank0At
 from tests.support.ranks import first_ranks
 
 pytestmark = pytest.mark.mpi(min_size=2)
@@ -118,18 +119,6 @@ def test_replicas_stay_identical_and_evaluation_counts_each_image_once(world, da
         x, y = f["test/images"][()] / 255.0, f["test/labels"][()]
     reported = json.loads(metrics.read_text().splitlines()[-1])["test_accuracy"]
     assert reported == np.mean(seen[0].predict(x) == y)
-
-
-class StopOnRank0At:
-    """Rank 0 alone 'receives SIGTERM' before the given step; the flag must travel."""
-
-    def __init__(self, world, step: int) -> None:
-        self.world, self.step, self.calls = world, step, 0
-
-    @property
-    def requested(self) -> bool:
-        self.calls += 1
-        return self.world.rank == 0 and self.calls >= self.step
 
 
 @pytest.mark.parametrize("extra", [[], REGULARISED], ids=["plain", "regularised"])

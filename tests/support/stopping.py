@@ -37,3 +37,16 @@ class StopAtStep:
     def requested(self) -> bool:
         self.calls += 1  # the step reads it once, as its sum begins
         return self.calls == self.n
+
+
+class StopOnRank0At:
+    """Under mpirun: rank 0 alone 'receives SIGTERM' before the given step of those it
+    runs; the flag must travel to every rank."""
+
+    def __init__(self, world, step: int) -> None:
+        self.world, self.step, self.calls = world, step, 0
+
+    @property
+    def requested(self) -> bool:
+        self.calls += 1
+        return self.world.rank == 0 and self.calls >= self.step
