@@ -137,3 +137,23 @@ def test_rows_read_straight_from_the_file_are_hdf5s_rows(tmp_path):
                     assert np.array_equal(out, f[name][start:stop]), (name, start)
     finally:
         os.close(fd)
+
+
+@pytest.mark.parametrize("flags,says", [
+    (["--memory-budget", "lots"], "--memory-budget 'lots': not a size"),
+    (["--memory-budget", "0"], "--memory-budget '0': a size must be a positive number"),
+    (["--memory-budget=-2G"], "a size must be a positive number of bytes"),
+    (["--window", "-5"], "--window must be >= 16 rows"),
+    (["--window", "8"], "--window 8 is less than 16 rows"),
+    (["--window", "16", "--batch-size", "400"], "--window 16 holds fewer rows than a "
+                                                "partition gives each batch (100)"),
+])
+def test_a_budget_or_window_that_cannot_work_is_one_line(data, tmp_path, capsys, flags, says):
+    args = ["--data", str(data), *RUN, "--checkpoint", str(tmp_path / "c.h5"), *flags]
+    try:
+        status = main(args, SerialComm())
+    except SystemExit as refused:  # argparse's refusal: its usage, then the one line
+        status = refused.code
+    assert status == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert says in err[-1] and "Traceback" not in "".join(err), err
