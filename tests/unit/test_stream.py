@@ -157,3 +157,23 @@ def test_a_budget_or_window_that_cannot_work_is_one_line(data, tmp_path, capsys,
     assert status == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert says in err[-1] and "Traceback" not in "".join(err), err
+
+
+def test_a_file_cut_short_under_a_streaming_run_ends_it_in_one_line(data, tmp_path):
+    """The whole trainer: its file truncated after the first epoch, the run stops with
+    status 1 and one line naming the file, no traceback."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "distnn.train", "--data", str(data), *RUN, *STREAMED,
+               "--epochs", "2000", "--checkpoint", str(tmp_path / "c.h5")]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("epoch 1/"):
+            os.truncate(data, os.path.getsize(data) // 2)
+            break
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    lines = [line for line in err.splitlines() if "note:" not in line]
+    assert len(lines) == 1 and lines[0].startswith("distnn.train: rank 0: error: ")
+    assert f"{data}: the file shrank from" in lines[0]
