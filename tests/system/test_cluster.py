@@ -666,12 +666,15 @@ def regression_data(tmp_path_factory) -> Path:
 
 def test_an_elastic_regression_that_loses_a_host_ends_as_if_it_had_not(
         hosts, regression_data, tmp_path):
-    """What holds for classes holds for a regression: dnn2 killed mid-run, the run goes on
-    on dnn1 and ends with the parameters of an uninterrupted one, scores in the target's
-    units."""
+    """What holds for classes held in memory holds for a regression streamed from its
+    file: dnn2 killed mid-run, the run goes on on dnn1 and ends with the parameters of an
+    uninterrupted one, scores in the target's units."""
     # lr 0.02: at 0.1 this small net's ReLUs die in some 50 epochs, and a dying net
     # turns rounding (the order of a sum over 1 or 2 ranks) into another result.
-    train = ("--layers", "10,12,1", "--epochs", "60", "--lr", "0.02")
+    # 50K: below the 88-byte rows of 1 or 2 ranks (88 and 176 kB), above two windows of
+    # 32 rows of their partitions (23 and 45 kB): every rank streams.
+    train = ("--layers", "10,12,1", "--epochs", "60", "--lr", "0.02", "--window", "32",
+             "--memory-budget", "50K")
     uninterrupted = _alone(regression_data, tmp_path, [*ELASTIC, *train], timeout=300)(60)
     run = Supervised(tmp_path, regression_data, ["--hosts", "dnn1:1,dnn2:1"], train=train)
     try:
@@ -682,6 +685,7 @@ def test_an_elastic_regression_that_loses_a_host_ends_as_if_it_had_not(
     finally:
         _heal("dnn2")
     assert "going on with 1 ranks on dnn1" in run.output()
+    assert "2 of 2 rank(s) stream their training rows" in run.output()
     assert "final test RMSE" in run.output()
     assert _relative(load_checkpoint(tmp_path / "c.h5").params, uninterrupted) < 1e-12
 
