@@ -157,8 +157,8 @@ def memory_budget(cfg: Config, ranks_here: int) -> int:
 def streaming_note(start: Start, ranks: int) -> str:
     """A line saying which ranks stream their training rows, and in what ("" if none)."""
     order, row_bytes = start.order, start.info["row_bytes"]
-    held = [(b - a) * row_bytes for a, b in (order.rows_of(r, ranks) for r in range(ranks))]
-    streaming = sum(h > start.budget for h in held)
+    streaming = sum(held_bytes(start.info, order, r, ranks) > start.budget
+                    for r in range(ranks))
     if not streaming:
         return ""
     most = max(stream_bytes(order, r, ranks, row_bytes) for r in range(ranks))
@@ -168,11 +168,16 @@ def streaming_note(start: Start, ranks: int) -> str:
             f"rank), in {window}: {show_size(most)} a rank at most")
 
 
+def held_bytes(info: dict[str, Any], order: Partitions, rank: int, ranks: int) -> int:
+    """What rank ``rank``'s training rows take held as stored: its partitions' rows."""
+    start, stop = order.rows_of(rank, ranks)
+    return (stop - start) * info["row_bytes"]
+
+
 def data_bytes(info: dict[str, Any], order: Partitions, rank: int, ranks: int,
                budget: int) -> int:
     """The training rows rank ``rank`` holds: its partitions', or what streaming them needs."""
-    start, stop = order.rows_of(rank, ranks)
-    held = (stop - start) * info["row_bytes"]
+    held = held_bytes(info, order, rank, ranks)
     return held if held <= budget else stream_bytes(order, rank, ranks, info["row_bytes"])
 
 

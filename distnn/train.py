@@ -46,6 +46,7 @@ from distnn.protocol import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_IOERR, EXIT_OK,
 from distnn.reduce import make_reducer
 from distnn.replicas import ReplicaMismatch
 from distnn.replicas import check as check_replicas
+from distnn.data.stream import Stream
 from distnn.samples import Shard, training_rows
 from distnn.saving import Saver
 from distnn.data import Partitions
@@ -113,7 +114,7 @@ class Plan:
         return self.recipe.m
 
 
-def fit(replica: Replica, train_set: Shard, test_set: Shard, plan: Plan, comm: Comm,
+def fit(replica: Replica, train_set: Shard | Stream, test_set: Shard, plan: Plan, comm: Comm,
         log: RunLog, stop: StopRequest, stall: Watch) -> int:
     """The seed's mini-batch SGD, epoch by epoch; returns the exit status.
 
