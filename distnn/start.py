@@ -215,6 +215,9 @@ def _check_memory(cfg: Config, info: dict[str, Any], order: Partitions, ranks: i
     test = -(-info["test_size"] // ranks) * info["row_bytes"]
     read = 8 * info["n_features"] if info["feature_scaling"] == "standardize" else 0
     shards = rows + test + read * -(-(info["train_size"] + info["test_size"]) // ranks)
+    # The epoch's order of a rank's rows, held or streamed: int64 row numbers, built with
+    # a copy or two (distnn.data.order).
+    shards += 3 * 8 * max(b - a for a, b in (order.rows_of(r, ranks) for r in range(ranks)))
     params = sum(a * b + b for a, b in zip(cfg.layers[:-1], cfg.layers[1:]))
     m_here = -(-cfg.batch_size // ranks)
     # The batch, its dropout copy, and four (m, n) buffers per layer (distnn.network).
@@ -223,7 +226,7 @@ def _check_memory(cfg: Config, info: dict[str, Any], order: Partitions, ranks: i
     short = shortfall(ranks_here * each)
     if short:
         raise ConfigError(f"{ranks_here} rank(s) on this node would need about {short} "
-                          f"({show_size(each)} each: the shards of {cfg.data}, the network's "
+                          f"({show_size(each)} each: the shards of {cfg.data} and their order, the network's "
                           f"{params} parameters and its workspace); use fewer ranks per node, "
                           "float32, or a smaller --layers or --batch-size")
 
