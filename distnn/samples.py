@@ -9,6 +9,9 @@ real-valued targets standardized, in the network's dtype. Scaling is
 elementwise, so a batch scaled alone is bitwise the rows of the split scaled
 whole. A step asks for the rows of its part of the batch by number
 (``batch``), counted from the first row this rank reads.
+
+Training rows that exceed the rank's memory budget are not held but streamed
+from the file (``distnn.data.stream``), which answers ``batch`` alike.
 """
 
 from __future__ import annotations

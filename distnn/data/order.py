@@ -16,16 +16,15 @@ samples of each batch into other ranks' sums, which changes nothing but the
 order in which floating-point numbers are added. Hence P <= C, and m >= C so
 that every partition gives every batch at least one sample.
 
-A partition read from memory is shuffled whole. One too large to hold is read
-in windows of W rows (``window``, fixed for the run like C): its rows are cut
-into blocks of W / WINDOW_BLOCKS rows, the blocks are shuffled by (seed, epoch,
-c), each run of WINDOW_BLOCKS blocks of that order makes a window, and the
-rows within window w are shuffled by (seed, epoch, c, w). A reader then needs
-only a window of each partition at a time, read block by block, contiguously
-(``distnn.data.stream``); the order is still a function of (seed, epoch) and
-the partition alone, and is the same whether the rows are read from memory or
-from the file. W = 0, or W at least the partition's rows, is the whole
-shuffle.
+A partition of more than W rows (``window``, fixed for the run like C) is
+shuffled in windows: its rows are cut into blocks of W / WINDOW_BLOCKS rows,
+the blocks are shuffled by (seed, epoch, c), each run of WINDOW_BLOCKS blocks
+of that order makes a window, and the rows within window w are shuffled by
+(seed, epoch, c, w). A rank that streams its rows from the file then needs
+only two windows of each partition at a time, read block by block
+(``distnn.data.stream``); a rank that holds them takes them in the same
+order. The order is still a function of (seed, epoch) and the partition alone.
+W = 0, or W at least a partition's rows, is the whole shuffle.
 
 With C = P this is the order distnn used before partitions, when each rank
 shuffled its own shard by (seed, epoch, rank): a checkpoint written then (which
@@ -85,10 +84,10 @@ class Partitions:
         if self.window and self.window < WINDOW_BLOCKS:
             return (f"--window {self.window} is less than {WINDOW_BLOCKS} rows: a window is "
                     f"{WINDOW_BLOCKS} blocks of at least one row")
-        if not self.whole and WINDOW_BLOCKS * self.block < max(map(self.share,
-                                                                     range(self.count))):
+        most = max(map(self.share, range(self.count)))
+        if not self.whole and WINDOW_BLOCKS * self.block < most:
             return (f"--window {self.window} holds fewer rows than a partition gives each "
-                    f"batch ({self.share(0)}): a step would read more than two windows")
+                    f"batch ({most}): a step would read more than two windows")
         if ranks > self.count:
             return (f"{ranks} ranks but the run has {self.count} partitions: each rank serves "
                     f"whole partitions, so at most {self.count} ranks (a new run may set "
