@@ -228,8 +228,8 @@ def _check_memory(cfg: Config, info: dict[str, Any], order: Partitions, ranks: i
         raise ConfigError(f"{ranks_here} rank(s) on this node would need about {short} "
                           f"({show_size(each)} each: the shards of {cfg.data} and their "
                           f"order, the network's {params} parameters and its workspace); use "
-                          "fewer ranks per node, "
-                          "float32, or a smaller --layers or --batch-size")
+                          "fewer ranks per node, float32, or a smaller --layers or "
+                          "--batch-size")
 
 
 def _checkpoint_to_resume(cfg: Config) -> dict[str, Any] | None:
