@@ -175,5 +175,6 @@ def test_a_file_cut_short_under_a_streaming_run_ends_it_in_one_line(data, tmp_pa
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
     lines = [line for line in err.splitlines() if "note:" not in line]
-    assert len(lines) == 1 and lines[0].startswith("distnn.train: rank 0: error: ")
-    assert f"{data}: the file shrank from" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith(f"distnn.train: rank 0: error: {data}: ")
+    # seen by its size before a window is read, or by a read that ends early within one
+    assert "the file shrank from" in lines[0] or "end early" in lines[0], lines
