@@ -25,7 +25,7 @@ import numpy as np
 
 from distnn.comm import Comm
 from distnn.data import Partitions, read_rows, read_shard
-from distnn.data.stream import Stream
+from distnn.data.stream import Stream, held_bytes
 
 
 def scale_features(features: np.ndarray, dtype: np.dtype, feature_scaling: str,
@@ -80,8 +80,7 @@ def training_rows(path: str, comm: Comm, dtype: np.dtype, info: dict[str, Any],
                   order: Partitions, seed: int, budget: int) -> Shard | Stream:
     """This rank's training rows: held in memory when they fit ``budget`` bytes as
     stored, else streamed from the file a window at a time (``distnn.data.stream``)."""
-    start, stop = order.rows_of(comm.rank, comm.size)
-    if (stop - start) * info["row_bytes"] <= budget:
+    if held_bytes(order, comm.rank, comm.size, info["row_bytes"]) <= budget:
         return Shard.load(path, "train", comm, dtype, info, order)
     return Stream(path, order, comm.rank, comm.size, seed, *readers(dtype, info))
 

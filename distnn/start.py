@@ -26,7 +26,7 @@ from distnn.config import DEFAULT_DATA, Config, ConfigError, merge_resumed
 from distnn.costs import REGRESSION
 from distnn.data import (DataError, Partitions, default_partitions, default_window, describe,
                          prepare)
-from distnn.data.stream import stream_bytes
+from distnn.data.stream import held_bytes, stream_bytes
 from distnn.memory import available, parse_bytes, shortfall
 from distnn.memory import size as show_size
 from distnn.network import MLP
@@ -157,7 +157,7 @@ def memory_budget(cfg: Config, ranks_here: int) -> int:
 def streaming_note(start: Start, ranks: int) -> str:
     """A line saying which ranks stream their training rows, and in what ("" if none)."""
     order, row_bytes = start.order, start.info["row_bytes"]
-    streaming = sum(held_bytes(start.info, order, r, ranks) > start.budget
+    streaming = sum(held_bytes(order, r, ranks, row_bytes) > start.budget
                     for r in range(ranks))
     if not streaming:
         return ""
@@ -168,16 +168,10 @@ def streaming_note(start: Start, ranks: int) -> str:
             f"rank), in {window}: {show_size(most)} a rank at most")
 
 
-def held_bytes(info: dict[str, Any], order: Partitions, rank: int, ranks: int) -> int:
-    """What rank ``rank``'s training rows take held as stored: its partitions' rows."""
-    start, stop = order.rows_of(rank, ranks)
-    return (stop - start) * info["row_bytes"]
-
-
 def data_bytes(info: dict[str, Any], order: Partitions, rank: int, ranks: int,
                budget: int) -> int:
     """The training rows rank ``rank`` holds: its partitions', or what streaming them needs."""
-    held = held_bytes(info, order, rank, ranks)
+    held = held_bytes(order, rank, ranks, info["row_bytes"])
     return held if held <= budget else stream_bytes(order, rank, ranks, info["row_bytes"])
 
 

@@ -47,6 +47,13 @@ class _Load:
     after: int  # the step after which that slot is free (-1: free now)
 
 
+def held_bytes(order: Partitions, rank: int, ranks: int, row_bytes: int) -> int:
+    """What rank ``rank``'s training rows take held as stored: beyond its memory budget,
+    it streams them instead."""
+    start, stop = order.rows_of(rank, ranks)
+    return (stop - start) * row_bytes
+
+
 def stream_bytes(order: Partitions, rank: int, ranks: int, row_bytes: int) -> int:
     """What a Stream of rank ``rank`` holds: two windows of each partition it serves."""
     return len(order.served_by(rank, ranks)) * _slots(order) * _slot_rows(order) * row_bytes
