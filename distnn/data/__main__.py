@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  python -m distnn.data prepare --idx /usr/share/datasets/fashion-mnist "
         "--out data/fashion-mnist.h5\n"
         "  python -m distnn.data prepare --distorted 134 --out data/mnist8m.h5   "
-        "# 8.1M rows, 6.3 GB\n"
+        "# 8.1M rows, 6.4 GB\n"
         "  python -m distnn.data import runs.csv --task regression --target yield "
         "--out data/yield.h5\n"
         "  python -m distnn.data friedman --train-rows 1000000 --out data/friedman.h5\n"
@@ -42,6 +42,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    _prepare_parser(commands)
+    _import_parser(commands)
+
+    g = commands.add_parser(
+        "friedman", help="generate Friedman's first regression problem, whose floor is known",
+        description="Friedman (1991) #1: y = 10 sin(pi x1 x2) + 20 (x3 - 0.5)^2 + 10 x4 + "
+        "5 x5 + e with ten features uniform on [0, 1] (five of them noise) and e ~ N(0, "
+        "sigma^2): no model's test RMSE is below sigma. Written a block at a time, as a "
+        "regression table (features standardized for training), or, with an --out that "
+        "ends in .csv, as a CSV file (header x1,...,x10,y; the training rows, then the test "
+        "rows; either may be 0) to bring in with import.")
+    g.add_argument("--out", default="data/friedman.h5", metavar="PATH",
+                   help="output HDF5 file (default: data/friedman.h5)")
+    g.add_argument("--train-rows", type=int, default=1_000_000, metavar="N",
+                   help="training rows (default 1000000)")
+    g.add_argument("--test-rows", type=int, default=100_000, metavar="N",
+                   help="test rows (default 100000)")
+    g.add_argument("--sigma", type=float, default=1.0, help="the noise's deviation (default 1)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the rows (default 0)")
+
+    i = commands.add_parser("info", help="print a data file's attributes and class counts",
+                            description="Validate a data file and print its schema attributes, "
+                            "split sizes and per-class counts.")
+    i.add_argument("path", nargs="?", default=DEFAULT_OUT,
+                   help=f"HDF5 data file (default: {DEFAULT_OUT})")
+    return parser
+
+
+def _prepare_parser(commands) -> None:
+    """The prepare command's options: the source, and its distorted copies."""
     p = commands.add_parser(
         "prepare", help="build the HDF5 file from MNIST or IDX files",
         description="Build the HDF5 file (written atomically). Default source: the full MNIST "
@@ -72,32 +102,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distortions", metavar="SPEC",
                    help=f"the copies' distortions, as --augment's: {SPEC_HELP} (default: "
                         f"{DEFAULT_DISTORTIONS})")
-
-    _import_parser(commands)
-
-    g = commands.add_parser(
-        "friedman", help="generate Friedman's first regression problem, whose floor is known",
-        description="Friedman (1991) #1: y = 10 sin(pi x1 x2) + 20 (x3 - 0.5)^2 + 10 x4 + "
-        "5 x5 + e with ten features uniform on [0, 1] (five of them noise) and e ~ N(0, "
-        "sigma^2): no model's test RMSE is below sigma. Written a block at a time, as a "
-        "regression table (features standardized for training), or, with an --out that "
-        "ends in .csv, as a CSV file (header x1,...,x10,y; the training rows, then the test "
-        "rows; either may be 0) to bring in with import.")
-    g.add_argument("--out", default="data/friedman.h5", metavar="PATH",
-                   help="output HDF5 file (default: data/friedman.h5)")
-    g.add_argument("--train-rows", type=int, default=1_000_000, metavar="N",
-                   help="training rows (default 1000000)")
-    g.add_argument("--test-rows", type=int, default=100_000, metavar="N",
-                   help="test rows (default 100000)")
-    g.add_argument("--sigma", type=float, default=1.0, help="the noise's deviation (default 1)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the rows (default 0)")
-
-    i = commands.add_parser("info", help="print a data file's attributes and class counts",
-                            description="Validate a data file and print its schema attributes, "
-                            "split sizes and per-class counts.")
-    i.add_argument("path", nargs="?", default=DEFAULT_OUT,
-                   help=f"HDF5 data file (default: {DEFAULT_OUT})")
-    return parser
 
 
 def _import_parser(commands: argparse._SubParsersAction) -> None:
