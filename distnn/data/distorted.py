@@ -54,7 +54,7 @@ from ..writes import WriteFailed, writing
 from . import mnist_pickle
 from .errors import DataError
 from .prepare import DEFAULT_SEED, balanced_permutation, load_source
-from .source import check_source
+from .source import Source, check_source
 from .store import CHUNK_ROWS, SCHEMA_VERSION, _write_split, open_checked, validate
 
 DEFAULT_DISTORTIONS = "shift=2,rotate=10,scale=0.1,elastic=20,sigma=4"
@@ -128,24 +128,7 @@ def prepare_distorted(out: str | Path, copies: int,
                 "image_shape": np.asarray(src.image_shape, dtype=np.int64),
                 "n_classes": n_classes, "shuffle_seed": seed,
                 "distorted_copies": copies, "distortions": augment.spec()})
-            train = f.create_group("train")
-            images = train.create_dataset("images", (rows, n_features), np.uint8,
-                                          chunks=(CHUNK_ROWS, n_features))
-            labels = train.create_dataset("labels", (rows,), np.uint8, chunks=(CHUNK_ROWS,))
-            index = train.create_dataset("source_index", (rows,), np.uint32,
-                                         chunks=(CHUNK_ROWS,))
-            for copy in range(copies + 1):
-                order = copy_order(src.train_labels, seed, copy)
-                base = copy * n
-                labels[base:base + n] = src.train_labels[order]
-                index[base:base + n] = order.astype(np.uint32)
-                for start in range(0, n, BLOCK):
-                    block = src.train_images[order[start:start + BLOCK]]
-                    if copy:
-                        block = distort(block, augment,
-                                        Noise(seed, copy, 0, n, start, len(block)))
-                    images[base + start:base + start + len(block)] = block
-                    progress.advance(len(block))
+            _write_copies(f.create_group("train"), src, copies, augment, seed, progress)
             _write_split(f, "test", {
                 "images": src.test_images, "labels": src.test_labels,
                 "source_index": np.arange(len(src.test_labels), dtype=np.uint32)})
@@ -157,6 +140,28 @@ def prepare_distorted(out: str | Path, copies: int,
           f"classes; {stored:,} bytes ({stored / 1e9:.2f} GB) in {_duration(seconds)} "
           f"({stored / 1e6 / seconds:.1f} MB/s)", file=sys.stderr, flush=True)
     return out
+
+
+def _write_copies(train: h5py.Group, src: Source, copies: int, augment: Augment, seed: int,
+                  progress: Progress) -> None:
+    """The training split: copy 0, then ``copies`` distorted copies, a block at a time."""
+    n, n_features = src.train_images.shape
+    rows = n * (copies + 1)
+    images = train.create_dataset("images", (rows, n_features), np.uint8,
+                                  chunks=(CHUNK_ROWS, n_features))
+    labels = train.create_dataset("labels", (rows,), np.uint8, chunks=(CHUNK_ROWS,))
+    index = train.create_dataset("source_index", (rows,), np.uint32, chunks=(CHUNK_ROWS,))
+    for copy in range(copies + 1):
+        order = copy_order(src.train_labels, seed, copy)
+        base = copy * n
+        labels[base:base + n] = src.train_labels[order]
+        index[base:base + n] = order.astype(np.uint32)
+        for start in range(0, n, BLOCK):
+            block = src.train_images[order[start:start + BLOCK]]
+            if copy:
+                block = distort(block, augment, Noise(seed, copy, 0, n, start, len(block)))
+            images[base + start:base + start + len(block)] = block
+            progress.advance(len(block))
 
 
 def _augment(spec: str, shape: tuple[int, ...] | None) -> Augment:
