@@ -127,7 +127,7 @@ class TableFile:
             yield from self._two_files()
             return
         first = 0
-        text = self.task == "classification" and _is_csv(self.rows.path)
+        text = self.task == "classification" and self.rows.text
         for block in self.rows.blocks(text=self.targets[0] if text else None):
             if text:
                 x, y = block
@@ -138,7 +138,7 @@ class TableFile:
             first += len(x)
 
     def _two_files(self) -> Iterator[tuple[np.ndarray, np.ndarray, Rows, int]]:
-        text = self.task == "classification" and _is_csv(self.target_rows.path)
+        text = self.task == "classification" and self.target_rows.text
         blocks = self.target_rows.blocks(text=0 if text else None)
         first, targets = 0, _Reblocked(block[1] for block in blocks) if text else \
             _Reblocked(blocks)
@@ -154,10 +154,6 @@ class TableFile:
         if len(targets.take(1)):
             raise DataError(f"{self.target_rows.path}: more rows of targets than the {first} "
                             f"rows of features in {self.path}")
-
-
-def _is_csv(path: Path) -> bool:
-    return path.suffix.lower() in (".csv", ".txt")
 
 
 class _Reblocked:

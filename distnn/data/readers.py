@@ -44,9 +44,10 @@ class Rows:
 
     def __init__(self, path: Path, n_columns: int, columns: list[str] | None,
                  read: Callable[[int | None], Iterator], first: str = "row 1",
-                 count: int | None = None) -> None:
+                 count: int | None = None, text: bool = False) -> None:
         self.path, self.n_columns, self.columns, self._read = path, n_columns, columns, read
         self.count = count  # rows, where the file says so without being read (not a CSV)
+        self.text = text  # whether a column may hold text (class labels): a CSV's may
         self._unit, number = first.split()
         self._first = int(number)  # how a reader counts the first row: "row 1", "line 2"
 
@@ -61,10 +62,10 @@ class Rows:
     def blocks(self, text: int | None = None) -> Iterator:
         """float64 blocks (b, n_columns), in the file's order, each checked finite.
 
-        With ``text`` (a CSV's column, from 0), (numbers, labels) pairs instead:
-        the other columns as numbers (b, n_columns - 1) and that column's fields
-        as stripped strings (b,). Only a CSV has text in it."""
-        if text is not None and self._unit != "line":
+        With ``text`` (a column, from 0, of a file whose ``text`` is true), (numbers,
+        labels) pairs instead: the other columns as numbers (b, n_columns - 1) and that
+        column's fields as stripped strings (b,)."""
+        if text is not None and not self.text:
             raise DataError(f"{self.path}: only a CSV file holds text labels")
         first = self._first
         columns = [self.name(c) for c in range(self.n_columns) if c != text]
@@ -132,7 +133,7 @@ def _csv(path: Path, header: bool | None) -> Rows:
         if csv_engine() == "pyarrow":
             return _arrow_blocks(path, len(fields), skip, columns, text)
         return _csv_blocks(path, len(fields), skip, columns, text)
-    return Rows(path, len(fields), columns, read, f"line {1 + skip}")
+    return Rows(path, len(fields), columns, read, f"line {1 + skip}", text=True)
 
 
 def _csv_blocks(path: Path, width: int, skip: int, columns: list[str] | None,
