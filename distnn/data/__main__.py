@@ -14,6 +14,7 @@ from ..augment import SPEC_HELP
 from ..protocol import EXIT_IOERR
 from ..writes import WriteFailed
 from .distorted import DEFAULT_DISTORTIONS, describe_copies, prepare_distorted
+from .csvfile import MISSING_CHOICES, CsvFormat
 from .errors import DataError
 from .friedman import make_friedman, write_csv
 from .prepare import DEFAULT_OUT, DEFAULT_SEED, prepare
@@ -125,7 +126,8 @@ def _import_parser(commands: argparse._SubParsersAction) -> None:
         "0.2 --out data/xy.h5\n"
         "  python -m distnn.data import lab.h5 --features /scan/x --targets /scan/y --task "
         "regression --test lab-test.h5 --out data/lab.h5")
-    m.add_argument("source", help="the rows: .csv (or .txt), .npy, .npz, .h5 (or .hdf5)")
+    m.add_argument("source", help="the rows: .csv, .tsv (or .txt, .tab; any of them .gz), "
+                                  ".npy, .npz, .h5 (or .hdf5)")
     m.add_argument("--out", required=True, metavar="PATH", help="the table to write (.h5)")
     m.add_argument("--task", required=True, choices=TASKS,
                    help="what to predict: a class (one column of labels, text or numbers; "
@@ -152,11 +154,53 @@ def _import_parser(commands: argparse._SubParsersAction) -> None:
     m.add_argument("--dtype", choices=("float32", "float64"), default="float64",
                    help="how the features are stored (default float64: exactly as read; "
                         "float32 halves the file)")
-    header = m.add_mutually_exclusive_group()
+    add_text_options(m)
+
+
+def add_text_options(parser: argparse.ArgumentParser) -> None:
+    """How a CSV is written, where it cannot be told from the file; missing values. Shared
+    by import and ``distnn.predict``."""
+    text = parser.add_argument_group(
+        "text tables", "  How a CSV (or .tsv, .csv.gz) is written is found from its first "
+        "lines:\n  the delimiter, the decimal mark, whether the first line is a header.\n"
+        "  Give them where that guess is wrong. Fields may be quoted (\"a, b\"), as\n"
+        "  RFC 4180 has it; a UTF-8 byte-order mark and CRLF line ends are fine.")
+    header = text.add_mutually_exclusive_group()
     header.add_argument("--header", dest="header", action="store_true", default=None,
-                        help="a CSV's first line names the columns (default: guessed)")
+                        help="the first line names the columns (default: guessed; a "
+                             "header of numbers, such as wavelengths, needs --header)")
     header.add_argument("--no-header", dest="header", action="store_false",
-                        help="a CSV's first line is a row of data")
+                        help="the first line is a row of data")
+    text.add_argument("--delimiter", type=_delimiter, metavar="CHAR",
+                      help="what separates fields: , ; | or tab (default: found from the "
+                           "file; a .tsv or .tab file, tab)")
+    text.add_argument("--decimal", choices=(".", ","),
+                      help="the decimal mark: , as in 14,23 (default: found from the file, a "
+                           "comma only where the delimiter is not one and no number has a "
+                           "point)")
+    text.add_argument("--encoding", metavar="NAME",
+                      help="the text's encoding, e.g. cp1252 for Excel's plain \"CSV\" export "
+                           "or latin-1 (default: UTF-8, with or without a byte-order mark)")
+    text.add_argument("--missing", choices=MISSING_CHOICES, default="error",
+                      help="what to do with a row that misses a value (an empty field, NA, "
+                           "NaN, NULL, ...): error names its line and column; drop leaves "
+                           "such rows out, and says how many (default: error)")
+
+
+def _delimiter(text: str) -> str:
+    named = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|",
+             "space": " "}
+    value = named.get(text.lower(), text)
+    if len(value) != 1:
+        raise argparse.ArgumentTypeError(f"one character, or tab, comma, semicolon, pipe: "
+                                         f"got {text!r}")
+    return value
+
+
+def text_format(args: argparse.Namespace) -> CsvFormat:
+    """The CsvFormat that ``add_text_options`` parsed."""
+    return CsvFormat(delimiter=args.delimiter, decimal=args.decimal, encoding=args.encoding,
+                     missing=args.missing)
 
 
 def info(path: str) -> str:
@@ -197,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "import":
             layout = Layout(target=tuple(t for spec in args.target for t in spec.split(",")
                                          if t),
-                            features=args.features, targets=args.targets, header=args.header)
+                            features=args.features, targets=args.targets, header=args.header,
+                            fmt=text_format(args))
             print(import_table(args.source, args.out, task=args.task, layout=layout,
                                test=args.test, test_fraction=args.test_fraction,
                                seed=args.seed, dtype=args.dtype))

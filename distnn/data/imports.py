@@ -41,7 +41,8 @@ from ..atomic import scratch_dir
 from ..writes import writing
 from .errors import DataError
 from .labels import Labels
-from .readers import Rows, open_rows
+from .csvfile import CsvFormat
+from .readers import PLAIN, Rows, open_rows
 from .split import Split
 from .staging import Shuffled, Staged, record
 from .table import write_table
@@ -63,10 +64,17 @@ class Layout:
     features: str | None = None
     targets: str | None = None
     header: bool | None = None
+    fmt: CsvFormat = PLAIN  # how a CSV is written, where the user says; missing values
 
 
-def _open(path: Path, name: str | None, header: bool | None) -> Rows:
-    return open_rows(path, key=name, dataset=name, header=header)
+def _open(path: Path, name: str | None, layout: Layout) -> Rows:
+    return open_rows(path, key=name, dataset=name, header=layout.header, fmt=layout.fmt)
+
+
+def index_column(rows: Rows) -> list[int]:
+    """[0] where the first column has no name in the header: the row numbers that pandas'
+    ``to_csv`` and R's ``write.csv`` write by default, never a feature; else []."""
+    return [0] if rows.columns and rows.columns[0] == "" and rows.n_columns > 1 else []
 
 
 def _column(spec: str, rows: Rows) -> int:
@@ -85,7 +93,8 @@ class TableFile:
 
     def __init__(self, path: Path, layout: Layout, task: str) -> None:
         self.path, self.task, self.files = path, task, [path]
-        self.rows = _open(path, layout.features, layout.header)
+        self.rows = _open(path, layout.features, layout)
+        self.index = index_column(self.rows)
         if layout.targets is None:
             self.target_rows = None
             specs = layout.target or (str(self.rows.n_columns),)
@@ -99,8 +108,11 @@ class TableFile:
                                 "column of that array is a target")
             second = path if path.suffix.lower() in (".npz", ".h5", ".hdf5", ".hdf") \
                 else Path(layout.targets)
+            if layout.fmt.missing == "drop":
+                raise DataError("--missing drop needs the targets in the same file as the "
+                                "features, so that a row is dropped whole")
             self.target_rows = _open(second, layout.targets if second == path else None,
-                                     layout.header)
+                                     layout)
             self.files = [path] if second == path else [path, second]
             self.targets = []
             names = None
@@ -109,7 +121,8 @@ class TableFile:
         if task == "classification" and n_targets != 1:
             raise DataError(f"{path}: a classifier predicts one column of class labels, "
                             f"not {n_targets}")
-        keep = [c for c in range(self.rows.n_columns) if c not in self.targets]
+        keep = [c for c in range(self.rows.n_columns)
+                if c not in self.targets and c not in self.index]
         self.n_features = len(keep)
         self.feature_names = [names[c] for c in keep] if names else None
         self.target_names = [names[c] for c in self.targets] if names else None
@@ -121,23 +134,25 @@ class TableFile:
             (self.target_rows, 0)
         return f"{rows.path}, column {rows.name(col)}"
 
-    def blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray, Rows, int]]:
-        """(features (b, n), targets (b, k) floats or (b,) label texts, rows, first row)."""
+    def blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray, Rows, np.ndarray]]:
+        """(features (b, n), targets (b, k) floats or (b,) label texts, rows, the number
+        of each row in the source (b,))."""
         if self.target_rows is not None:
             yield from self._two_files()
             return
-        first = 0
         text = self.task == "classification" and self.rows.text
-        for block in self.rows.blocks(text=self.targets[0] if text else None):
+        numeric = [c for c in range(self.rows.n_columns) if not text or c != self.targets[0]]
+        keep = [numeric.index(c) for c in self._keep]  # the features among the numbers
+        for block, number in self.rows.numbered(text=self.targets[0] if text else None):
             if text:
                 x, y = block
+                x = x if len(keep) == x.shape[1] else x[:, keep]
             else:
                 x, y = block[:, self._keep], block[:, self.targets]
                 y = y[:, 0] if self.task == "classification" else y
-            yield x, y, self.rows, first
-            first += len(x)
+            yield x, y, self.rows, number
 
-    def _two_files(self) -> Iterator[tuple[np.ndarray, np.ndarray, Rows, int]]:
+    def _two_files(self) -> Iterator[tuple[np.ndarray, np.ndarray, Rows, np.ndarray]]:
         text = self.task == "classification" and self.target_rows.text
         blocks = self.target_rows.blocks(text=0 if text else None)
         first, targets = 0, _Reblocked(block[1] for block in blocks) if text else \
@@ -149,7 +164,7 @@ class TableFile:
                                 f"fewer than the rows of features in {self.path}")
             if self.task == "classification" and y.ndim == 2:
                 y = y[:, 0]
-            yield x, y, self.rows, first
+            yield x, y, self.rows, np.arange(first, first + len(x))
             first += len(x)
         if len(targets.take(1)):
             raise DataError(f"{self.target_rows.path}: more rows of targets than the {first} "
@@ -237,25 +252,32 @@ def import_table(source: str | Path, out: str | Path, *, task: str, layout: Layo
     seconds = time.perf_counter() - started
     megabytes = sum(p.stat().st_size for p in files) / 1e6
     what = f"{len(names)} classes" if classes else f"{table.n_targets} target(s)"
-    return (f"{out}: {sizes[0]} training rows (permuted), {sizes[1]} test rows, "
-            f"{table.n_features} features, {what}; read {megabytes:.3g} MB in {seconds:.3g} s "
-            f"({megabytes / seconds:.3g} MB/s)")
+    notes = [f"{t.rows.path.name}: {t.rows.dialect}" for t in (table, test_table)
+             if t is not None and t.rows.dialect]
+    notes += [f"{t.rows.path.name}: its first column has no name: the row numbers pandas "
+              "and R write, left out" for t in (table, test_table) if t is not None and t.index]
+    notes += [f"{t.rows.path.name}: {t.rows.dropped} row(s) with a missing value left out"
+              for t in (table, test_table) if t is not None and t.rows.dropped]
+    return "".join(f"{note}\n" for note in notes) + (
+        f"{out}: {sizes[0]} training rows (permuted), {sizes[1]} test rows, "
+        f"{table.n_features} features, {what}; read {megabytes:.3g} MB in {seconds:.3g} s "
+        f"({megabytes / seconds:.3g} MB/s)")
 
 
 def _stage(table: TableFile, staged: Staged, labels: Labels | None) -> np.ndarray:
     """Stage the rows of ``table``; returns how many rows each label id has (a
     classification), or how many rows there are."""
     counts = np.zeros(1, np.int64)
-    for x, y, rows, first in table.blocks():
+    for x, y, rows, number in table.blocks():
         if labels is not None:
-            y = labels.ids(y, lambda i, rows=rows, first=first: f"{rows.path}: "
-                           f"{rows.where(first + i)}")
+            y = labels.ids(y, lambda i, rows=rows, number=number: f"{rows.path}: "
+                           f"{rows.where(int(number[i]))}")
             ids = np.bincount(y)
             counts = np.pad(counts, (0, max(0, len(ids) - len(counts))))
             counts[:len(ids)] += ids
         else:
             counts[0] += len(x)
-        staged.add((x, y, np.arange(first, first + len(x))))
+        staged.add((x, y, number))
     return counts
 
 

@@ -1,28 +1,29 @@
-"""Rows of numbers from a lab's own files, a block at a time: CSV, NumPy (.npy, .npz), HDF5.
+"""Rows of numbers from a lab's own files, a block at a time: CSV (and TSV), NumPy, HDF5.
 
-    rows = open_rows("measurements.csv")          # or .npy, .npz (--key), .h5 (--dataset)
-    rows.columns                                  # names from a CSV header, else None
+    rows = open_rows("measurements.csv")          # or .tsv, .csv.gz, .npy, .npz (--key),
+    rows.columns                                  # .h5 (--dataset); names from a header
     for block in rows.blocks():                   # float64 (b, n), b <= BLOCK_ROWS
         ...
     for numbers, labels in rows.blocks(text=4):   # a CSV's column 4 (from 0) as text:
         ...                                       # class labels such as "setosa"
 
 Memory stays bounded by a block whatever the file's size: a CSV is parsed
-CSV_BLOCK_CHARS of whole lines at a time (numpy's C parser), a .npy is memory-mapped, an
-.npz member is streamed out of the zip, an HDF5 dataset is read by slices.
-Bad input is one line naming the file, the row (counted from 1, as a person
-reading the file would) and the column: a value that is not a number or not
-finite, a row with another number of fields. Every call of ``blocks()`` reads
-the file afresh from its first row. A NumPy file that holds Python
-objects is refused, never unpickled (``allow_pickle=False`` throughout).
+a block of whole lines at a time (``distnn.data.csvfile``, which finds how the
+file is written: delimiter, quotes, decimal mark, encoding), a .npy is
+memory-mapped, an .npz member is streamed out of the zip, an HDF5 dataset is
+read by slices. Bad input is one line naming the file, the row (counted from
+1, as a person reading the file would) and the column: a value that is not a
+number or not finite, a row with another number of fields. A missing value
+(NaN, or in a CSV an empty field, NA, ...) is such a line too, unless the rows
+were opened with ``missing="drop"``: then its row is left out, and counted in
+``Rows.dropped``. Every call of ``blocks()`` reads the file afresh from its
+first row. A NumPy file that holds Python objects is refused, never unpickled
+(``allow_pickle=False`` throughout).
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
-import itertools
-import os
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,13 +31,15 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from . import csvfile
+from .csvfile import MISSING, CsvFormat
 from .errors import DataError
 
 BLOCK_ROWS = 1 << 16
-CSV_BLOCK_CHARS = 1 << 24  # a CSV is read 16 MB of whole lines at a time
-ARROW_BLOCK_BYTES = 1 << 20  # by Arrow, 1 MB at a time, joined into blocks of BLOCK_ROWS
-KINDS = {".csv": "csv", ".txt": "csv", ".npy": "npy", ".npz": "npz", ".h5": "hdf5",
-         ".hdf5": "hdf5", ".hdf": "hdf5"}
+KINDS = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".tab": "csv", ".npy": "npy",
+         ".npz": "npz", ".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5"}
+PLAIN = CsvFormat()  # everything found from the file; a missing value is an error
+GZIPPED = (".csv", ".tsv", ".tab", ".txt")  # text that may come gzipped: rows.csv.gz
 
 
 class Rows:
@@ -44,10 +47,14 @@ class Rows:
 
     def __init__(self, path: Path, n_columns: int, columns: list[str] | None,
                  read: Callable[[int | None], Iterator], first: str = "row 1",
-                 count: int | None = None, text: bool = False) -> None:
+                 count: int | None = None, text: bool = False, missing: str = "error",
+                 dialect: str = "") -> None:
         self.path, self.n_columns, self.columns, self._read = path, n_columns, columns, read
         self.count = count  # rows, where the file says so without being read (not a CSV)
         self.text = text  # whether a column may hold text (class labels): a CSV's may
+        self.missing = missing  # "error", or "drop": rows with a missing value left out
+        self.dialect = dialect  # how a CSV was found to be written, for people
+        self.dropped = 0  # rows left out by the last read, for a missing value
         self._unit, number = first.split()
         self._first = int(number)  # how a reader counts the first row: "row 1", "line 2"
 
@@ -65,224 +72,92 @@ class Rows:
         With ``text`` (a column, from 0, of a file whose ``text`` is true), (numbers,
         labels) pairs instead: the other columns as numbers (b, n_columns - 1) and that
         column's fields as stripped strings (b,)."""
+        for block, _ in self.numbered(text):
+            yield block
+
+    def numbered(self, text: int | None = None) -> Iterator[tuple[object, np.ndarray]]:
+        """(block, the number of each of its rows in the data, from 0): as ``blocks``,
+        and where rows with a missing value are dropped, which ones are left."""
         if text is not None and not self.text:
             raise DataError(f"{self.path}: only a CSV file holds text labels")
-        first = self._first
         columns = [self.name(c) for c in range(self.n_columns) if c != text]
+        start, self.dropped = 0, 0
         for block in self._read(text):
             numbers = block if text is None else block[0]
-            _check_finite(numbers, self.path, f"{self._unit} {first}", columns)
-            first += len(numbers)
-            yield block
+            rows = np.arange(start, start + len(numbers))
+            start += len(numbers)
+            if self.missing == "drop":
+                gone = np.isnan(numbers).any(axis=1)
+                if text is not None:
+                    gone |= np.isin(block[1], MISSING)
+                if gone.any():
+                    numbers, rows = numbers[~gone], rows[~gone]
+                    block = numbers if text is None else (numbers, block[1][~gone])
+                    self.dropped += int(gone.sum())
+            _check_finite(numbers, rows, self, columns)
+            yield block, rows
+
+
+def kind_of(path: Path) -> str | None:
+    """"csv", "npy", "npz", "hdf5" by the suffix (a text table's may end in .gz), or None."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if len(suffixes) > 1 and suffixes[-1] == ".gz" and suffixes[-2] in GZIPPED:
+        return "csv"
+    return KINDS.get(path.suffix.lower())
 
 
 def open_rows(path: str | Path, *, key: str | None = None, dataset: str | None = None,
-              header: bool | None = None) -> Rows:
-    """The rows of ``path``, by its suffix: .csv/.txt, .npy, .npz (member ``key``, or its
-    only one), .h5/.hdf5 (``dataset``). ``header``: a CSV's first line names the
-    columns (None: it does when one of its fields is not a number where the line
-    after it has a number)."""
+              header: bool | None = None, fmt: CsvFormat = PLAIN) -> Rows:
+    """The rows of ``path``, by its suffix: .csv/.txt/.tsv/.tab (or any of them .gz), .npy,
+    .npz (member ``key``, or its only one), .h5/.hdf5 (``dataset``). ``header``: a CSV's
+    first line names the columns (None: it does when one of its fields is not a number
+    where the line after it has a number). ``fmt``: how a CSV is written, where the user
+    says so, and what to do with missing values (any kind of file)."""
     path = Path(path)
-    kind = KINDS.get(path.suffix.lower())
+    kind = kind_of(path)
     if kind is None:
         raise DataError(f"{path}: unknown kind of file; expected one of "
-                        f"{', '.join(sorted(KINDS))}")
+                        f"{', '.join(sorted(KINDS))} (text ones may be .gz)")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
+    problem = fmt.problem()
+    if problem:
+        raise DataError(problem)
     if kind == "csv":
-        return _csv(path, header)
-    if kind == "npy":
-        return _npy(path)
-    if kind == "npz":
-        return _npz(path, key)
-    return _hdf5(path, dataset)
+        return _csv(path, header, fmt)
+    rows = _npy(path) if kind == "npy" else _npz(path, key) if kind == "npz" else \
+        _hdf5(path, dataset)
+    rows.missing = fmt.missing
+    return rows
 
 
-def _number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _finite(text: str) -> bool:
-    return _number(text) and bool(np.isfinite(float(text)))
-
-
-def _fields(line: str) -> list[str]:
-    return [x.strip() for x in line.rstrip("\r\n").split(",")]
-
-
-def _csv(path: Path, header: bool | None) -> Rows:
-    with open(path, newline="") as f:
-        first, second = f.readline(), f.readline()
-    if not first.strip():
-        raise DataError(f"{path}: the first line is empty; expected comma-separated values")
-    fields = _fields(first)
-    if header is None:
-        # A header names columns that hold numbers below it; a first row of data
-        # may hold text too (class labels), but so does the row after it.
-        below = _fields(second) if second.strip() else [""] * len(fields)
-        header = any(not _number(a) and (i >= len(below) or _finite(below[i]))
-                     for i, a in enumerate(fields))
-    columns = fields if header else None
-    skip = int(header)
+def _csv(path: Path, header: bool | None, fmt: CsvFormat) -> Rows:
+    dialect = csvfile.sniff(path, fmt, header)
+    skip = int(dialect.header is not None)
 
     def read(text: int | None) -> Iterator:
-        if csv_engine() == "pyarrow":
-            return _arrow_blocks(path, len(fields), skip, columns, text)
-        return _csv_blocks(path, len(fields), skip, columns, text)
-    return Rows(path, len(fields), columns, read, f"line {1 + skip}", text=True)
-
-
-def _csv_blocks(path: Path, width: int, skip: int, columns: list[str] | None,
-                text: int | None) -> Iterator:
-    numeric = [c for c in range(width) if c != text]
-    with open(path, newline="") as f:
-        for _ in range(skip):
-            f.readline()
-        row = skip + 1  # the file's line number of the next line read
-        while chunk := f.read(CSV_BLOCK_CHARS):
-            if not chunk.endswith("\n"):
-                chunk += f.readline()  # whole lines only
-            block = _parse_or_name(chunk, row, width, path, columns, numeric, text)
-            if len(block[0] if text is not None else block):
-                yield block
-            row += _line_count(chunk)
-
-
-def _line_count(chunk: str) -> int:
-    return chunk.count("\n") + (not chunk.endswith("\n"))  # the file's last may lack one
-
-
-def _parse_or_name(chunk: str, first: int, width: int, path: Path, columns: list[str] | None,
-                   numeric: list[int], text: int | None):
-    """``_parse(chunk)``; where numpy refuses it (its words name no column), the chunk
-    without its blank lines (numpy stops at lines of spaces, which carry nothing), and
-    failing that a DataError naming the line and the field."""
-    try:
-        return _parse(chunk, width, numeric, text)
-    except ValueError:
-        pass
-    lines = [line for line in chunk.splitlines(True) if line.strip()]
-    if len(lines) < _line_count(chunk):
-        with contextlib.suppress(ValueError):
-            return _parse("".join(lines), width, numeric, text)
-    _find_bad_field(chunk.splitlines(True), first, width, path, columns, numeric)  # raises
-
-
-def csv_engine() -> str:
-    """"pyarrow" where it is installed (the fast-csv extra) and DISTNN_CSV is not "numpy";
-    else "numpy". Both give the same numbers, correctly rounded, and the same errors."""
-    if os.environ.get("DISTNN_CSV", "") == "numpy":
-        return "numpy"
-    try:
-        import pyarrow.csv  # noqa: F401
-    except ImportError:
-        return "numpy"
-    return "pyarrow"
-
-
-def _arrow_blocks(path: Path, width: int, skip: int, columns: list[str] | None,
-                  text: int | None) -> Iterator:
-    """Arrow's multithreaded CSV reader, a block at a time. Anything it refuses is read
-    again by numpy's, from where it stopped, which names the line and the column."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    from pyarrow import csv
-
-    names = [f"c{i}" for i in range(width)]
-    types = {n: pa.string() if i == text else pa.float64() for i, n in enumerate(names)}
-    done, pending = 0, []  # rows yielded; batches not yet yielded
-    try:
-        # Arrow keeps some 35 blocks in flight: blocks of 1 MB bound its memory (and
-        # parse as fast as larger ones); they are joined into blocks of BLOCK_ROWS.
-        reader = csv.open_csv(
-            path, read_options=csv.ReadOptions(column_names=names, skip_rows=skip,
-                                               block_size=min(ARROW_BLOCK_BYTES,
-                                                              CSV_BLOCK_CHARS)),
-            convert_options=csv.ConvertOptions(column_types=types, null_values=[],
-                                               strings_can_be_null=False))
-        for batch in itertools.chain(reader, [None]):
-            if batch is not None:
-                numbers = np.column_stack([batch.column(i).to_numpy() for i in range(width)
-                                           if i != text]) if width > (text is not None) \
-                    else np.empty((batch.num_rows, 0))
-                labels = None if text is None else pc.utf8_trim_whitespace(
-                    batch.column(text)).to_numpy(zero_copy_only=False).astype(str)
-                pending.append((numbers, labels))
-                if sum(len(n) for n, _ in pending) < BLOCK_ROWS:
-                    continue
-            if not pending:
-                break
-            numbers = np.concatenate([n for n, _ in pending])
-            block = numbers if text is None else \
-                (numbers, np.concatenate([t for _, t in pending]))
-            pending = []
-            yield block
-            done += len(numbers)
-    except pa.ArrowInvalid:
-        pass
-    else:
-        return
-    for block in _csv_blocks(path, width, skip, columns, text):  # raises, naming the place
-        rows = len(block[1] if text is not None else block)
-        if done >= rows:
-            done -= rows
-            continue
-        yield tuple(part[done:] for part in block) if text is not None else block[done:]
-        done = 0
-
-
-def _parse(chunk: str, width: int, numeric: list[int], text: int | None):
-    """Whole lines of CSV to floats (b, width), or, with a ``text`` column, to (floats of
-    the others, that column's stripped strings); ValueError if they are not that."""
-    lines = io.StringIO(chunk)
-    if text is None:
-        block = np.loadtxt(lines, delimiter=",", dtype=np.float64, ndmin=2)
-        if block.size and block.shape[1] != width:
-            raise ValueError("another number of columns")
-        return block if block.size else np.empty((0, width))
-    block = np.loadtxt(lines, delimiter=",", dtype=np.float64, ndmin=2, usecols=numeric)
-    labels = np.loadtxt(io.StringIO(chunk), delimiter=",", dtype=str, usecols=[text],
-                        ndmin=1, quotechar='"')
-    # Every column is read by one of the two, so a short row fails in one of them; a
-    # long row is seen in the count of commas.
-    if chunk.count(",") != (width - 1) * len(labels) or len(block) != len(labels):
-        raise ValueError("another number of columns")
-    return block.reshape(len(labels), len(numeric)), np.char.strip(labels)
-
-
-def _find_bad_field(lines: list[str], first: int, width: int, path: Path,
-                    columns: list[str] | None, numeric: list[int]) -> None:
-    """Raise DataError for the first line that is not ``width`` fields, numbers where
-    ``numeric`` says."""
-    for offset, line in enumerate(lines):
-        if not line.strip():
-            continue
-        fields = line.rstrip("\r\n").split(",")
-        if len(fields) != width:
-            raise DataError(f"{path}: line {first + offset} has {len(fields)} fields, the "
-                            f"first line {width}")
-        for col in numeric:
-            if not _number(fields[col]):
-                raise DataError(f"{path}: line {first + offset}, column {_name(col, columns)}: "
-                                f"{fields[col].strip()!r} is not a number")
-    raise DataError(f"{path}: lines {first}..{first + len(lines) - 1} cannot be read as numbers")
+        if csvfile.engine() == "pyarrow":
+            return csvfile.arrow_blocks(path, dialect, skip, dialect.header, text, fmt.missing,
+                                        BLOCK_ROWS)
+        return csvfile.numpy_blocks(path, dialect, skip, dialect.header, text, fmt.missing)
+    return Rows(path, dialect.width, dialect.header, read, f"line {1 + skip}", text=True,
+                missing=fmt.missing, dialect=dialect.describe())
 
 
 def _name(col: int, columns: list[str] | None) -> str:
     return f"{col + 1} ({columns[col]})" if columns else str(col + 1)
 
 
-def _check_finite(block: np.ndarray, path: Path, first: str, columns: list[str]) -> None:
+def _check_finite(block: np.ndarray, rows: np.ndarray, where: Rows,
+                  columns: list[str]) -> None:
     bad = ~np.isfinite(block)
     if bad.any():
         row, col = (int(i) for i in np.argwhere(bad)[0])
-        unit, number = first.split()
-        raise DataError(f"{path}: {unit} {int(number) + row}, column {columns[col]}: "
-                        f"{block[row, col]} is not a finite number")
+        value = block[row, col]
+        what = "a missing value (NaN); leave such rows out with --missing drop" \
+            if np.isnan(value) else f"{value} is not a finite number"
+        raise DataError(f"{where.path}: {where.where(int(rows[row]))}, column {columns[col]}: "
+                        f"{what}")
 
 
 def _as_rows(array: np.ndarray, path: Path, what: str) -> np.ndarray:

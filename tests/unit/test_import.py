@@ -11,8 +11,8 @@ import h5py
 import numpy as np
 import pytest
 
+import distnn.data.csvfile as csvfile
 import distnn.data.imports as imports
-import distnn.data.readers as readers
 import distnn.data.staging as staging
 import distnn.data.table as table
 from distnn.data.__main__ import main as data_main
@@ -121,7 +121,7 @@ def test_the_same_file_whatever_the_blocks_and_buckets(tmp_path, monkeypatch, cs
     """The split and the order depend on the seed alone; many buckets still permute."""
     path = write_csv(tmp_path / "r.csv", X, SPECIES)
     import_table(path, tmp_path / "one.h5", task="classification", seed=5)
-    monkeypatch.setattr(readers, "CSV_BLOCK_CHARS", 999)
+    monkeypatch.setattr(csvfile, "CSV_BLOCK_CHARS", 999)
     import_table(path, tmp_path / "small.h5", task="classification", seed=5)
     one, small = read(tmp_path / "one.h5"), read(tmp_path / "small.h5")
     for key in one:
@@ -156,7 +156,7 @@ def test_memory_stays_a_block(tmp_path, monkeypatch):
     """Four times the rows, the same memory: what it holds is a block, not the file.
     (numpy's parser: Arrow's memory is its own, which tracemalloc does not see.)"""
     monkeypatch.setenv("DISTNN_CSV", "numpy")
-    for module, name, value in ((readers, "CSV_BLOCK_CHARS", 1 << 17),
+    for module, name, value in ((csvfile, "CSV_BLOCK_CHARS", 1 << 17),
                                 (imports, "BUCKET_BYTES", 1 << 19),
                                 (staging, "BLOCK", 4096), (table, "STAT_BLOCK", 4096)):
         monkeypatch.setattr(module, name, value)
@@ -175,7 +175,7 @@ def test_memory_stays_a_block(tmp_path, monkeypatch):
 BAD = [
     ("a,b,y\n1,2,3\n4,x,6\n", ["--task", "regression"],
      "line 3, column 2 (b): 'x' is not a number"),
-    ("1,2,3\n4,nan,6\n", ["--task", "regression"], "line 2, column 2: nan is not a finite number"),
+    ("1,2,3\n4,nan,6\n", ["--task", "regression"], "line 2, column 2: a missing value (NaN)"),
     ("1,2,3\n4,5,inf\n", ["--task", "regression"], "line 2, column 3: inf is not a finite number"),
     ("1,2,cat\n4,5,NaN\n", ["--task", "classification"],
      "line 2, column 3: 'NaN' is not a finite number"),

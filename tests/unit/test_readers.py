@@ -7,6 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
+import distnn.data.csvfile as csvfile
 import distnn.data.readers as readers
 from distnn.data.errors import DataError
 from distnn.data.readers import open_rows
@@ -17,7 +18,7 @@ ROWS = np.random.default_rng(0).normal(0, 1e3, (23, 3))
 @pytest.fixture(autouse=True)
 def small_blocks(monkeypatch, csv_engine):
     monkeypatch.setattr(readers, "BLOCK_ROWS", 5)  # 23 rows: blocks of 5, and a last of 3
-    monkeypatch.setattr(readers, "CSV_BLOCK_CHARS", 100)  # a CSV: 4 or 5 of these lines
+    monkeypatch.setattr(csvfile, "CSV_BLOCK_CHARS", 100)  # a CSV: 4 or 5 of these lines
 
 
 def read_all(path, **options) -> np.ndarray:
@@ -56,7 +57,8 @@ def test_numpy_and_hdf5_round_trips(tmp_path):
     ("a,b\n1,2\n3,x7\n", "line 3, column 2 (b): 'x7' is not a number"),
     ("1,2\n3,4\n5\n", "line 3 has 1 fields, the first line 2"),
     ("1,2\n3,4,5\n", "line 2 has 3 fields, the first line 2"),
-    ("a,b\n1,2\n" + "3,4\n" * 6 + "5,nan\n", "line 9, column 2 (b): nan is not a finite number"),
+    ("a,b\n1,2\n" + "3,4\n" * 6 + "5,nan\n",
+     "line 9, column 2 (b): a missing value (NaN); leave such rows out with --missing drop"),
     ("1,inf\n", "line 1, column 2: inf is not a finite number"),
 ])
 def test_bad_csv_is_one_line_naming_row_and_column(tmp_path, text, message):
