@@ -3,7 +3,8 @@
 Rank 0 alone touches the file system: it reads the checkpoint of a resumed
 run (whose settings then win over the command line's, see
 ``config.merge_resumed``), prepares MNIST when the default data file is
-missing, and checks that the data fits the network and the number of ranks.
+missing, takes the network's ends from the data (unless --layers gives them),
+and checks that the data fits the network and the number of ranks.
 Every rank then receives its verdict, so all of them go on, or all stop with
 the same message. The result, a ``Start``, is final: training changes none of it.
 """
@@ -224,7 +225,7 @@ def _check_memory(cfg: Config, info: dict[str, Any], order: Partitions, ranks: i
         raise ConfigError(f"{ranks_here} rank(s) on this node would need about {short} "
                           f"({show_size(each)} each: the shards of {cfg.data} and their "
                           f"order, the network's {params} parameters and its workspace); use "
-                          "fewer ranks per node, float32, or a smaller --layers or "
+                          "fewer ranks per node, float32, or a smaller --hidden (or --layers) or "
                           "--batch-size")
 
 
