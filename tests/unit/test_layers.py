@@ -92,7 +92,7 @@ def test_a_resumed_run_keeps_its_checkpoints_layers(table, tmp_path):
 
 
 def test_a_checkpoint_from_before_hidden_has_its_layers_hidden_widths():
-    saved = {**Config(layers=[784, 30, 10]).to_dict()}
+    saved = Config(layers=[784, 30, 10]).to_dict()
     del saved["hidden"]
     assert Config.from_dict(saved).hidden == [30]
     assert merge_resumed(saved, {"hidden": [30]}).layers == [784, 30, 10]
