@@ -53,7 +53,10 @@ class Config:
     resume: bool = False
     metrics: str | None = None
     # Model. The defaults reach >= 98% MNIST test accuracy (docs/accuracy.md).
-    layers: list[int] = field(default_factory=lambda: [784, 256, 10])
+    # Empty: the data file's features, then --hidden, then its classes (or targets),
+    # filled in when the run starts (distnn.start) and saved so in the checkpoint.
+    layers: list[int] = field(default_factory=list)
+    hidden: list[int] = field(default_factory=lambda: [256])  # [] = none: a linear model
     activation: str = "relu"
     cost: str = "cross_entropy"
     init: str = "he"
@@ -103,10 +106,13 @@ class Config:
 
     def validate(self) -> None:
         """Raise ConfigError on any setting that cannot work, before any training."""
-        if len(self.layers) < 2 or any(n < 1 for n in self.layers):
+        if self.layers and (len(self.layers) < 2 or any(n < 1 for n in self.layers)):
             raise ConfigError(
                 f"--layers needs at least two positive sizes (input,...,classes), got {self.layers}"
             )
+        if any(n < 1 for n in self.hidden):
+            raise ConfigError(f"--hidden needs positive widths, or \"\" or 0 for no hidden "
+                              f"layer, got {','.join(map(str, self.hidden))}")
         if self.activation not in ACTIVATIONS:
             raise ConfigError(f"unknown --activation {self.activation!r}")
         positive = {"epochs": self.epochs, "batch-size": self.batch_size}
@@ -193,6 +199,9 @@ class Config:
             if not _same_kind(value, default, f.name):
                 raise ConfigError(f"setting {f.name!r} is {value!r}, expected {f.type}")
             values[f.name] = float(value) if isinstance(default, float) else value
+        if "hidden" not in d and len(values.get("layers", [])) >= 2:
+            # saved before --hidden existed: its hidden widths are those of its layers
+            values["hidden"] = values["layers"][1:-1]
         return cls(**values)
 
 
@@ -223,6 +232,12 @@ def parse_layers(text: str) -> list[int]:
             f"expected comma-separated sizes like 784,100,10, got {text!r}"
         ) from None
     return sizes
+
+
+def parse_hidden(text: str) -> list[int]:
+    """'256,128' -> [256, 128]; "" or "0" -> [], no hidden layer (0 = none, as for
+    --max-norm and --check-every)."""
+    return [] if text.strip() in ("", "0") else parse_layers(text)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -256,6 +271,7 @@ EPILOG = f"""\
 examples:
   mpirun -n 4 python -m distnn.train                 # 4 ranks, defaults: >= 98% on MNIST
   python -m distnn.train --epochs 1                  # one process, to debug
+  python -m distnn.train --data data/iris.h5 --hidden 16   # a table: 4,16,3 from its widths
   python -m distnn.train --layers 784,30,10 --activation sigmoid --cost quadratic \\
       --init standard --batch-size 10 --lr 3.0 --momentum 0 --weight-decay 0 \\
       --schedule constant --warmup-epochs 0 --epochs 10   # the seed lecture's recipe
@@ -315,9 +331,16 @@ def _files_arguments(io, d: Config) -> None:
 
 
 def _model_arguments(model, d: Config) -> None:
+    hidden = ",".join(map(str, d.hidden))
+    model.add_argument("--hidden", type=parse_hidden, metavar="N,...",
+                       help="widths of the hidden layers, between the data file's features "
+                            "and its classes (or targets), which the run takes from the file; "
+                            f"\"\" or 0 = none, a linear model (softmax regression for "
+                            f"classes) (default {hidden}: on MNIST, 784,{hidden},10)")
     model.add_argument("--layers", type=parse_layers, metavar="N,N,...",
-                       help=f"layer sizes from input to classes (default "
-                            f"{','.join(map(str, d.layers))})")
+                       help="every layer's size, from input to classes, instead of --hidden; "
+                            "the ends must be the data file's (default: the file's features, "
+                            "--hidden, the file's classes)")
     model.add_argument("--activation", choices=sorted(ACTIVATIONS),
                        help=f"hidden (and, with the quadratic cost, output) activation "
                             f"(default {d.activation})")
@@ -445,6 +468,9 @@ def parse_args(argv: list[str] | None = None, quiet: bool = False) -> tuple[Conf
     given = vars(parser.parse_args(sys.argv[1:] if argv is None else argv))
     cfg = Config(**given)
     try:
+        if "layers" in given and "hidden" in given:  # two answers to one question
+            raise ConfigError("--layers and --hidden both give the hidden widths: give "
+                              "--hidden alone (the data file gives the ends) or --layers alone")
         cfg.validate()
     except ConfigError as err:
         parser.error(str(err))

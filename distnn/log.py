@@ -214,6 +214,11 @@ class RunLog:
         self.say(text)
 
 
+def layers_line(cfg: Config, origin: str) -> str:
+    """The run's first line: the network's sizes, and where they came from (distnn.start)."""
+    return f"distnn: layers {','.join(map(str, cfg.layers))} ({origin})"
+
+
 def banner(cfg: Config, info: dict[str, Any], ranks: int, summing: str,
            threads: int | None, m_here: int, steps: int) -> str:
     """The run's first line: who sums how, the data, the network, the batch."""

@@ -3,7 +3,8 @@
 Rank 0 alone touches the file system: it reads the checkpoint of a resumed
 run (whose settings then win over the command line's, see
 ``config.merge_resumed``), prepares MNIST when the default data file is
-missing, and checks that the data fits the network and the number of ranks.
+missing, takes the network's ends from the data (unless --layers gives them),
+and checks that the data fits the network and the number of ranks.
 Every rank then receives its verdict, so all of them go on, or all stop with
 the same message. The result, a ``Start``, is final: training changes none of it.
 """
@@ -69,6 +70,7 @@ class Start:
     position: Position
     resumed: bool
     budget: int = 1 << 62  # bytes of training rows a rank may hold, beyond which it streams
+    layers_from: str = "--layers"  # where cfg.layers came from, for the run's first line
 
 
 @dataclass
@@ -128,6 +130,7 @@ def _start_on_root(cfg: Config, given: dict[str, Any], ranks: int,
         print(f"distnn: {cfg.data} is missing: preparing MNIST there first", file=sys.stderr)
         prepare(cfg.data)
     info = describe(cfg.data)
+    cfg, layers_from = _layers_for_data(cfg, info, resumed=ckpt is not None)
     if ckpt is None:
         cfg = _cost_for_task(cfg, info, given)
     if not cfg.partitions:  # a new run: C is chosen now, and saved with its settings
@@ -139,10 +142,10 @@ def _start_on_root(cfg: Config, given: dict[str, Any], ranks: int,
     budget = memory_budget(cfg, ranks_here)
     _check_memory(cfg, info, order, ranks, ranks_here, budget)
     if ckpt is None:
-        return Start(cfg, info, order, Position(), False, budget), None
+        return Start(cfg, info, order, Position(), False, budget, layers_from), None
     arrays = {"params": ckpt["params"], "optimizer": ckpt["optimizer"]}
     position = Position.resumed(ckpt["position"], order.steps)
-    return Start(cfg, info, order, position, True, budget), arrays
+    return Start(cfg, info, order, position, True, budget, layers_from), arrays
 
 
 def memory_budget(cfg: Config, ranks_here: int) -> int:
@@ -222,7 +225,7 @@ def _check_memory(cfg: Config, info: dict[str, Any], order: Partitions, ranks: i
         raise ConfigError(f"{ranks_here} rank(s) on this node would need about {short} "
                           f"({show_size(each)} each: the shards of {cfg.data} and their "
                           f"order, the network's {params} parameters and its workspace); use "
-                          "fewer ranks per node, float32, or a smaller --layers or "
+                          "fewer ranks per node, float32, or a smaller --hidden (or --layers) or "
                           "--batch-size")
 
 
@@ -238,6 +241,24 @@ def _checkpoint_to_resume(cfg: Config) -> dict[str, Any] | None:
         print(f"distnn: starting a new run; its first checkpoint will replace "
               f"{cfg.checkpoint} (--resume continues that run instead)", file=sys.stderr)
     return None
+
+
+def _layers_for_data(cfg: Config, info: dict[str, Any], resumed: bool) -> tuple[Config, str]:
+    """The network's sizes, and where they came from: --layers (a resumed run: its
+    checkpoint's) as they are, or else the data file's features, --hidden, its outputs.
+
+    ``hidden`` is made the layers' own either way, so that the saved settings agree
+    with themselves and a resumed run's --hidden is checked against what it trains.
+    """
+    if cfg.layers:  # _check_fit checks its ends against the data
+        origin = "the checkpoint's" if resumed else "--layers"
+        return dataclasses.replace(cfg, hidden=cfg.layers[1:-1]), origin
+    n_in, n_out = info["n_features"], info["n_outputs"]
+    outputs = ("class", "classes") if info["task"] == "classification" else ("target", "targets")
+    hidden = f"hidden {','.join(map(str, cfg.hidden))}" if cfg.hidden else "no hidden layer"
+    origin = (f"{n_in} feature{'s' * (n_in != 1)} and {n_out} {outputs[n_out != 1]} from "
+              f"{cfg.data}, {hidden}")
+    return dataclasses.replace(cfg, layers=[n_in, *cfg.hidden, n_out]), origin
 
 
 def _cost_for_task(cfg: Config, info: dict[str, Any], given: dict[str, Any]) -> Config:

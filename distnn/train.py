@@ -40,7 +40,7 @@ from distnn.commits import CommitClock
 from distnn.config import Config, parse_args
 from distnn.dropout import Dropout
 from distnn.evaluate import test_scores
-from distnn.log import RunLog, banner
+from distnn.log import RunLog, banner, layers_line
 from distnn.protocol import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_IOERR, EXIT_OK, EXIT_TWICE,
                              EXIT_USAGE, STOP_SIGNALS, TRAINING)
 from distnn.reduce import make_reducer
@@ -229,6 +229,7 @@ def _epoch_record(epoch: int, epoch_cost: float, scores: dict[str, Any], seconds
 def train(start: Start, mine: OnThisRank, comm: Comm, stop: StopRequest, log: RunLog) -> int:
     """Run (or continue) the training ``start`` describes; returns the process exit status."""
     cfg = start.cfg
+    log.say(layers_line(cfg, start.layers_from))
     log.note(crowded_note(mine.ranks_here))
     stall = watch(comm, cfg.stall_timeout)  # MPI
     net, optimizer = network_and_optimizer(start, mine, comm)  # MPI

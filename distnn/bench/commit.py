@@ -63,7 +63,8 @@ def run(sizes: Sequence[int], batch: int, directory: Path, repeats: int) -> dict
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=Config().layers)
+    # MNIST's default network: the trainer's takes its ends from the data file
+    parser.add_argument("--sizes", type=int, nargs="+", default=[784, *Config().hidden, 10])
     parser.add_argument("--batch", type=int, default=Config().batch_size)
     parser.add_argument("--dir", type=Path, default=Path("."),
                         help="where the test checkpoints are written (default: here)")

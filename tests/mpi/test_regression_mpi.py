@@ -82,3 +82,24 @@ def test_an_imported_csv_of_named_classes_on_any_number_of_ranks(world, mpi_tmp_
     for p in range(2, world.size + 1):
         many = load_checkpoint(mpi_tmp_path / f"i{p}.h5").params
         assert np.max(np.abs(many - one["params"])) <= 1e-12 * np.max(np.abs(one["params"]))
+
+
+def test_a_table_with_no_layers_given_trains_on_any_number_of_ranks(world, friedman,
+                                                                   mpi_tmp_path):
+    """No --layers: rank 0 reads the ends off the file, every rank builds 10,256,1 and
+    ends where one process does."""
+    args = [a for a in ARGS if a != "10,16,16,1" and a != "--layers"]
+    for p in range(1, world.size + 1):
+        comm = first_ranks(world, p)
+        if comm is not None:
+            cfg, given = parse_args(["--data", str(friedman), *args, "--epochs", "1",
+                                     "--checkpoint", str(mpi_tmp_path / f"n{p}.h5")])
+            assert run(cfg, given, comm) == 0
+        world.Barrier()
+    one = read_checkpoint(mpi_tmp_path / "n1.h5")
+    assert one["config"]["layers"] == one["model"]["sizes"] == [10, 256, 1]
+    for p in range(2, world.size + 1):
+        many = read_checkpoint(mpi_tmp_path / f"n{p}.h5")
+        assert many["model"]["sizes"] == [10, 256, 1]
+        assert np.max(np.abs(many["params"] - one["params"])) <= \
+            1e-12 * np.max(np.abs(one["params"]))

@@ -1,0 +1,127 @@
+"""The network's ends from the data file: --hidden, --layers, both, a resume, and MNIST's
+default run unchanged by it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from distnn import load_checkpoint
+from distnn.checkpoint import read_checkpoint
+from distnn.comm import SerialComm
+from distnn.config import Config, build_parser, merge_resumed, parse_args
+from distnn.data.friedman import make_friedman
+from distnn.start import Start, UsageError, agree_on_start
+from distnn.train import run
+from tests.support.synthetic import make_dataset
+
+FAST = ["--batch-size", "16", "--epochs", "1", "--no-progress", "--commit-every", "0"]
+
+
+@pytest.fixture
+def table(tmp_path: Path) -> Path:
+    return make_dataset(tmp_path / "t.h5", shape=(16,), n_classes=4)  # 16 features, 4 classes
+
+
+def start(argv: list[str]) -> Start:
+    """What rank 0 makes of ``argv`` before training (its lock released again)."""
+    cfg, given = parse_args(argv)
+    begun, mine = agree_on_start(SerialComm(), cfg, given)
+    mine.lock.release()
+    return begun
+
+
+@pytest.mark.parametrize("flags,layers,origin", [
+    ([], [16, 256, 4], "16 features and 4 classes from {data}, hidden 256"),
+    (["--hidden", "32,8"], [16, 32, 8, 4], "16 features and 4 classes from {data}, hidden 32,8"),
+    (["--hidden", ""], [16, 4], "16 features and 4 classes from {data}, no hidden layer"),
+    (["--hidden", "0"], [16, 4], "16 features and 4 classes from {data}, no hidden layer"),
+    (["--layers", "16,12,4"], [16, 12, 4], "--layers"),
+])
+def test_the_layers_come_from_the_data_and_hidden_or_from_layers(table, tmp_path, flags,
+                                                                 layers, origin):
+    begun = start(["--data", str(table), "--checkpoint", str(tmp_path / "c.h5"), *flags])
+    assert begun.cfg.layers == layers
+    assert begun.cfg.hidden == layers[1:-1]  # saved as the layers have them
+    assert begun.layers_from == origin.format(data=table)
+
+
+def test_a_regressions_ends_are_its_features_and_targets(tmp_path):
+    data = make_friedman(tmp_path / "f.h5", train_rows=200, test_rows=10, seed=1)
+    begun = start(["--data", str(data), "--checkpoint", str(tmp_path / "c.h5")])
+    assert begun.cfg.layers == [10, 256, 1]
+    assert begun.layers_from == f"10 features and 1 target from {data}, hidden 256"
+
+
+def test_layers_that_do_not_fit_the_data_are_still_refused(table, tmp_path):
+    with pytest.raises(UsageError, match="has 16 features and 4 classes, but --layers "
+                                         "16,12,3 expects 16 and 3"):
+        start(["--data", str(table), "--checkpoint", str(tmp_path / "c.h5"),
+               "--layers", "16,12,3"])
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--hidden", "8", "--layers", "16,8,4"], "--layers and --hidden both give the hidden"),
+    (["--hidden", "8,0"], "--hidden needs positive widths, or \"\" or 0 for no hidden layer"),
+    (["--hidden", "eight"], "expected comma-separated sizes"),
+])
+def test_bad_hidden_flags_are_one_usage_line(args, message, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        parse_args(args)
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_resumed_run_keeps_its_checkpoints_layers(table, tmp_path):
+    ckpt = str(tmp_path / "c.h5")
+    cfg, given = parse_args(["--data", str(table), "--checkpoint", ckpt, *FAST,
+                             "--hidden", "12"])
+    assert run(cfg, given, SerialComm()) == 0
+    saved = read_checkpoint(ckpt)["config"]
+    assert (saved["layers"], saved["hidden"]) == ([16, 12, 4], [12])
+    resume = ["--data", str(table), "--checkpoint", ckpt, "--resume", "--epochs", "2"]
+    for flags in ([], ["--hidden", "12"], ["--layers", "16,12,4"]):
+        begun = start([*resume, *flags])
+        assert begun.resumed and begun.cfg.layers == [16, 12, 4]
+        assert begun.layers_from == "the checkpoint's"
+    with pytest.raises(UsageError, match=r"--hidden \[256\] differs from the checkpoint's "
+                                         r"\[12\]"):
+        start([*resume, "--hidden", "256"])
+
+
+def test_a_checkpoint_from_before_hidden_has_its_layers_hidden_widths():
+    saved = Config(layers=[784, 30, 10]).to_dict()
+    del saved["hidden"]
+    assert Config.from_dict(saved).hidden == [30]
+    assert merge_resumed(saved, {"hidden": [30]}).layers == [784, 30, 10]
+
+
+def test_mnists_default_run_trains_bitwise_as_with_its_layers_given(tmp_path, capsys):
+    """No --layers on an MNIST-shaped file is 784,256,10, the old default: the same
+    parameters and velocity, to the bit, as naming them."""
+    data = make_dataset(tmp_path / "mnist.h5", n_train=64, n_test=16, shape=(28, 28),
+                        n_classes=10)
+    ends = {}
+    for name, flags in (("default", []), ("given", ["--layers", "784,256,10"])):
+        path = tmp_path / f"{name}.h5"
+        cfg, given = parse_args(["--data", str(data), "--checkpoint", str(path), *FAST,
+                                 *flags])
+        assert run(cfg, given, SerialComm()) == 0
+        ends[name] = read_checkpoint(path)
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == (f"distnn: layers 784,256,10 (784 features and 10 classes from {data}, "
+                     "hidden 256)")
+    default, given = ends["default"], ends["given"]
+    assert default["config"]["layers"] == [784, 256, 10]
+    assert np.array_equal(default["params"], given["params"])
+    assert np.array_equal(default["optimizer"]["velocity"], given["optimizer"]["velocity"])
+    assert not np.array_equal(default["optimizer"]["velocity"], 0)  # it did train
+    assert load_checkpoint(tmp_path / "default.h5").sizes == [784, 256, 10]
+
+
+def test_help_explains_hidden_and_its_default():
+    text = " ".join(build_parser().format_help().split())
+    assert "--hidden N,..." in text and "(default 256: on MNIST, 784,256,10)" in text
+    assert '"" or 0 = none, a linear model' in text
