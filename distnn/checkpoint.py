@@ -11,7 +11,8 @@ saving leaves the previous checkpoint intact:
            config (JSON: the run's Config), position (JSON: epoch, step, steps
            per epoch, cost so far in that epoch, world size), rng,
            data (JSON, a table's only: task, feature_scaling, n_outputs, and
-                 the names of its classes or targets, where it has them),
+                 the names of its classes or targets, and of its features, where it
+                 has them and they fit in an attribute),
            checksum (sha256 of all of the above but itself)
 
 The random state needs no array of its own: every epoch's shuffle of each

@@ -45,9 +45,14 @@ class Saver:
         table = data is not None and data.get("schema_version") == 2
         self._data = ({k: data[k] for k in ("task", "feature_scaling", "n_outputs")}
                       if table else None)
-        kept = {k: v for k, v in (data or {}).get("names", {}).items() if k != "features"}
+        names = (data or {}).get("names", {})
+        kept = {k: v for k, v in names.items() if k != "features"}
         if table and kept and len(json.dumps(kept)) <= NAMES_KEPT:
             self._data["names"] = kept  # so that predictions say "setosa", not 2
+        if table and names.get("features") and \
+                len(json.dumps({**self._data.get("names", {}), **names})) <= NAMES_KEPT:
+            # so that predictions take a rows file's columns by name, in any order
+            self._data.setdefault("names", {})["features"] = names["features"]
         self._scaling = data.get("scaling") if table else None
         self._failing = False  # the last commit could not be written
 

@@ -14,7 +14,7 @@ from ..augment import SPEC_HELP
 from ..protocol import EXIT_IOERR
 from ..writes import WriteFailed
 from .distorted import DEFAULT_DISTORTIONS, describe_copies, prepare_distorted
-from .csvfile import MISSING_CHOICES, CsvFormat
+from . import csvfile
 from .errors import DataError
 from .friedman import make_friedman, write_csv
 from .prepare import DEFAULT_OUT, DEFAULT_SEED, prepare
@@ -154,53 +154,7 @@ def _import_parser(commands: argparse._SubParsersAction) -> None:
     m.add_argument("--dtype", choices=("float32", "float64"), default="float64",
                    help="how the features are stored (default float64: exactly as read; "
                         "float32 halves the file)")
-    add_text_options(m)
-
-
-def add_text_options(parser: argparse.ArgumentParser) -> None:
-    """How a CSV is written, where it cannot be told from the file; missing values. Shared
-    by import and ``distnn.predict``."""
-    text = parser.add_argument_group(
-        "text tables", "  How a CSV (or .tsv, .csv.gz) is written is found from its first "
-        "lines:\n  the delimiter, the decimal mark, whether the first line is a header.\n"
-        "  Give them where that guess is wrong. Fields may be quoted (\"a, b\"), as\n"
-        "  RFC 4180 has it; a UTF-8 byte-order mark and CRLF line ends are fine.")
-    header = text.add_mutually_exclusive_group()
-    header.add_argument("--header", dest="header", action="store_true", default=None,
-                        help="the first line names the columns (default: guessed; a "
-                             "header of numbers, such as wavelengths, needs --header)")
-    header.add_argument("--no-header", dest="header", action="store_false",
-                        help="the first line is a row of data")
-    text.add_argument("--delimiter", type=_delimiter, metavar="CHAR",
-                      help="what separates fields: , ; | or tab (default: found from the "
-                           "file; a .tsv or .tab file, tab)")
-    text.add_argument("--decimal", choices=(".", ","),
-                      help="the decimal mark: , as in 14,23 (default: found from the file, a "
-                           "comma only where the delimiter is not one and no number has a "
-                           "point)")
-    text.add_argument("--encoding", metavar="NAME",
-                      help="the text's encoding, e.g. cp1252 for Excel's plain \"CSV\" export "
-                           "or latin-1 (default: UTF-8, with or without a byte-order mark)")
-    text.add_argument("--missing", choices=MISSING_CHOICES, default="error",
-                      help="what to do with a row that misses a value (an empty field, NA, "
-                           "NaN, NULL, ...): error names its line and column; drop leaves "
-                           "such rows out, and says how many (default: error)")
-
-
-def _delimiter(text: str) -> str:
-    named = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|",
-             "space": " "}
-    value = named.get(text.lower(), text)
-    if len(value) != 1:
-        raise argparse.ArgumentTypeError(f"one character, or tab, comma, semicolon, pipe: "
-                                         f"got {text!r}")
-    return value
-
-
-def text_format(args: argparse.Namespace) -> CsvFormat:
-    """The CsvFormat that ``add_text_options`` parsed."""
-    return CsvFormat(delimiter=args.delimiter, decimal=args.decimal, encoding=args.encoding,
-                     missing=args.missing)
+    csvfile.add_arguments(m)
 
 
 def info(path: str) -> str:
@@ -242,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             layout = Layout(target=tuple(t for spec in args.target for t in spec.split(",")
                                          if t),
                             features=args.features, targets=args.targets, header=args.header,
-                            fmt=text_format(args))
+                            fmt=csvfile.from_arguments(args))
             print(import_table(args.source, args.out, task=args.task, layout=layout,
                                test=args.test, test_fraction=args.test_fraction,
                                seed=args.seed, dtype=args.dtype))

@@ -29,6 +29,7 @@ their rows by ``readers.Rows``, which counts them.
 
 from __future__ import annotations
 
+import argparse
 import codecs
 import contextlib
 import csv
@@ -81,6 +82,52 @@ class CsvFormat:
             except LookupError:
                 return f"--encoding {self.encoding!r} is not an encoding Python knows"
         return None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """How a CSV is written, where it cannot be told from the file; missing values. Shared
+    by import and ``distnn.predict``."""
+    text = parser.add_argument_group(
+        "text tables", "  How a CSV (or .tsv, .csv.gz) is written is found from its first "
+        "lines:\n  the delimiter, the decimal mark, whether the first line is a header.\n"
+        "  Give them where that guess is wrong. Fields may be quoted (\"a, b\"), as\n"
+        "  RFC 4180 has it; a UTF-8 byte-order mark and CRLF line ends are fine.")
+    header = text.add_mutually_exclusive_group()
+    header.add_argument("--header", dest="header", action="store_true", default=None,
+                        help="the first line names the columns (default: guessed; a "
+                             "header of numbers, such as wavelengths, needs --header)")
+    header.add_argument("--no-header", dest="header", action="store_false",
+                        help="the first line is a row of data")
+    text.add_argument("--delimiter", type=_delimiter_option, metavar="CHAR",
+                      help="what separates fields: , ; | or tab (default: found from the "
+                           "file; a .tsv or .tab file, tab)")
+    text.add_argument("--decimal", choices=(".", ","),
+                      help="the decimal mark: , as in 14,23 (default: found from the file, a "
+                           "comma only where the delimiter is not one and no number has a "
+                           "point)")
+    text.add_argument("--encoding", metavar="NAME",
+                      help="the text's encoding, e.g. cp1252 for Excel's plain \"CSV\" export "
+                           "or latin-1 (default: UTF-8, with or without a byte-order mark)")
+    text.add_argument("--missing", choices=MISSING_CHOICES, default="error",
+                      help="what to do with a row that misses a value (an empty field, NA, "
+                           "NaN, NULL, ...): error names its line and column; drop leaves "
+                           "such rows out, and says how many (default: error)")
+
+
+def _delimiter_option(text: str) -> str:
+    named = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|",
+             "space": " "}
+    value = named.get(text.lower(), text)
+    if len(value) != 1:
+        raise argparse.ArgumentTypeError(f"one character, or tab, comma, semicolon, pipe: "
+                                         f"got {text!r}")
+    return value
+
+
+def from_arguments(args: argparse.Namespace) -> CsvFormat:
+    """The CsvFormat that ``add_arguments`` parsed."""
+    return CsvFormat(delimiter=args.delimiter, decimal=args.decimal, encoding=args.encoding,
+                     missing=args.missing)
 
 
 @dataclass(frozen=True)
@@ -221,9 +268,9 @@ def _bad_byte(path: Path, encoding: str) -> str:
 
 
 def numpy_blocks(path: Path, dialect: Dialect, skip: int, columns: list[str] | None,
-                 text: int | None, missing: str) -> Iterator:
-    """numpy's parser, CSV_BLOCK_CHARS of whole lines at a time."""
-    numeric = [c for c in range(dialect.width) if c != text]
+                 text: int | None, numeric: list[int], missing: str) -> Iterator:
+    """numpy's parser, CSV_BLOCK_CHARS of whole lines at a time: the ``numeric`` columns
+    as numbers, in that order, and the ``text`` column, if any, as text."""
     with decoding(path, dialect.encoding), open_text(path, dialect.encoding) as f:
         for _ in range(skip):
             f.readline()
@@ -278,28 +325,32 @@ def _parse(chunk: str, dialect: Dialect, numeric: list[int], text: int | None):
     d, width = dialect.delimiter, dialect.width
     numbers = chunk.replace(",", ".") if dialect.decimal == "," else chunk
     options = {"delimiter": d, "quotechar": '"', "dtype": np.float64, "ndmin": 2}
-    if text is None:
+    if text is None and numeric == list(range(width)):  # every column: numpy checks widths
         block = np.loadtxt(io.StringIO(numbers), **options)
         if block.size and block.shape[1] != width:
             raise ValueError("another number of columns")
         return block if block.size else np.empty((0, width))
-    block = np.loadtxt(io.StringIO(numbers), usecols=numeric, **options)
-    labels = np.loadtxt(io.StringIO(chunk), delimiter=d, dtype=str, usecols=[text], ndmin=1,
-                        quotechar='"')
-    # Every column is read by one of the two, so a short row fails in one of them; a
-    # long row is seen in the count of delimiters (or of fields, where quotes may hide
-    # delimiters), and a row over two lines in the count of rows.
+    block = np.loadtxt(io.StringIO(numbers), usecols=numeric, **options) if numeric else None
+    labels = None if text is None else np.loadtxt(
+        io.StringIO(chunk), delimiter=d, dtype=str, usecols=[text], ndmin=1, quotechar='"')
+    # A short row fails in one of the two reads; a long row (or a column that is read by
+    # neither) is seen in the count of delimiters, or of fields where quotes may hide
+    # delimiters; a row over two lines in the count of rows.
+    rows = len(block) if block is not None else len(labels)
     if '"' in chunk:
-        rows = list(csv.reader(io.StringIO(chunk), delimiter=d, quotechar='"'))
-        rows = [r for r in rows if r and any(x.strip() for x in r)]
-        if any(len(r) != width for r in rows) or len(rows) != len(labels) or \
-                any("\n" in x or "\r" in x for x in labels):
+        fields = list(csv.reader(io.StringIO(chunk), delimiter=d, quotechar='"'))
+        fields = [r for r in fields if r and any(x.strip() for x in r)]
+        if any(len(r) != width for r in fields) or len(fields) != rows or \
+                (labels is not None and any("\n" in x or "\r" in x for x in labels)):
             raise ValueError("another number of columns")
-    elif chunk.count(d) != (width - 1) * len(labels):
+    elif chunk.count(d) != (width - 1) * rows:
         raise ValueError("another number of columns")
-    if len(block) != len(labels):
+    block = np.empty((rows, 0)) if block is None else block.reshape(rows, len(numeric))
+    if labels is None:
+        return block
+    if len(labels) != rows:
         raise ValueError("another number of columns")
-    return block.reshape(len(labels), len(numeric)), np.char.strip(labels)
+    return block, np.char.strip(labels)
 
 
 def _find_bad_field(lines: list[str], first: int, dialect: Dialect, path: Path,
@@ -363,7 +414,8 @@ def engine() -> str:
 
 
 def arrow_blocks(path: Path, dialect: Dialect, skip: int, columns: list[str] | None,
-                 text: int | None, missing: str, block_rows: int) -> Iterator:
+                 text: int | None, numeric: list[int], missing: str,
+                 block_rows: int) -> Iterator:
     """Arrow's multithreaded CSV reader, joined into blocks of ``block_rows``. Anything it
     refuses is read again by numpy's, from where it stopped, which names the line and
     the column."""
@@ -371,9 +423,9 @@ def arrow_blocks(path: Path, dialect: Dialect, skip: int, columns: list[str] | N
     import pyarrow.compute as pc
     from pyarrow import csv as arrow_csv
 
-    width = dialect.width
-    names = [f"c{i}" for i in range(width)]
-    types = {n: pa.string() if i == text else pa.float64() for i, n in enumerate(names)}
+    names = [f"c{i}" for i in range(dialect.width)]
+    read = [*numeric, *([] if text is None else [text])]
+    types = {names[i]: pa.string() if i == text else pa.float64() for i in read}
     drop = missing == "drop"
     done, pending = 0, []  # rows yielded; batches not yet yielded
     try:
@@ -388,18 +440,19 @@ def arrow_blocks(path: Path, dialect: Dialect, skip: int, columns: list[str] | N
             parse_options=arrow_csv.ParseOptions(delimiter=dialect.delimiter, quote_char='"',
                                                  double_quote=True),
             convert_options=arrow_csv.ConvertOptions(
-                column_types=types, decimal_point=dialect.decimal,
+                column_types=types, include_columns=[names[i] for i in read],
+                decimal_point=dialect.decimal,
                 null_values=list(MISSING) if drop else [], strings_can_be_null=drop,
                 quoted_strings_can_be_null=drop))
         for batch in itertools.chain(reader, [None]):
             if batch is not None:
                 numbers = np.column_stack([
-                    batch.column(i).to_numpy(zero_copy_only=False) for i in range(width)
-                    if i != text]) if width > (text is not None) \
-                    else np.empty((batch.num_rows, 0))
+                    batch.column(names[i]).to_numpy(zero_copy_only=False) for i in numeric]) \
+                    if numeric else np.empty((batch.num_rows, 0))
                 labels = None
                 if text is not None:
-                    column = pc.utf8_trim_whitespace(pc.fill_null(batch.column(text), ""))
+                    column = pc.utf8_trim_whitespace(pc.fill_null(batch.column(names[text]),
+                                                                  ""))
                     if pc.any(pc.match_substring_regex(column, "[\r\n]")).as_py():
                         break  # a row over two lines: numpy's reader names it
                     labels = column.to_numpy(zero_copy_only=False).astype(str)
@@ -417,7 +470,7 @@ def arrow_blocks(path: Path, dialect: Dialect, skip: int, columns: list[str] | N
     except pa.ArrowInvalid:
         pass
     # From where Arrow stopped: numpy's reader raises, naming the place.
-    for block in numpy_blocks(path, dialect, skip, columns, text, missing):
+    for block in numpy_blocks(path, dialect, skip, columns, text, numeric, missing):
         rows = len(block[1] if text is not None else block)
         if done >= rows:
             done -= rows

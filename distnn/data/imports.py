@@ -42,7 +42,7 @@ from ..writes import writing
 from .errors import DataError
 from .labels import Labels
 from .csvfile import CsvFormat
-from .readers import PLAIN, Rows, open_rows
+from .readers import PLAIN, Rows, column, open_rows
 from .split import Split
 from .staging import Shuffled, Staged, record
 from .table import write_table
@@ -77,17 +77,6 @@ def index_column(rows: Rows) -> list[int]:
     return [0] if rows.columns and rows.columns[0] == "" and rows.n_columns > 1 else []
 
 
-def _column(spec: str, rows: Rows) -> int:
-    """A column named by its header name or its number (from 1), from 0."""
-    if rows.columns and spec in rows.columns:
-        return rows.columns.index(spec)
-    if spec.isdigit() and 1 <= int(spec) <= rows.n_columns:
-        return int(spec) - 1
-    has = (f"its columns are {', '.join(rows.columns)}" if rows.columns else
-           f"it has {rows.n_columns} columns, numbered from 1")
-    raise DataError(f"{rows.path}: no column {spec!r} to predict; {has}")
-
-
 class TableFile:
     """A file's rows as (features, targets, where) blocks, as a ``Layout`` says."""
 
@@ -98,7 +87,7 @@ class TableFile:
         if layout.targets is None:
             self.target_rows = None
             specs = layout.target or (str(self.rows.n_columns),)
-            self.targets = sorted({_column(s, self.rows) for s in specs})
+            self.targets = sorted({column(s, self.rows, "to predict") for s in specs})
             if len(self.targets) == self.rows.n_columns:
                 raise DataError(f"{path}: every column is a target; no features are left")
             names = self.rows.columns

@@ -46,7 +46,7 @@ class Rows:
     """A file's rows: ``columns`` (names, if the file has them), ``blocks()`` of floats."""
 
     def __init__(self, path: Path, n_columns: int, columns: list[str] | None,
-                 read: Callable[[int | None], Iterator], first: str = "row 1",
+                 read: Callable[[int | None, list[int]], Iterator], first: str = "row 1",
                  count: int | None = None, text: bool = False, missing: str = "error",
                  dialect: str = "") -> None:
         self.path, self.n_columns, self.columns, self._read = path, n_columns, columns, read
@@ -66,23 +66,26 @@ class Rows:
         """Column ``col`` (from 0) as a person names it: "3 (pressure)", "3"."""
         return _name(col, self.columns)
 
-    def blocks(self, text: int | None = None) -> Iterator:
+    def blocks(self, text: int | None = None, use: list[int] | None = None) -> Iterator:
         """float64 blocks (b, n_columns), in the file's order, each checked finite.
 
         With ``text`` (a column, from 0, of a file whose ``text`` is true), (numbers,
         labels) pairs instead: the other columns as numbers (b, n_columns - 1) and that
-        column's fields as stripped strings (b,)."""
-        for block, _ in self.numbered(text):
+        column's fields as stripped strings (b,). With ``use``, only those columns as
+        numbers, in that order (b, len(use)): the others are not even parsed."""
+        for block, _ in self.numbered(text, use):
             yield block
 
-    def numbered(self, text: int | None = None) -> Iterator[tuple[object, np.ndarray]]:
+    def numbered(self, text: int | None = None,
+                 use: list[int] | None = None) -> Iterator[tuple[object, np.ndarray]]:
         """(block, the number of each of its rows in the data, from 0): as ``blocks``,
         and where rows with a missing value are dropped, which ones are left."""
         if text is not None and not self.text:
             raise DataError(f"{self.path}: only a CSV file holds text labels")
-        columns = [self.name(c) for c in range(self.n_columns) if c != text]
+        use = [c for c in range(self.n_columns) if c != text] if use is None else use
+        columns = [self.name(c) for c in use]
         start, self.dropped = 0, 0
-        for block in self._read(text):
+        for block in self._read(text, use):
             numbers = block if text is None else block[0]
             rows = np.arange(start, start + len(numbers))
             start += len(numbers)
@@ -96,6 +99,18 @@ class Rows:
                     self.dropped += int(gone.sum())
             _check_finite(numbers, rows, self, columns)
             yield block, rows
+
+
+def column(spec: str, rows: Rows, purpose: str) -> int:
+    """A column named by its header name or its number (from 1), from 0; ``purpose``
+    says what for in the error ("to predict")."""
+    if rows.columns and spec in rows.columns:
+        return rows.columns.index(spec)
+    if spec.isdigit() and 1 <= int(spec) <= rows.n_columns:
+        return int(spec) - 1
+    has = (f"its columns are {', '.join(rows.columns)}" if rows.columns else
+           f"it has {rows.n_columns} columns, numbered from 1")
+    raise DataError(f"{rows.path}: no column {spec!r} {purpose}; {has}")
 
 
 def kind_of(path: Path) -> str | None:
@@ -135,11 +150,11 @@ def _csv(path: Path, header: bool | None, fmt: CsvFormat) -> Rows:
     dialect = csvfile.sniff(path, fmt, header)
     skip = int(dialect.header is not None)
 
-    def read(text: int | None) -> Iterator:
+    def read(text: int | None, use: list[int]) -> Iterator:
         if csvfile.engine() == "pyarrow":
-            return csvfile.arrow_blocks(path, dialect, skip, dialect.header, text, fmt.missing,
-                                        BLOCK_ROWS)
-        return csvfile.numpy_blocks(path, dialect, skip, dialect.header, text, fmt.missing)
+            return csvfile.arrow_blocks(path, dialect, skip, dialect.header, text, use,
+                                        fmt.missing, BLOCK_ROWS)
+        return csvfile.numpy_blocks(path, dialect, skip, dialect.header, text, use, fmt.missing)
     return Rows(path, dialect.width, dialect.header, read, f"line {1 + skip}", text=True,
                 missing=fmt.missing, dialect=dialect.describe())
 
@@ -176,12 +191,16 @@ def _npy(path: Path) -> Rows:
         raise DataError(f"{path}: holds Python objects or is not a .npy file ({err}); "
                         "refused: distnn never unpickles") from None
     array = _as_rows(array, path, "the array")
-    return Rows(path, array.shape[1], None, lambda _: _slices(array), count=len(array))
+    return Rows(path, array.shape[1], None, lambda _, use: _slices(array, use), count=len(array))
 
 
-def _slices(array) -> Iterator[np.ndarray]:
+def _slices(array, use: list[int]) -> Iterator[np.ndarray]:
     for start in range(0, len(array), BLOCK_ROWS):
-        yield np.asarray(array[start:start + BLOCK_ROWS], dtype=np.float64)
+        yield _columns(np.asarray(array[start:start + BLOCK_ROWS], dtype=np.float64), use)
+
+
+def _columns(block: np.ndarray, use: list[int]) -> np.ndarray:
+    return block if use == list(range(block.shape[1])) else block[:, use]
 
 
 def _npz(path: Path, key: str | None) -> Rows:
@@ -198,9 +217,9 @@ def _npz(path: Path, key: str | None) -> Rows:
     shape, dtype, _ = _npz_header(archive, path, key)
     width = 1 if len(shape) == 1 else shape[1]
 
-    def read(_: int | None) -> Iterator[np.ndarray]:
+    def read(_: int | None, use: list[int]) -> Iterator[np.ndarray]:
         member = _npz_header(archive, path, key)[2]
-        return _stream(member, shape[0], width, dtype)
+        return (_columns(block, use) for block in _stream(member, shape[0], width, dtype))
     return Rows(path, width, None, read, count=shape[0])
 
 
@@ -260,7 +279,9 @@ def _hdf5(path: Path, dataset: str | None) -> Rows:
             raise DataError(f"{path}: /{dataset} is {ds.dtype} {ds.shape}; expected rows of "
                             "numbers")
         width, count = (1 if ds.ndim == 1 else ds.shape[1]), len(ds)
-    return Rows(path, width, None, lambda _: _h5_slices(path, dataset, width), count=count)
+    return Rows(path, width, None,
+                lambda _, use: (_columns(b, use) for b in _h5_slices(path, dataset, width)),
+                count=count)
 
 
 def _h5_slices(path: Path, dataset: str, width: int) -> Iterator[np.ndarray]:

@@ -46,6 +46,7 @@ def test_the_readme_own_data_example_runs_as_written(tmp_path):
     assert [line.split(",")[0] for line in lines[1:]] == ["setosa", "versicolor", "virginica"]
     # The regression learnt most of what can be learnt: R^2 well above what the mean gives.
     data = read_checkpoint(tmp_path / "runs" / "friedman-csv" / "checkpoint.h5")["data"]
-    assert data["task"] == "regression" and data["names"] == {"targets": ["y"]}
+    assert data["task"] == "regression" and data["names"] == {
+        "targets": ["y"], "features": [f"x{i}" for i in range(1, 11)]}
     r2 = float(re.search(r"final test RMSE .* R\^2 ([-\d.]+)", done.stdout + done.stderr)[1])
     assert r2 > 0.9, done.stdout + done.stderr
