@@ -22,6 +22,7 @@ import sys
 
 import numpy as np
 
+from distnn.data.errors import DataError
 from distnn.network import MLP
 
 EVAL_BATCH = 1000  # rows per forward pass: bounds memory on a large test shard
@@ -93,8 +94,9 @@ def scores_text(fields: dict[str, object]) -> str:
         return f"accuracy {fields['test_accuracy']:.2%}"
 
     def show(value: object) -> str:
-        return (f"{value:.4g}" if isinstance(value, float)
-                else "[" + ", ".join(f"{v:.4g}" for v in value) + "]")
+        # '#': four significant digits, the zeros kept (1.000, not 1)
+        return (f"{value:#.4g}" if isinstance(value, float)
+                else "[" + ", ".join(f"{v:#.4g}" for v in value) + "]")
 
     return (f"RMSE {show(fields['test_rmse'])}  MAE {show(fields['test_mae'])}  "
             f"R^2 {show(fields['test_r2'])}")
@@ -107,22 +109,30 @@ def ascii_digit(pixels: np.ndarray, shape: tuple[int, int]) -> list[str]:
     return ["".join(ramp[v] for v in row) for row in levels]
 
 
-def report(counts: np.ndarray) -> str:
-    """Accuracy, per-class accuracy and the confusion matrix, as a printable table."""
+def report(counts: np.ndarray, names: list[str] | None = None) -> str:
+    """Accuracy, per-class accuracy and the confusion matrix, as a printable table; the
+    classes by their ``names`` where the data file keeps them (the matrix's columns then
+    by number, with a key)."""
     n = counts.shape[0]
     per_class = np.diag(counts) / np.maximum(1, counts.sum(axis=1))
+    label = [str(i) for i in range(n)] if not names else \
+        [f"{i} {name}" for i, name in enumerate(names)]
+    w = max(5, *map(len, label))
     lines = [f"test accuracy: {accuracy(counts):.2%} ({np.trace(counts)}/{counts.sum()})", "",
-             "class  accuracy   count"]
-    lines += [f"{i:>5}  {per_class[i]:>8.2%}  {counts[i].sum():>6}" for i in range(n)]
+             f"{'class':<{w}}  accuracy   count" if names else "class  accuracy   count"]
+    side = "<" if names else ">"  # names read from the left, numbers line up on the right
+    lines += [f"{label[i]:{side}{w}}  {per_class[i]:>8.2%}  {counts[i].sum():>6}"
+              for i in range(n)]
     width = max(5, len(str(counts.max())) + 1)
     lines += ["", "confusion matrix (rows: true class, columns: predicted)",
-              "      " + "".join(f"{j:>{width}}" for j in range(n))]
-    lines += [f"{i:>5} " + "".join(f"{v:>{width}}" for v in counts[i]) for i in range(n)]
+              " " * (w + 1) + "".join(f"{j:>{width}}" for j in range(n))]
+    lines += [f"{label[i]:{side}{w}} " + "".join(f"{v:>{width}}" for v in counts[i])
+              for i in range(n)]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from distnn.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+    from distnn.checkpoint import CheckpointError, network, read_checkpoint
     from distnn.comm import world
     from distnn.data import DataError, describe, read_shard
     from distnn.samples import Shard
@@ -140,14 +150,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.show < 0:
         parser.error(f"--show must be >= 0, got {args.show}")
     try:
-        net = load_checkpoint(args.checkpoint)
-        data = args.data or read_checkpoint(args.checkpoint)["config"].get("data")
+        ckpt = read_checkpoint(args.checkpoint)
+        net = network(ckpt, args.checkpoint)
+        data = args.data or ckpt["config"].get("data")
         if not isinstance(data, str) or not data:
             raise CheckpointError(f"{args.checkpoint}: corrupt checkpoint: it names no data "
                                   "file (give one with --data)")
         info = describe(data)
+        columns, classes = matching(ckpt["data"], info, data)
         outputs = "classes" if info["task"] == "classification" else "targets"
-        if info["n_features"] != net.sizes[0] or info["n_outputs"] != net.sizes[-1] \
+        n_features = info["n_features"] if columns is None else len(columns)
+        if n_features != net.sizes[0] or info["n_outputs"] != net.sizes[-1] \
                 or (info["task"] == "regression") != (net.cost.name == "linear"):
             raise DataError(
                 f"{data} has {info['n_features']} features and {info['n_outputs']} {outputs} "
@@ -159,6 +172,13 @@ def main(argv: list[str] | None = None) -> int:
         if comm.rank == 0:
             print(f"distnn.evaluate: error: {err}", file=sys.stderr)
         return 2
+    if columns is not None:
+        features = features[:, columns]
+    if classes is not None:
+        targets = classes[targets]
+    if ckpt["data"] is not None:  # a table: its rows read as the training rows were
+        info = {**info, "feature_scaling": ckpt["data"]["feature_scaling"],
+                "scaling": ckpt["scaling"], "names": ckpt["data"].get("names", {})}
     shard = Shard.scaled(features, targets, net.dtype, info)
     if info["task"] == "regression":
         _, line = test_scores(comm, net, shard, "regression", net.sizes[-1], info["scaling"])
@@ -171,12 +191,39 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def matching(trained: dict | None, info: dict,
+             data: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """How a data file's test rows map onto a checkpoint's table, where both name them:
+    the file's columns that hold the model's features, in its order, and each of the
+    file's class numbers as the model's. None where there is nothing to map: no names
+    on either side (then by position), or the same order already."""
+    if not trained:
+        return None, None
+    names, theirs = trained.get("names", {}), info["names"]
+    columns = classes = None
+    if names.get("features") and theirs.get("features") and \
+            names["features"] != theirs["features"]:
+        missing = [f for f in names["features"] if f not in theirs["features"]]
+        if missing:
+            raise DataError(f"{data} has no feature {', '.join(map(repr, missing[:8]))}, "
+                            "which the model was trained on")
+        columns = np.array([theirs["features"].index(f) for f in names["features"]])
+    if names.get("classes") and theirs.get("classes") and \
+            names["classes"] != theirs["classes"]:
+        unknown = [c for c in theirs["classes"] if c not in names["classes"]]
+        if unknown:
+            raise DataError(f"{data} holds class {', '.join(map(repr, unknown[:8]))}, which "
+                            "the model never saw")
+        classes = np.array([names["classes"].index(c) for c in theirs["classes"]])
+    return columns, classes
+
+
 def _print_classes(counts: np.ndarray, show: int, data: str, net: MLP, info: dict) -> None:
     """The report of a classifier, and its first ``show`` test images, when they are images."""
     from distnn.data import read_shard
 
     try:
-        print(report(counts))
+        print(report(counts, info["names"].get("classes")))
         if show > 0 and info["image_shape"] is not None:
             shown, show_y = read_shard(data, "test", 0, 1)
             shown, show_y = shown[:show].astype(net.dtype) / 255, show_y[:show]

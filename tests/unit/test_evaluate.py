@@ -86,3 +86,12 @@ def test_evaluate_stops_quietly_when_the_reader_closes_the_pipe(trained):
     stderr = proc.stderr.read()
     assert proc.wait(timeout=60) == 0, stderr
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+
+
+def test_scores_keep_four_significant_digits_with_their_zeros():
+    from distnn.evaluate import scores_text
+    assert scores_text({"test_rmse": 1.0, "test_mae": 0.5, "test_r2": 0.95}) == \
+        "RMSE 1.000  MAE 0.5000  R^2 0.9500"
+    assert scores_text({"test_rmse": [1.0, 12.5], "test_mae": [2.0, 0.125],
+                        "test_r2": [0.9, 1.0]}) == \
+        "RMSE [1.000, 12.50]  MAE [2.000, 0.1250]  R^2 [0.9000, 1.000]"

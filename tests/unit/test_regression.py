@@ -155,8 +155,8 @@ def test_evaluate_and_plot_show_a_regressions_scores(friedman, tmp_path):
     shown = subprocess.run([sys.executable, "-m", "distnn.evaluate", str(tmp_path / "c.h5")],
                            capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr
-    assert shown.stdout.strip() == (f"test RMSE {last['test_rmse']:.4g}  MAE "
-                                    f"{last['test_mae']:.4g}  R^2 {last['test_r2']:.4g} "
+    assert shown.stdout.strip() == (f"test RMSE {last['test_rmse']:#.4g}  MAE "
+                                    f"{last['test_mae']:#.4g}  R^2 {last['test_r2']:#.4g} "
                                     "(120 rows)")
     pytest.importorskip("matplotlib")
     from distnn.plot import main as plot_main

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -145,3 +147,38 @@ def test_a_checkpoint_without_feature_names_reads_by_position(tmp_path, capsys):
     assert predict([str(tmp_path / "c.h5"), str(rows), "--out", str(tmp_path / "o.csv")]) \
         == EXIT_USAGE
     assert "has 3 columns; the model takes 2 features a row" in capsys.readouterr().err
+
+
+def test_evaluate_on_another_file_scales_and_orders_as_the_training_file(tmp_path):
+    """The same test rows, imported again in a file of their own (columns in another order,
+    training rows whose statistics are far from the model's): the same scores, for the
+    rows are read with the checkpoint's scaling and its features' order."""
+    mine = ["cultivar", *FEATURES]
+    write_csv(tmp_path / "train.csv", mine, slice(0, 150))
+    write_csv(tmp_path / "test.csv", mine, slice(150, N))
+    assert data_main(["import", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"),
+                      "--out", str(tmp_path / "wine.h5"), "--task", "classification",
+                      "--target", "cultivar"]) == 0
+    assert train(["--data", str(tmp_path / "wine.h5"), "--checkpoint", str(tmp_path / "c.h5"),
+                  *COMMON], SerialComm()) == 0
+    theirs = ["hue", "cultivar", "proline", "alcohol", "ash", "colour"]
+    write_csv(tmp_path / "test2.csv", theirs, slice(150, N))
+    decoy = tmp_path / "decoy.csv"  # "training" rows ten times the test rows: other statistics
+    with open(tmp_path / "test2.csv", newline="") as f:
+        header, *rows = list(csv.reader(f))
+    with open(decoy, "w", newline="") as f:
+        csv.writer(f).writerows([header, *([v if i == 1 else str(10 * float(v))
+                                            for i, v in enumerate(row)] for row in rows)])
+    assert data_main(["import", str(decoy), "--test", str(tmp_path / "test2.csv"), "--out",
+                      str(tmp_path / "other.h5"), "--task", "classification", "--target",
+                      "cultivar"]) == 0
+
+    def evaluate(*options):
+        done = subprocess.run([sys.executable, "-m", "distnn.evaluate", str(tmp_path / "c.h5"),
+                               *options], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    own, other = evaluate(), evaluate("--data", str(tmp_path / "other.h5"))
+    assert other == own
+    assert "Barbera, old" in own and "Grignolino" in own  # classes by name, not number
