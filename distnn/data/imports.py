@@ -49,6 +49,7 @@ from .table import write_table
 
 BUCKET_BYTES = 64 << 20  # the shuffle holds one bucket of training rows in memory at a time
 DTYPES = ("float32", "float64")
+HASH_CHUNK = 1 << 20  # the source's sha256 reads this much at a time, beside the parse
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,21 @@ class TableFile:
         self.n_targets = n_targets
         self._keep = keep
 
+    def align(self, names: list[str]) -> None:
+        """Take the features by ``names`` (another file's), in their order: a test file
+        whose columns come in another order is read as the training file is."""
+        where = {name: c for c, name in enumerate(self.rows.columns)}
+        missing = [name for name in names if name not in where or where[name] in self.targets]
+        if missing:
+            raise DataError(f"{self.path} has no feature column "
+                            f"{', '.join(map(repr, missing[:8]))}, which the training file has")
+        extra = [name for name in self.feature_names if name not in names]
+        if extra:
+            raise DataError(f"{self.path} has column(s) {', '.join(map(repr, extra[:8]))}, "
+                            "which the training file lacks")
+        self._keep = [where[name] for name in names]
+        self.feature_names = list(names)
+
     def label_column(self) -> str:
         rows, col = (self.rows, self.targets[0]) if self.target_rows is None else \
             (self.target_rows, 0)
@@ -135,7 +151,7 @@ class TableFile:
         for block, number in self.rows.numbered(text=self.targets[0] if text else None):
             if text:
                 x, y = block
-                x = x if len(keep) == x.shape[1] else x[:, keep]
+                x = x if keep == list(range(x.shape[1])) else x[:, keep]
             else:
                 x, y = block[:, self._keep], block[:, self.targets]
                 y = y[:, 0] if self.task == "classification" else y
@@ -195,6 +211,8 @@ def import_table(source: str | Path, out: str | Path, *, task: str, layout: Layo
         raise DataError(f"--out {out} is a directory")
     table = TableFile(source, layout, task)
     test_table = None if test is None else TableFile(Path(test), layout, task)
+    if test_table is not None and table.feature_names and test_table.feature_names:
+        test_table.align(table.feature_names)
     if test_table is not None and test_table.n_features != table.n_features:
         raise DataError(f"{test}: {test_table.n_features} features a row, {source} has "
                         f"{table.n_features}")
@@ -317,7 +335,7 @@ def _sha256(paths: list[Path], stop: threading.Event) -> str:
     for path in paths:
         digest = hashlib.sha256()
         with open(path, "rb") as f:
-            while (chunk := f.read(1 << 20)) and not stop.is_set():
+            while (chunk := f.read(HASH_CHUNK)) and not stop.is_set():
                 digest.update(chunk)
         lines.append(f"{digest.hexdigest()}  {path.name}")
     return "\n".join(lines)

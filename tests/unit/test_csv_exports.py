@@ -195,3 +195,19 @@ def test_missing_values_dropped_and_counted(tmp_path, capsys, csv_engine, monkey
     kept = [i for i in range(20) if i not in gone]
     np.testing.assert_array_equal(np.sort(source), kept)
     np.testing.assert_array_equal(features, values[source])
+
+
+def test_a_test_file_with_its_columns_in_another_order_is_read_by_name(tmp_path, csv_engine):
+    """--test FILE whose columns come in another order: its features are taken by name."""
+    EXPORTS["plain"][1](tmp_path / "train.csv")
+    columns = ["proline", "cultivar", "alcohol", "malic acid", "magnesium"]
+    order = [HEADER.index(c) for c in columns]
+    with open(tmp_path / "test.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        writer.writerows([[row[i] for i in order] for row in rows()[:10]])
+    out = tmp_path / "t.h5"
+    assert data_main(["import", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"),
+                      "--out", str(out), "--task", "classification", "--target", "cultivar"]) == 0
+    with h5py.File(out) as f:
+        np.testing.assert_array_equal(f["test/features"][()], X[:10])
