@@ -200,22 +200,24 @@ def matching(trained: dict | None, info: dict,
     if not trained:
         return None, None
     names, theirs = trained.get("names", {}), info["names"]
-    columns = classes = None
-    if names.get("features") and theirs.get("features") and \
-            names["features"] != theirs["features"]:
-        missing = [f for f in names["features"] if f not in theirs["features"]]
-        if missing:
-            raise DataError(f"{data} has no feature {', '.join(map(repr, missing[:8]))}, "
-                            "which the model was trained on")
-        columns = np.array([theirs["features"].index(f) for f in names["features"]])
-    if names.get("classes") and theirs.get("classes") and \
-            names["classes"] != theirs["classes"]:
-        unknown = [c for c in theirs["classes"] if c not in names["classes"]]
-        if unknown:
-            raise DataError(f"{data} holds class {', '.join(map(repr, unknown[:8]))}, which "
-                            "the model never saw")
-        classes = np.array([names["classes"].index(c) for c in theirs["classes"]])
+    # Every feature the model reads must be in the file; every class in the file, the model's.
+    columns = _positions(names.get("features"), theirs.get("features"),
+                         f"{data} has no feature {{}}, which the model was trained on")
+    classes = _positions(theirs.get("classes"), names.get("classes"),
+                         f"{data} holds class {{}}, which the model never saw")
     return columns, classes
+
+
+def _positions(wanted: list[str] | None, given: list[str] | None,
+               missing: str) -> np.ndarray | None:
+    """Where each of ``wanted`` stands in ``given`` (None if either is absent, or they
+    are the same); a DataError, ``missing`` naming those not there."""
+    if not wanted or not given or wanted == given:
+        return None
+    absent = [name for name in wanted if name not in given]
+    if absent:
+        raise DataError(missing.format(", ".join(map(repr, absent[:8]))))
+    return np.array([given.index(name) for name in wanted])
 
 
 def _print_classes(counts: np.ndarray, show: int, data: str, net: MLP, info: dict) -> None:
