@@ -32,6 +32,7 @@ from distnn.checkpoint import CheckpointError, network, read_checkpoint
 from distnn.data.errors import DataError
 from distnn.data.readers import open_rows
 from distnn.network import MLP
+from distnn.outputs import OutputError, check_not_input
 from distnn.protocol import EXIT_IOERR, EXIT_OK, EXIT_USAGE
 from distnn.samples import scale_features
 from distnn.writes import WriteFailed, writing
@@ -164,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--key", help="the array of an .npz INPUT (if it holds several)")
     args = parser.parse_args(argv)
     try:
+        check_not_input([("--out", args.out)], [("the checkpoint it reads", args.checkpoint),
+                                                ("INPUT, the rows it reads", args.input)])
         model = Model.load(args.checkpoint)
         rows = open_rows(args.input, key=args.key, dataset=args.dataset)
         if rows.n_columns != model.net.sizes[0]:
@@ -174,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             count = sum(len(b) for b in rows.blocks())
             rows = open_rows(args.input, key=args.key, dataset=args.dataset)
         written = write_predictions(model, rows.blocks(), Path(args.out), count)
-    except (CheckpointError, DataError) as err:
+    except (CheckpointError, DataError, OutputError) as err:
         print(f"distnn.predict: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except WriteFailed as err:

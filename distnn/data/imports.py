@@ -65,6 +65,14 @@ class Layout:
     header: bool | None = None
 
 
+def targets_file(path: Path, targets: str | None) -> Path | None:
+    """The file ``--targets`` names, beside ``path``: None where it names an array of
+    ``path`` itself (an .npz or HDF5 file holds several) or is not given."""
+    if targets is None or path.suffix.lower() in (".npz", ".h5", ".hdf5", ".hdf"):
+        return None
+    return Path(targets)
+
+
 def _open(path: Path, name: str | None, header: bool | None) -> Rows:
     return open_rows(path, key=name, dataset=name, header=header)
 
@@ -97,8 +105,7 @@ class TableFile:
             if layout.target:
                 raise DataError("--target chooses columns of one matrix; with --targets every "
                                 "column of that array is a target")
-            second = path if path.suffix.lower() in (".npz", ".h5", ".hdf5", ".hdf") \
-                else Path(layout.targets)
+            second = targets_file(path, layout.targets) or path
             self.target_rows = _open(second, layout.targets if second == path else None,
                                      layout.header)
             self.files = [path] if second == path else [path, second]
