@@ -25,7 +25,9 @@ half-written file is removed (``distnn.atomic``).
 HDF5 itself does not survive every such failure: a dataset whose held-back
 bytes cannot be written as it is closed is left half closed, and the file's
 close then crashes the process (h5py issue 914). ``new_hdf5`` opens a file
-whose every write is made when asked for, so that it fails where it is made.
+whose every write is made when asked for, so that it fails where it is made:
+checkpoints, and the data files ``prepare`` writes whole (not the block-wise
+``--distorted`` ones, nor tables), are opened so.
 """
 
 from __future__ import annotations
@@ -115,13 +117,15 @@ def _quiet(*unraisable: object) -> None:
 def new_hdf5(path: str | os.PathLike[str]) -> Any:
     """``h5py.File(path, "w")``, but each write goes to the file system when it is made.
 
-    HDF5 holds a small dataset's bytes back (its "sieve" buffer) and writes them
-    as the dataset is closed, in h5py's __dealloc__, where a refusal can only be
-    printed and dropped; the dataset is then left half closed, and closing the
-    file crashes the process (SIGSEGV; h5py issue 914, still so with HDF5 2.0).
-    Without that buffer the write fails in ``create_dataset``, as an OSError, and
-    a failure as the file closes (its own headers) is an exception ``writing``
-    reads. The file's bytes are the same as h5py's.
+    HDF5 holds a small dataset's bytes back (its "sieve" buffer), and a chunked
+    dataset's chunks (its chunk cache), and writes them as the dataset is closed,
+    in h5py's __dealloc__, where a refusal can only be printed and dropped; the
+    dataset is then left half closed, and closing the file crashes the process
+    (SIGSEGV; h5py issue 914, still so with HDF5 2.0). Without either, the write
+    fails in ``create_dataset`` or the assignment, as an OSError, and a failure
+    as the file closes (its own headers) is an exception ``writing`` reads. The
+    file's bytes are the same as h5py's, and a dataset written whole (``data=``)
+    goes as fast; one written a part of a chunk at a time would be read back.
     """
     import h5py
     from h5py import h5f, h5p
@@ -129,6 +133,8 @@ def new_hdf5(path: str | os.PathLike[str]) -> Any:
     fapl = h5p.create(h5p.FILE_ACCESS)
     fapl.set_libver_bounds(h5f.LIBVER_EARLIEST, h5f.LIBVER_LATEST)  # h5py's defaults
     fapl.set_sieve_buf_size(0)
+    metadata, slots, _, w0 = fapl.get_cache()
+    fapl.set_cache(metadata, slots, 0, w0)  # no chunk cache
     fcpl = h5p.create(h5p.FILE_CREATE)
     fcpl.set_obj_track_times(False)
     return h5py.File(h5f.create(os.fsencode(path), h5f.ACC_TRUNC, fapl=fapl, fcpl=fcpl))

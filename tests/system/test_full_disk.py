@@ -21,6 +21,7 @@ import pytest
 from distnn import load_checkpoint, load_model
 from distnn.checkpoint import read_checkpoint
 from distnn.protocol import EXIT_IOERR
+from tests.conftest import IDX_NAMES, idx_bytes
 from tests.support.synthetic import make_dataset
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,6 +44,18 @@ done
 cmp -s "$D/c.h5" kept.h5 && echo "checkpoint unchanged"
 echo "left: $(ls -A "$D")"
 """
+
+
+def _idx_dir(directory: Path) -> Path:
+    """Four IDX files of 120 small images, for prepare."""
+    rng = np.random.default_rng(0)
+    directory.mkdir()
+    for (split, kind), n in {("train", "images"): 100, ("train", "labels"): 100,
+                             ("test", "images"): 20, ("test", "labels"): 20}.items():
+        array = (rng.integers(0, 256, (n, 4, 3), dtype=np.uint8) if kind == "images"
+                 else (np.arange(n) % 10).astype(np.uint8))
+        (directory / IDX_NAMES[split, kind]).write_bytes(idx_bytes(array))
+    return directory
 
 
 def _why_not() -> str | None:
@@ -110,6 +123,14 @@ for room in 4 8 12; do
 done
 cmp -s "$D/c.h5" kept.h5 && echo "checkpoint unchanged"
 cp "$D/c.h5" after.h5
+for room in 4 8 12; do
+    free=$(df -k --output=avail "$D" | tail -1)
+    head -c $(( (free - room) * 1024 )) /dev/zero >"$D/fill"
+    python -m distnn.data prepare --idx "$IDX" --out "$D/c.h5" >/dev/null 2>prepare-$room.err
+    echo "prepare-$room $?"
+    rm "$D/fill"
+done
+cmp -s "$D/c.h5" kept.h5 && echo "still unchanged"
 echo "left: $(ls -A "$D")"
 """
 
@@ -124,7 +145,8 @@ def test_a_write_refused_as_hdf5_closes_the_file_is_one_line_too(tmp_path):
     disk.mkdir()
     done = subprocess.run(
         [UNSHARE, "--mount", "sh", "-c", NEARLY_FULL, "sh", *SMALL, "--data", str(data)],
-        env={**os.environ, "PYTHONPATH": str(REPO), "D": str(disk), "MPIRUN": MPIRUN},
+        env={**os.environ, "PYTHONPATH": str(REPO), "D": str(disk), "MPIRUN": MPIRUN,
+             "IDX": str(_idx_dir(tmp_path / "idx"))},
         capture_output=True, text=True, timeout=240, cwd=tmp_path)
     out = done.stdout
     for run in ("one-4", "two-4", "one-8", "two-8", "one-12", "two-12"):
@@ -136,5 +158,15 @@ def test_a_write_refused_as_hdf5_closes_the_file_is_one_line_too(tmp_path):
                           "device; the checkpoint of epoch 2, step 0 is kept; free some space "
                           "and rerun with --resume"], err
     assert "checkpoint unchanged" in out and "left: c.h5\n" in out, out
+    # The data file prepare writes (here over the checkpoint, as a full disk does not care):
+    # with 4 KB left HDF5 crashed as it closed the file, before distnn.writes.new_hdf5.
+    for room in (4, 8, 12):
+        assert f"prepare-{room} {EXIT_IOERR}\n" in out, (room, out)
+        err = (tmp_path / f"prepare-{room}.err").read_text()
+        assert "Traceback" not in err and "Exception ignored" not in err, err
+        assert [line for line in err.splitlines() if "error" in line] == [
+            f"distnn.data: error: cannot write {disk / 'c.h5'}: no space left on device; "
+            "nothing was replaced; free some space and run it again"], err
+    assert "still unchanged" in out, out
     assert read_checkpoint(tmp_path / "after.h5")["position"]["epoch"] == 1
     assert load_model(tmp_path / "after.h5").predict(np.zeros((2, 16))).shape == (2,)
