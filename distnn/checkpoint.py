@@ -43,7 +43,7 @@ import numpy as np
 from distnn.atomic import atomic_path
 from distnn.memory import shortfall, unstored
 from distnn.network import MLP
-from distnn.writes import writing
+from distnn.writes import new_hdf5, writing
 
 FORMAT = "distnn-checkpoint"
 VERSION = 3  # 3 added the checksum; 2 is still read. 1 stored each w row by row.
@@ -89,7 +89,7 @@ def save_checkpoint(path: str | os.PathLike[str], net: MLP, optimizer_state: dic
              "rng": "numpy default_rng([seed, epoch, partition]) per epoch; see position"}
     if data is not None:
         attrs["data"] = json.dumps(data)
-    with writing(path), atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    with writing(path), atomic_path(path) as tmp, new_hdf5(tmp) as f:
         for key, value in attrs.items():
             f.attrs[key] = VERSION if key == "version" else value
         f.attrs["checksum"] = _checksum(attrs, net.params, optimizer_state, scaling)

@@ -278,7 +278,7 @@ examples:
   mpirun -n 4 python -m distnn.train --resume       # continue an interrupted run
 
 exit status: {EXIT_OK} trained; {EXIT_USAGE} bad arguments, data or checkpoint, a --checkpoint or
---metrics that cannot be written, or a checkpoint another run writes (its
+--metrics that cannot be written or is the --data file, or a checkpoint another run writes (its
 PATH.lock); {EXIT_INTERRUPTED} interrupted by SIGTERM, SIGINT or SIGUSR1 after writing the
 checkpoint (rerun with --resume), also after a stall (see --stall-timeout)
 when rank 0 could write it; {EXIT_TWICE} stopped at once by a second signal (the last

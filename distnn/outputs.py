@@ -1,5 +1,10 @@
 """Where a run writes: checked before its first step, and written by one run at a time.
 
+``check_not_input`` refuses an output that is one of the command's inputs, by
+name or through a link, before anything is read or written: ``import x.csv
+--out x.csv`` would replace the only copy of the rows with the table made from
+them.
+
 ``check_output`` turns a path that cannot work (a directory where the file
 should be, a parent that cannot be made, a place that cannot be written) into
 one line at start-up, instead of a traceback after an epoch of training.
@@ -24,9 +29,12 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from distnn.writes import WriteFailed, writing
+
+PathName = str | os.PathLike[str]
 
 
 class OutputError(Exception):
@@ -34,6 +42,29 @@ class OutputError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(str(message).split()))
+
+
+def check_not_input(outputs: Iterable[tuple[str, PathName | None]],
+                    inputs: Iterable[tuple[str, PathName | None]]) -> None:
+    """Raise OutputError if an output, (its flag, its path), is one of the inputs, (what
+    it is, its path): "--out ck.h5 is the checkpoint it reads; give another path".
+
+    One file is one file whatever it is called: where both exist, the same device
+    and inode (a symlink, a hard link, ``./x``); where one does not exist yet, the
+    same path once symlinks are resolved. A path of None (not given) is no file.
+    """
+    inputs = [(what, path) for what, path in inputs if path is not None]
+    for flag, out in outputs:
+        for what, source in inputs:
+            if out is not None and _one_file(out, source):
+                raise OutputError(f"{flag} {out} is {what}; give another path")
+
+
+def _one_file(a: PathName, b: PathName) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them is not there (yet)
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def check_output(path: str, flag: str, append: bool = False) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from distnn.outputs import OutputError, check_not_input
 from distnn.protocol import EXIT_IOERR
 from distnn.writes import WriteFailed, save_figure
 
@@ -148,15 +149,18 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         parser.exit(2, "distnn.plot: error: matplotlib is not installed "
                        "(pip install 'distnn[plot]')\n")
+    out = args.out or args.metrics.with_suffix(".png")
+    by_rank = out.with_name(f"{out.stem}-ranks{out.suffix}")
     try:
+        check_not_input([("-o" if args.out else "the picture", out),
+                         ("the picture by rank", by_rank)],
+                        [("the metrics file it reads", args.metrics)])
         records = read_epochs(args.metrics)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, OutputError) as err:
         parser.exit(2, f"distnn.plot: error: {err}\n")
     if not records:
         parser.exit(2, f"distnn.plot: error: {args.metrics} has no epoch records\n")
-    out = args.out or args.metrics.with_suffix(".png")
     ranks = read_ranks(args.metrics)
-    by_rank = out.with_name(f"{out.stem}-ranks{out.suffix}")
     try:
         plot(records, out, title=str(args.metrics))
         if ranks:

@@ -33,9 +33,10 @@ from distnn.data.errors import DataError
 from distnn.data import csvfile
 from distnn.data.readers import Rows, column, open_rows
 from distnn.network import MLP
+from distnn.outputs import OutputError, check_not_input
 from distnn.protocol import EXIT_IOERR, EXIT_OK, EXIT_USAGE
 from distnn.samples import scale_features
-from distnn.writes import WriteFailed, writing
+from distnn.writes import WriteFailed, new_hdf5, writing
 
 OUTPUTS = (".csv", ".npy", ".h5")
 
@@ -193,7 +194,7 @@ def write_predictions(model: Model, blocks: Iterator, out: Path, rows: int | Non
             array.flush()
             del array
         else:
-            with h5py.File(tmp, "w") as f:
+            with new_hdf5(tmp) as f:  # a full disk fails where it is met, not at close
                 k = model.net.sizes[-1]
                 names = ["values"] if model.regression else ["classes", "probabilities"]
                 sets = {name: f.create_dataset(
@@ -235,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     csvfile.add_arguments(parser)
     args = parser.parse_args(argv)
     try:
+        check_not_input([("--out", args.out)], [("the checkpoint it reads", args.checkpoint),
+                                                ("INPUT, the rows it reads", args.input)])
         model = Model.load(args.checkpoint)
         rows = open_rows(args.input, key=args.key, dataset=args.dataset, header=args.header,
                          fmt=csvfile.from_arguments(args))
@@ -252,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         if rows.dropped:
             print(f"distnn.predict: {rows.dropped} row(s) with a missing value left out "
                   "(--missing drop)", file=sys.stderr)
-    except (CheckpointError, DataError) as err:
+    except (CheckpointError, DataError, OutputError) as err:
         print(f"distnn.predict: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except WriteFailed as err:

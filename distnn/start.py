@@ -32,7 +32,7 @@ from distnn.memory import available, parse_bytes, shortfall
 from distnn.memory import size as show_size
 from distnn.network import MLP
 from distnn.optim import SGD
-from distnn.outputs import Lock, OutputError, check_output
+from distnn.outputs import Lock, OutputError, check_not_input, check_output
 from distnn.threads import limit_blas_threads
 from distnn.writes import WriteFailed
 
@@ -120,12 +120,14 @@ def agree_on_start(comm: Comm, cfg: Config,
 def _start_on_root(cfg: Config, given: dict[str, Any], ranks: int,
                    ranks_here: int) -> tuple[Start, dict[str, Any] | None]:
     """The checks that need the file system; rank 0 only."""
+    _check_not_data(cfg)
     check_output(cfg.checkpoint, "--checkpoint")
     if cfg.metrics:
         check_output(cfg.metrics, "--metrics", append=True)
     ckpt = _checkpoint_to_resume(cfg)
     if ckpt is not None:
         cfg = _resumed_config(ckpt, given, cfg.checkpoint)
+        _check_not_data(cfg)  # the data the checkpoint names, if not the command line
     if not Path(cfg.data).exists() and cfg.data == DEFAULT_DATA:
         print(f"distnn: {cfg.data} is missing: preparing MNIST there first", file=sys.stderr)
         prepare(cfg.data)
@@ -146,6 +148,12 @@ def _start_on_root(cfg: Config, given: dict[str, Any], ranks: int,
     arrays = {"params": ckpt["params"], "optimizer": ckpt["optimizer"]}
     position = Position.resumed(ckpt["position"], order.steps)
     return Start(cfg, info, order, position, True, budget, layers_from), arrays
+
+
+def _check_not_data(cfg: Config) -> None:
+    """No file the run writes is its data (OutputError)."""
+    check_not_input([("--checkpoint", cfg.checkpoint), ("--metrics", cfg.metrics),
+                     ("--trace", cfg.trace)], [("the data it trains on (--data)", cfg.data)])
 
 
 def memory_budget(cfg: Config, ranks_here: int) -> int:

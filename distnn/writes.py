@@ -12,10 +12,22 @@ happens next (``docs/failures.md``): the trainer stops with EXIT_IOERR when a
 checkpoint it must write cannot be, and goes on when a mid-epoch commit or a
 metrics line cannot be.
 
-h5py reports a failed write once as an exception, and may complain again, as
-"Exception ignored in ...", when it drops the objects of the half-written file:
-``writing`` keeps those complaints off the terminal, since the one line says it
-all and the half-written file is removed (``distnn.atomic``).
+h5py reports a failed write as an OSError, except where HDF5 writes what it
+held back, as it flushes or closes the file: then as a RuntimeError whose
+message carries the errno ("Can't decrement id ref count (file write failed:
+..., errno = 28, error message = 'No space left on device', ...)"). ``writing``
+takes that errno for the OSError it is; a RuntimeError without one stays a bug.
+h5py may complain again, as "Exception ignored in ..." (and a traceback before
+it), when it drops the objects of the half-written file: ``writing`` keeps those
+complaints off the terminal, since the one line says it all and the
+half-written file is removed (``distnn.atomic``).
+
+HDF5 itself does not survive every such failure: a dataset whose held-back
+bytes cannot be written as it is closed is left half closed, and the file's
+close then crashes the process (h5py issue 914). ``new_hdf5`` opens a file
+whose every write is made when asked for, so that it fails where it is made:
+checkpoints, and the data files ``prepare`` writes whole (not the block-wise
+``--distorted`` ones, nor tables), are opened so.
 """
 
 from __future__ import annotations
@@ -24,9 +36,11 @@ import contextlib
 import errno
 import gc
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from distnn.atomic import atomic_path
 
@@ -53,6 +67,19 @@ class WriteFailed(Exception):
         return cls(f"cannot write {path}: {reason(err)}", REMEDIES.get(err.errno, ""))
 
 
+def refusal(err: BaseException) -> OSError | None:
+    """The file system's refusal ``err`` carries: itself, if an OSError; the errno in
+    the message of h5py's RuntimeError for a write that failed as HDF5 flushed or
+    closed a file, as an OSError; otherwise None (a bug, not a refusal)."""
+    if isinstance(err, OSError):
+        return err
+    found = re.search(r"\berrno = (\d+)", str(err)) if isinstance(err, RuntimeError) else None
+    if found is None or not int(found.group(1)):
+        return None
+    number = int(found.group(1))
+    return OSError(number, os.strerror(number))
+
+
 def reason(err: OSError) -> str:
     """What went wrong, in the file system's words: "no space left on device"."""
     if err.errno:
@@ -62,23 +89,55 @@ def reason(err: OSError) -> str:
 
 @contextmanager
 def writing(path: str | os.PathLike[str]) -> Iterator[None]:
-    """Raise WriteFailed for ``path`` where the body raises OSError; no noise from h5py."""
-    hook = sys.unraisablehook
-    sys.unraisablehook = _quiet
+    """Raise WriteFailed for ``path`` where the body raises OSError, or h5py's
+    RuntimeError naming an errno (``refusal``); no noise from h5py."""
+    hooks = sys.unraisablehook, sys.excepthook
+    # Cython prints an error it cannot raise (in __dealloc__) twice: a traceback
+    # through sys.excepthook, then "Exception ignored in" through sys.unraisablehook.
+    sys.unraisablehook, sys.excepthook = _quiet, _quiet
     try:
         yield
-    except OSError as err:
-        failure = WriteFailed.of(path, err)
+    except (OSError, RuntimeError) as err:
+        refused = refusal(err)
+        if refused is None:
+            raise
+        failure = WriteFailed.of(path, refused)
         err.__traceback__ = None  # its frames hold the failed file's objects: drop them,
-        del err
+        del err, refused
         gc.collect()  # now, while their complaints are quiet (only after a failure: ~8 ms)
         raise failure from None
     finally:
-        sys.unraisablehook = hook
+        sys.unraisablehook, sys.excepthook = hooks
 
 
-def _quiet(unraisable: object) -> None:
+def _quiet(*unraisable: object) -> None:
     """What Python would print as "Exception ignored in ...": nothing, while writing."""
+
+
+def new_hdf5(path: str | os.PathLike[str]) -> Any:
+    """``h5py.File(path, "w")``, but each write goes to the file system when it is made.
+
+    HDF5 holds a small dataset's bytes back (its "sieve" buffer), and a chunked
+    dataset's chunks (its chunk cache), and writes them as the dataset is closed,
+    in h5py's __dealloc__, where a refusal can only be printed and dropped; the
+    dataset is then left half closed, and closing the file crashes the process
+    (SIGSEGV; h5py issue 914, still so with HDF5 2.0). Without either, the write
+    fails in ``create_dataset`` or the assignment, as an OSError, and a failure
+    as the file closes (its own headers) is an exception ``writing`` reads. The
+    file's bytes are the same as h5py's, and a dataset written whole (``data=``)
+    goes as fast; one written a part of a chunk at a time would be read back.
+    """
+    import h5py
+    from h5py import h5f, h5p
+
+    fapl = h5p.create(h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5f.LIBVER_EARLIEST, h5f.LIBVER_LATEST)  # h5py's defaults
+    fapl.set_sieve_buf_size(0)
+    metadata, slots, _, w0 = fapl.get_cache()
+    fapl.set_cache(metadata, slots, 0, w0)  # no chunk cache
+    fcpl = h5p.create(h5p.FILE_CREATE)
+    fcpl.set_obj_track_times(False)
+    return h5py.File(h5f.create(os.fsencode(path), h5f.ACC_TRUNC, fapl=fapl, fcpl=fcpl))
 
 
 def append(path: str | os.PathLike[str], text: str) -> None:

@@ -1,8 +1,9 @@
 """Command line: `python -m distnn.data prepare|import|friedman|info`.
 
 Errors the user can fix print one line, `distnn.data: error: ...`, and exit
-with status 1 (2 for usage errors, as argparse does; 74 when a file cannot be
-written: a full disk, a quota, a read-only file system); never a traceback.
+with status 1 (2 for usage errors, as argparse does, and for an --out that is
+a file the command reads; 74 when a file cannot be written: a full disk, a
+quota, a read-only file system); never a traceback.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import argparse
 import sys
 
 from ..augment import SPEC_HELP
-from ..protocol import EXIT_IOERR
+from ..outputs import OutputError, check_not_input
+from ..protocol import EXIT_IOERR, EXIT_USAGE
 from ..writes import WriteFailed
 from .distorted import DEFAULT_DISTORTIONS, describe_copies, prepare_distorted
 from . import csvfile
@@ -19,6 +21,7 @@ from .errors import DataError
 from .friedman import make_friedman, write_csv
 from .prepare import DEFAULT_OUT, DEFAULT_SEED, prepare
 from .imports import Layout, import_table
+from .inputs import read_by
 from .store import SPLITS, TASKS, class_counts, describe
 
 PROG = "distnn.data"
@@ -182,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = build_parser().parse_args(argv)
     try:
+        check_not_input([("--out", getattr(args, "out", None))], read_by(args))
         if args.command == "prepare" and args.distortions is not None and not args.distorted:
             raise DataError("--distortions needs --distorted N, the number of copies to make")
         if args.command == "prepare" and args.distorted:
@@ -214,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {err}; nothing was replaced; {err.remedy} and run it again",
               file=sys.stderr)
         return EXIT_IOERR
+    except OutputError as err:  # a usage error, as argparse's are: nothing read or written
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
     except (DataError, OSError) as err:
         # OSError here is the file system's word (permissions, full disk): the
         # user's to fix, so one line too.

@@ -68,6 +68,14 @@ class Layout:
     fmt: CsvFormat = PLAIN  # how a CSV is written, where the user says; missing values
 
 
+def targets_file(path: Path, targets: str | None) -> Path | None:
+    """The file ``--targets`` names, beside ``path``: None where it names an array of
+    ``path`` itself (an .npz or HDF5 file holds several) or is not given."""
+    if targets is None or path.suffix.lower() in (".npz", ".h5", ".hdf5", ".hdf"):
+        return None
+    return Path(targets)
+
+
 def _open(path: Path, name: str | None, layout: Layout) -> Rows:
     return open_rows(path, key=name, dataset=name, header=layout.header, fmt=layout.fmt)
 
@@ -96,8 +104,7 @@ class TableFile:
             if layout.target:
                 raise DataError("--target chooses columns of one matrix; with --targets every "
                                 "column of that array is a target")
-            second = path if path.suffix.lower() in (".npz", ".h5", ".hdf5", ".hdf") \
-                else Path(layout.targets)
+            second = targets_file(path, layout.targets) or path
             if layout.fmt.missing == "drop":
                 raise DataError("--missing drop needs the targets in the same file as the "
                                 "features, so that a row is dropped whole")

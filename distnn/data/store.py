@@ -28,7 +28,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..memory import unstored
-from ..writes import writing
+from ..writes import new_hdf5, writing
 from .errors import DataError
 
 SCHEMA_VERSION = 1  # what prepare writes (images); tables are TABLE_VERSION
@@ -61,7 +61,7 @@ def write_atomic(path: str | Path, splits: dict[str, dict[str, np.ndarray]],
     if path.is_dir():
         raise DataError(f"output path is a directory: {path}")
     with writing(path), atomic_path(path) as tmp:  # WriteFailed: a full disk, say
-        with h5py.File(tmp, "w") as f:
+        with new_hdf5(tmp) as f:
             for key, value in attrs.items():
                 f.attrs[key] = value
             for split, arrays in splits.items():

@@ -19,7 +19,7 @@ from distnn.checkpoint import read_checkpoint
 from distnn.config import parse_args
 from distnn.train import run
 from distnn.writes import WriteFailed
-from tests.support.full_disk import refuse_checkpoints
+from tests.support.full_disk import refuse_checkpoint_closes, refuse_checkpoints
 
 pytestmark = pytest.mark.mpi(min_size=2)
 
@@ -59,6 +59,22 @@ def test_every_rank_stops_with_the_same_line_when_the_epochs_checkpoint_is_refus
     comm.barrier()
     resumed = load_checkpoint(ckpt).params
     assert np.array_equal(resumed, load_checkpoint(mpi_tmp_path / f"ref-{reduce}.h5").params)
+
+
+def test_a_checkpoint_refused_as_hdf5_closes_it_stops_every_rank_alike(comm, data, mpi_tmp_path,
+                                                                      monkeypatch):
+    """h5py's RuntimeError naming the errno, on rank 0 alone, is the same refusal."""
+    ckpt = mpi_tmp_path / "closed.h5"
+    refuse_checkpoint_closes(monkeypatch, errno.ENOSPC, lambda position: position["epoch"] == 2)
+    with pytest.raises(WriteFailed) as failed:
+        train(comm, "--data", str(data), *SMALL, "--epochs", "3", "--commit-every", "0",
+              "--checkpoint", str(ckpt))
+    assert comm.allgather(str(failed.value)) == [
+        f"cannot write {ckpt}: no space left on device; the checkpoint of epoch 2, step 0 "
+        "is kept"] * comm.size
+    comm.barrier()
+    monkeypatch.undo()
+    assert read_checkpoint(ckpt)["position"]["epoch"] == 1
 
 
 def test_refused_commits_do_not_stop_the_ranks(comm, data, mpi_tmp_path, monkeypatch):

@@ -9,7 +9,9 @@ Sub-communicators of the first P ranks give P = 1, 2, 3, 4 in one job, so a
 
 from __future__ import annotations
 
+import hashlib
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +22,8 @@ from distnn.comm import MPIComm
 from distnn.config import parse_args
 from distnn.data import shard_range
 from distnn.reduce import FusedAllreduce, SharedMemoryReduce
-from distnn.protocol import EXIT_INTERRUPTED
-from distnn.train import run
+from distnn.protocol import EXIT_INTERRUPTED, EXIT_USAGE
+from distnn.train import main, run
 from tests.support.stopping import StopOnRank0At
 from tests.support.ranks import first_ranks
 
@@ -278,3 +280,25 @@ def test_replicas_checked_every_step_raise_no_false_alarm(world, data, mpi_tmp_p
             *SMALL, "--dtype", dtype]
     cfg, given = parse_args(args)
     assert run(cfg, given, MPIComm(world)) == 0
+
+
+@pytest.mark.parametrize("how", ["same", "symlink", "hardlink"])
+def test_a_checkpoint_that_is_the_data_stops_every_rank_alike(how, world, data, mpi_tmp_path,
+                                                              capsys):
+    """Rank 0 sees it, by any name, before anything is read; every rank stops with 2, and
+    rank 0 says why in one line; the data is as it was, and no lock is left."""
+    target = data if how == "same" else mpi_tmp_path / f"{how}-to-data.h5"
+    if world.rank == 0 and how != "same":
+        (target.symlink_to if how == "symlink" else target.hardlink_to)(data)
+    world.Barrier()
+    before = hashlib.sha256(data.read_bytes()).hexdigest()
+    status = main(["--data", str(data), "--checkpoint", str(target), *SMALL, "--epochs", "1"],
+                  MPIComm(world))
+    lines = world.allgather([line for line in capsys.readouterr().err.splitlines()
+                             if "error" in line])
+    assert world.allgather(status) == [EXIT_USAGE] * world.size
+    assert lines == [[f"distnn.train: error: --checkpoint {target} is the data it trains on "
+                      "(--data); give another path"]] + [[]] * (world.size - 1)
+    world.Barrier()
+    assert hashlib.sha256(data.read_bytes()).hexdigest() == before
+    assert not Path(f"{target}.lock").exists()

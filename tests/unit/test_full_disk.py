@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distnn import load_checkpoint
+from distnn import load_checkpoint, load_model
 from distnn.checkpoint import read_checkpoint
 from distnn.comm import SerialComm
 from distnn.protocol import EXIT_INTERRUPTED, EXIT_IOERR
 from distnn.train import main
 from distnn.writes import WriteFailed, append, writing
-from tests.support.full_disk import ERRNOS, IDS, refusal, refuse_checkpoints
+from tests.support.full_disk import (ERRNOS, IDS, close_failure, refusal,
+                                    refuse_checkpoint_closes, refuse_checkpoints)
 from tests.support.stopping import StopAtStep
 from tests.support.synthetic import make_dataset
 
@@ -74,6 +75,25 @@ def test_the_epochs_checkpoint_refused_stops_the_run_in_one_line(err, data, tmp_
     assert train(tmp_path, data, "--epochs", "3", "--commit-every", "0", "--resume") == 0
     assert np.array_equal(load_checkpoint(tmp_path / "c.h5").params,
                           uninterrupted(tmp_path, data, 3))
+
+
+@pytest.mark.parametrize("err", ERRNOS, ids=IDS)
+def test_a_checkpoint_refused_as_hdf5_closes_it_is_the_same_line(err, data, tmp_path,
+                                                                 monkeypatch, capsys):
+    """h5py says so with a RuntimeError naming the errno, not an OSError: the same one
+    line and status, and the checkpoint of epoch 1 kept, whole."""
+    refused = refuse_checkpoint_closes(monkeypatch, err, lambda position: position["epoch"] == 2)
+    assert train(tmp_path, data, "--epochs", "3", "--commit-every", "0") == EXIT_IOERR
+    assert [position["epoch"] for position in refused] == [2]
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and "Exception ignored" not in captured.err
+    [line] = error_lines(captured.err)
+    assert line == (f"distnn.train: cannot write {tmp_path / 'c.h5'}: {WORDS[err]}; the "
+                    "checkpoint of epoch 2, step 0 is kept; ") + line.split("is kept; ")[1]
+    assert leftovers(tmp_path) == []
+    monkeypatch.undo()
+    assert read_checkpoint(tmp_path / "c.h5")["position"]["epoch"] == 1
+    assert load_model(tmp_path / "c.h5").predict(np.zeros((3, 16))).shape == (3,)
 
 
 def test_a_refused_first_checkpoint_says_none_is_kept(data, tmp_path, monkeypatch, capsys):
@@ -201,6 +221,45 @@ def test_writing_names_the_file_and_the_reason(err, tmp_path):
         raise refusal(err)
     assert str(failed.value) == f"cannot write {tmp_path / 'f'}: {WORDS[err]}"
     assert failed.value.remedy and failed.value.remedy != WriteFailed("x").remedy
+
+
+@pytest.mark.parametrize("err", ERRNOS, ids=IDS)
+def test_an_errno_in_h5pys_runtime_error_is_the_refusal_it_names(err, tmp_path):
+    with pytest.raises(WriteFailed) as failed, writing(tmp_path / "f"):
+        raise close_failure(err)
+    assert str(failed.value) == f"cannot write {tmp_path / 'f'}: {WORDS[err]}"
+    assert failed.value.remedy == WriteFailed.of("f", refusal(err)).remedy
+
+
+@pytest.mark.parametrize("message", [
+    "Can't decrement id ref count (can't close file, there are objects still open)",
+    "Disable slist on flush dest failure failed (errno = 0)",
+    "dictionary changed size during iteration"])
+def test_a_runtime_error_without_an_errno_stays_a_bug(message, tmp_path):
+    with pytest.raises(RuntimeError, match="^" + message[:20]), writing(tmp_path / "f"):
+        raise RuntimeError(message)
+
+
+def test_what_h5py_prints_from_a_dealloc_is_quiet_while_writing(tmp_path, capsys):
+    """Cython reports an error it cannot raise twice: a traceback through sys.excepthook,
+    then "Exception ignored in" through sys.unraisablehook. Neither shows while writing;
+    both hooks are Python's again after."""
+    import sys
+
+    class Dataset:
+        def __del__(self):
+            raise close_failure(errno.ENOSPC)
+
+    hooks = sys.excepthook, sys.unraisablehook
+    with pytest.raises(WriteFailed), writing(tmp_path / "f"):
+        try:
+            raise close_failure(errno.ENOSPC)
+        except RuntimeError:
+            sys.excepthook(*sys.exc_info())
+        Dataset()
+        raise refusal(errno.ENOSPC)
+    assert capsys.readouterr().err == ""
+    assert (sys.excepthook, sys.unraisablehook) == hooks
 
 
 def test_an_append_that_fails_halfway_leaves_no_half_line(tmp_path, monkeypatch):

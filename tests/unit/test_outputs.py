@@ -14,7 +14,7 @@ import h5py
 import pytest
 
 from distnn.checkpoint import read_checkpoint
-from distnn.outputs import Lock, OutputError
+from distnn.outputs import Lock, OutputError, check_not_input
 from tests.support.synthetic import make_dataset
 
 REPO = Path(__file__).resolve().parents[2]
@@ -153,3 +153,50 @@ def test_without_flock_the_run_goes_on_and_says_so(tmp_path, monkeypatch, capsys
     lock.acquire()
     assert "going on without a lock" in capsys.readouterr().err
     lock.release()  # holds nothing: nothing to do
+
+
+# -- an output that is an input ------------------------------------------------------------
+
+def _refusal(out: Path, source: Path) -> str | None:
+    try:
+        check_not_input([("--out", out)], [("the rows it reads", source), ("nothing", None)])
+    except OutputError as err:
+        return str(err)
+    return None
+
+
+def test_an_output_that_is_an_input_by_any_name_is_refused(tmp_path, monkeypatch):
+    """The same inode (st_dev, st_ino, asked of os.stat here) is the same file, whatever
+    path reaches it; the message names the output as given."""
+    source = tmp_path / "x.csv"
+    source.write_text("1,2\n")
+    (tmp_path / "link.csv").symlink_to(source)
+    (tmp_path / "hard.csv").hardlink_to(source)
+    (tmp_path / "dir").symlink_to(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    for out in (source, Path("x.csv"), Path("./x.csv"), tmp_path / "link.csv",
+                tmp_path / "hard.csv", tmp_path / "dir" / "x.csv"):
+        found = os.stat(out)
+        assert (found.st_dev, found.st_ino) == (source.stat().st_dev, source.stat().st_ino)
+        assert _refusal(out, source) == f"--out {out} is the rows it reads; give another path"
+    # the input a link to the output's path: replacing the output would change it
+    assert _refusal(source, tmp_path / "link.csv") is not None
+
+
+def test_other_files_are_not_inputs(tmp_path):
+    source = tmp_path / "x.csv"
+    source.write_text("1,2\n")
+    (tmp_path / "copy.csv").write_text("1,2\n")  # the same bytes, another file
+    assert _refusal(tmp_path / "copy.csv", source) is None
+    assert _refusal(tmp_path / "new.h5", source) is None  # not there yet
+    assert _refusal(tmp_path / "x.csv.h5", source) is None
+    check_not_input([("--metrics", None)], [("the data", source)])  # not given: no file
+
+
+def test_an_output_not_there_yet_is_compared_by_its_resolved_path(tmp_path):
+    """Neither file exists (an input missing is refused later, by its reader): the paths,
+    with symlinks resolved, decide."""
+    (tmp_path / "dir").symlink_to(tmp_path)
+    assert _refusal(tmp_path / "dir" / "y.npy", tmp_path / "y.npy") is not None
+    assert _refusal(tmp_path / "no" / ".." / "y.npy", tmp_path / "y.npy") is not None
+    assert _refusal(tmp_path / "z.npy", tmp_path / "y.npy") is None
