@@ -36,7 +36,8 @@ BLOCK_ROWS = 1 << 16
 CSV_BLOCK_CHARS = 1 << 24  # a CSV is read 16 MB of whole lines at a time
 ARROW_BLOCK_BYTES = 1 << 20  # by Arrow, 1 MB at a time, joined into blocks of BLOCK_ROWS
 KINDS = {".csv": "csv", ".txt": "csv", ".npy": "npy", ".npz": "npz", ".h5": "hdf5",
-         ".hdf5": "hdf5", ".hdf": "hdf5"}
+         ".hdf5": "hdf5", ".hdf": "hdf5",
+         ".parquet": "parquet", ".feather": "arrow", ".arrow": "arrow", ".arrows": "arrow"}
 
 
 class Rows:
@@ -95,6 +96,9 @@ def open_rows(path: str | Path, *, key: str | None = None, dataset: str | None =
         return _npy(path)
     if kind == "npz":
         return _npz(path, key)
+    if kind in ("parquet", "arrow"):  # imported here: distnn.data.columnar imports this module
+        from .columnar import open_columnar
+        return open_columnar(path, kind)
     return _hdf5(path, dataset)
 
 
