@@ -90,7 +90,7 @@ def _parquet(path: Path) -> tuple:
     import pyarrow as pa
     import pyarrow.parquet as pq
     try:
-        file = pq.ParquetFile(path)
+        file = pq.ParquetFile(path, pre_buffer=False)
     except (pa.ArrowException, OSError) as err:
         raise DataError(f"{path}: not a readable Parquet file ({err})") from None
 
