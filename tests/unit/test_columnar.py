@@ -274,3 +274,21 @@ def test_without_pyarrow_one_line_says_which_extra(tmp_path, monkeypatch, capsys
         assert err == (f"distnn.data: error: {tmp_path / name}: reading Parquet, Feather and "
                        "Arrow files needs pyarrow: pip install 'distnn[arrow]' (pip install "
                        "-e '.[arrow]' in a checkout)\n")
+
+
+@pytest.mark.parametrize("kind", ["parquet", "feather"])
+def test_memory_is_a_row_group_not_the_file(pa, tmp_path, monkeypatch, kind):
+    """Four times the row groups, the same Arrow memory at the peak (which tracemalloc does
+    not see); Parquet's reader, by default, pre-buffers every row group asked for."""
+    monkeypatch.setattr(readers, "BLOCK_ROWS", 4096)
+    x = np.random.default_rng(0).random((20_000, 10))  # a row group: 1.6 MB
+    peaks = []
+    for groups in (8, 32):
+        path = write(pa, tmp_path / f"{groups}{suffix(kind)}", kind,
+                     {f"x{j}": np.tile(x[:, j], groups) for j in range(10)}, len(x))
+        before, peak, rows = pa.total_allocated_bytes(), 0, 0
+        for block in open_rows(path).blocks():
+            peak, rows = max(peak, pa.total_allocated_bytes() - before), rows + len(block)
+        assert rows == groups * len(x)
+        peaks.append(peak)
+    assert 0 < peaks[1] < 1.25 * peaks[0] and peaks[1] < 32 * x.nbytes / 8, peaks
