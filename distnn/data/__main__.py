@@ -107,7 +107,8 @@ def _prepare_parser(commands) -> None:
 def _import_parser(commands: argparse._SubParsersAction) -> None:
     """The import command's options: where the rows are, what to predict, the test set."""
     m = commands.add_parser(
-        "import", help="bring a table of your own in: CSV, NumPy (.npy, .npz) or HDF5",
+        "import", help="bring a table of your own in: CSV, Parquet, Feather, NumPy (.npy, "
+        ".npz) or HDF5",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Write a table of features and targets (written atomically) from a CSV "
         "file (with or without a header line), a .npy or .npz file, or any HDF5 file. The "
@@ -125,7 +126,8 @@ def _import_parser(commands: argparse._SubParsersAction) -> None:
         "0.2 --out data/xy.h5\n"
         "  python -m distnn.data import lab.h5 --features /scan/x --targets /scan/y --task "
         "regression --test lab-test.h5 --out data/lab.h5")
-    m.add_argument("source", help="the rows: .csv (or .txt), .npy, .npz, .h5 (or .hdf5)")
+    m.add_argument("source", help="the rows: .csv (or .txt), .parquet, .feather (or .arrow: "
+                   "Parquet and Feather need the arrow extra), .npy, .npz, .h5 (or .hdf5)")
     m.add_argument("--out", required=True, metavar="PATH", help="the table to write (.h5)")
     m.add_argument("--task", required=True, choices=TASKS,
                    help="what to predict: a class (one column of labels, text or numbers; "
