@@ -33,7 +33,7 @@ with the way out (Arrow has deprecated it, and reads it whole). pyarrow is the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -53,22 +53,23 @@ def open_columnar(path: Path, kind: str) -> readers.Rows:
     keep = [i for i, name in enumerate(schema.names) if name not in index]
     if not keep:
         raise DataError(f"{path}: holds no columns")
-    names = [schema.names[i] for i in keep]
     kinds = [_kind(pa, schema.field(i).type) for i in keep]
-    for j, (i, kind_j) in enumerate(zip(keep, kinds)):
-        if kind_j is None:
-            raise DataError(f"{path}: column {readers._name(j, names)} holds "
-                            f"{schema.field(i).type}; distnn reads numbers (integers, floats, "
-                            "booleans) and text class labels: convert it, or leave it out")
 
     def read(text: int | None) -> Iterator:
         for j, kind_j in enumerate(kinds):
             if kind_j == "text" and j != text:
-                raise DataError(f"{path}: column {readers._name(j, names)} holds text; only "
-                                "the class labels of --task classification may: features "
-                                "and regression targets are numbers")
-        return _blocks(path, _guarded(path, batches()), keep, names, text)
-    return readers.Rows(path, len(keep), names, read, "row 1", count=count, text=True)
+                raise DataError(f"{path}: column {rows.name(j)} holds text; only the class "
+                                "labels of --task classification may: features and "
+                                "regression targets are numbers")
+        return _blocks(path, _guarded(path, batches()), keep, rows.name, text)
+    rows = readers.Rows(path, len(keep), [schema.names[i] for i in keep], read, "row 1",
+                        count=count, text=True)
+    for j, (i, kind_j) in enumerate(zip(keep, kinds)):
+        if kind_j is None:
+            raise DataError(f"{path}: column {rows.name(j)} holds {schema.field(i).type}; "
+                            "distnn reads numbers (integers, floats, booleans) and text class "
+                            "labels: convert it, or leave it out")
+    return rows
 
 
 def _pyarrow(path: Path):
@@ -89,15 +90,21 @@ def _parquet(path: Path) -> tuple:
     """(schema, rows, a function that starts the batches) of a Parquet file."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    def opened():
+        # pre_buffer (pyarrow's default) would read every row group asked for, the
+        # whole file, before the first batch: a row group at a time instead.
+        return pq.ParquetFile(path, pre_buffer=False)
     try:
-        file = pq.ParquetFile(path, pre_buffer=False)
+        with opened() as file:
+            schema, count = file.schema_arrow, file.metadata.num_rows
     except (pa.ArrowException, OSError) as err:
         raise DataError(f"{path}: not a readable Parquet file ({err})") from None
 
     def batches() -> Iterator:
-        # Batches of BLOCK_ROWS: a row group's pages are decoded a batch at a time.
-        return file.iter_batches(batch_size=readers.BLOCK_ROWS)
-    return file.schema_arrow, file.metadata.num_rows, batches
+        with opened() as file:  # decoded BLOCK_ROWS at a time
+            yield from file.iter_batches(batch_size=readers.BLOCK_ROWS)
+    return schema, count, batches
 
 
 def _ipc(path: Path) -> tuple:
@@ -110,26 +117,26 @@ def _ipc(path: Path) -> tuple:
     if magic.startswith(FEATHER_V1):
         raise DataError(f"{path}: Feather version 1, which Arrow has deprecated; write it "
                         "again as version 2 (pyarrow.feather.write_feather's default)")
+    # Read, not memory-mapped: a batch's pages would stay resident, and count as this
+    # process's memory, until the kernel needed them back.
+    open_ = ipc.open_file if magic == IPC_FILE else ipc.open_stream
     try:
-        if magic == IPC_FILE:
-            # Read, not memory-mapped: a batch's pages would stay resident, and count
-            # as this process's memory, until the kernel needed them back.
-            file = ipc.open_file(pa.OSFile(str(path)))
-            schema, count = file.schema, file.count_rows()
-        else:
-            with ipc.open_stream(pa.OSFile(str(path))) as stream:
-                schema, count = stream.schema, None
+        with pa.OSFile(str(path)) as f:
+            reader = open_(f)
+            count = reader.count_rows() if magic == IPC_FILE and \
+                hasattr(reader, "count_rows") else None  # pyarrow >= 15; a stream: unknown
+            schema = reader.schema
     except (pa.ArrowException, OSError) as err:
         raise DataError(f"{path}: not a readable Arrow (Feather) file ({err})") from None
 
     def batches() -> Iterator:
-        if magic != IPC_FILE:
-            with ipc.open_stream(pa.OSFile(str(path))) as stream:
-                yield from stream
-            return
-        file = ipc.open_file(pa.OSFile(str(path)))
-        for i in range(file.num_record_batches):
-            yield file.get_batch(i)
+        with pa.OSFile(str(path)) as f:
+            reader = open_(f)
+            if magic != IPC_FILE:
+                yield from reader
+                return
+            for i in range(reader.num_record_batches):
+                yield reader.get_batch(i)
     return schema, count, batches
 
 
@@ -167,7 +174,7 @@ def _guarded(path: Path, batches: Iterator) -> Iterator:
         raise DataError(f"{path}: cannot be read after row {rows} ({err})") from None
 
 
-def _blocks(path: Path, batches: Iterator, keep: list[int], names: list[str],
+def _blocks(path: Path, batches: Iterator, keep: list[int], name: Callable[[int], str],
             text: int | None) -> Iterator:
     """Blocks of BLOCK_ROWS (the last fewer): float64 (b, k), or with ``text`` (column of
     ``keep``, from 0) (numbers (b, k - 1), labels (b,)) pairs."""
@@ -178,7 +185,7 @@ def _blocks(path: Path, batches: Iterator, keep: list[int], names: list[str],
     for batch in batches:
         for start in range(0, batch.num_rows, readers.BLOCK_ROWS):
             piece = batch.slice(start, readers.BLOCK_ROWS)
-            _refuse_nulls(piece, keep, names, first, path)
+            _refuse_nulls(piece, keep, name, first, path)
             pending.append((_numbers(piece, numeric),
                             None if label is None else _labels(piece.column(label))))
             held += piece.num_rows
@@ -204,7 +211,8 @@ def _shaped(block: tuple):
     return numbers if labels is None else (numbers, labels)
 
 
-def _refuse_nulls(piece, keep: list[int], names: list[str], first: int, path: Path) -> None:
+def _refuse_nulls(piece, keep: list[int], name: Callable[[int], str], first: int,
+                  path: Path) -> None:
     """A DataError naming the first null (row from 1, column) of the piece.
 
     The seam for ``--missing drop``: the rows holding a null would be dropped here
@@ -214,8 +222,8 @@ def _refuse_nulls(piece, keep: list[int], names: list[str], first: int, path: Pa
             for j, i in enumerate(keep) if piece.column(i).null_count]
     if rows:
         row, j = min(rows)
-        raise DataError(f"{path}: row {first + row + 1}, column {readers._name(j, names)}: "
-                        "null (a missing value)")
+        raise DataError(f"{path}: row {first + row + 1}, column {name(j)}: null (a missing "
+                        "value)")
 
 
 def _numbers(piece, columns: list[int]) -> np.ndarray:
