@@ -16,10 +16,11 @@ feature, so it could not be left out quietly. The index that pandas stores as a
 column of its own (``__index_level_0__``, or a named index; the schema's
 "pandas" metadata lists them) is row labels, not a feature, and is left out.
 
-Memory stays bounded by a batch whatever the file's size, never the whole
-table: a Parquet file is read ``ParquetFile.iter_batches`` at a time (a row
-group's pages, decoded in batches of BLOCK_ROWS), an Arrow file a record batch
-at a time (``get_batch(i)``), a stream as its batches come. A batch is cut into
+Memory stays bounded by a row group or a record batch whatever the file's size,
+never the whole table: a Parquet file is read ``ParquetFile.iter_batches`` at a
+time, in batches of BLOCK_ROWS, with pyarrow's pre-buffering off (it would read
+every row group asked for, the whole file, first); an Arrow file a record
+batch at a time (``get_batch(i)``), a stream as its batches come. A batch is cut into
 pieces of at most BLOCK_ROWS rows before it becomes numpy, and small batches are
 joined into blocks of BLOCK_ROWS. A writer's single batch of a whole compressed
 file still has to be decompressed whole: that one is the writer's choice.
