@@ -3,9 +3,11 @@
     python -m distnn.predict runs/checkpoint.h5 new_rows.csv --out predictions.csv
     python -m distnn.predict runs/checkpoint.h5 rows.h5 --dataset x --out predictions.npy
 
-INPUT (CSV, .npy, .npz, HDF5: ``distnn.data.readers``) is read a block of rows
-at a time, each row scaled as the model's training data was (its checkpoint
-keeps the scaling: pixels / 255, or a table's standardization), and OUT gets,
+INPUT (CSV, Parquet, Feather, .npy, .npz, HDF5: ``distnn.data.readers``) is read a
+block of rows at a time, its columns taken by name where both it and the
+checkpoint name them (in any order, others ignored), each row scaled as the
+model's training data was (its checkpoint keeps the scaling: pixels / 255, or
+a table's standardization), and OUT gets,
 per row, the class and each class's probability (a classifier; with the
 quadratic cost, its output activations in place of probabilities), or the
 predicted values in the target's own units (a regression). OUT's suffix picks
@@ -225,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m distnn.predict", description=__doc__.splitlines()[0],
         epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a checkpoint written by python -m distnn.train")
-    parser.add_argument("input", help="rows to predict: .csv (.tsv, .csv.gz), .npy, .npz or .h5")
+    parser.add_argument("input", help="rows to predict: .csv (.tsv, .csv.gz), .parquet, "
+                                      ".feather, .npy, .npz or .h5")
     parser.add_argument("--out", required=True, help="where the predictions go: .csv, .npy "
                                                      "or .h5")
     parser.add_argument("--dataset", help="the HDF5 dataset of INPUT (if it holds several)")

@@ -56,8 +56,8 @@ def make_idx_dir(tmp_path: Path):
 
 @pytest.fixture(params=["numpy", "pyarrow"])
 def csv_engine(request, monkeypatch):
-    """Each CSV test twice: numpy's parser, and Arrow's where the fast-csv extra is in."""
+    """Each CSV test twice: numpy's parser, and Arrow's where the arrow extra is in."""
     if request.param == "pyarrow":
-        pytest.importorskip("pyarrow.csv", reason="pyarrow is not installed (fast-csv extra)")
+        pytest.importorskip("pyarrow.csv", reason="pyarrow is not installed (arrow extra)")
     monkeypatch.setenv("DISTNN_CSV", request.param)
     return request.param

@@ -12,7 +12,7 @@ times, in MB/s of the file (medians):
 - ``distnn import``: the whole command, ``python -m distnn.data import``, in a
   process of its own (its start-up, the three passes, the table written),
   with Arrow's parser where pyarrow is installed, and ``, numpy`` with
-  numpy's (``DISTNN_CSV=numpy``: distnn without the fast-csv extra);
+  numpy's (``DISTNN_CSV=numpy``: distnn without the arrow extra);
 - ``distnn reader``: only the parse, the blocks of ``distnn.data.readers``;
 - ``numpy.loadtxt``: numpy's C parser on chunks of 2**20 lines;
 - ``pandas.read_csv``: the C engine, in chunks of 2**20 rows (pandas extra);
@@ -52,7 +52,7 @@ def _distnn_reader(path: Path) -> int:
 
 
 def _numpy_parser(read: Callable[[Path], int]) -> Callable[[Path], int]:
-    """``read`` with DISTNN_CSV=numpy: distnn without the fast-csv extra."""
+    """``read`` with DISTNN_CSV=numpy: distnn without the arrow extra."""
     def forced(path: Path) -> int:
         saved = os.environ.get("DISTNN_CSV")
         os.environ["DISTNN_CSV"] = "numpy"

@@ -111,10 +111,12 @@ def _prepare_parser(commands) -> None:
 def _import_parser(commands: argparse._SubParsersAction) -> None:
     """The import command's options: where the rows are, what to predict, the test set."""
     m = commands.add_parser(
-        "import", help="bring a table of your own in: CSV, NumPy (.npy, .npz) or HDF5",
+        "import", help="bring a table of your own in: CSV, Parquet, Feather, NumPy (.npy, "
+        ".npz) or HDF5",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Write a table of features and targets (written atomically) from a CSV "
-        "file (with or without a header line), a .npy or .npz file, or any HDF5 file. The "
+        "or TSV file (with or without a header line, gzipped or not), a Parquet or Feather "
+        "file, a .npy or .npz file, or any HDF5 file. The "
         "training rows are stored permuted (any block of them is a fair sample), the test "
         "rows in the file's order; float features are standardized for training with the "
         "training rows' mean and standard deviation, kept in the file. Memory holds a block "
@@ -130,7 +132,8 @@ def _import_parser(commands: argparse._SubParsersAction) -> None:
         "  python -m distnn.data import lab.h5 --features /scan/x --targets /scan/y --task "
         "regression --test lab-test.h5 --out data/lab.h5")
     m.add_argument("source", help="the rows: .csv, .tsv (or .txt, .tab; any of them .gz), "
-                                  ".npy, .npz, .h5 (or .hdf5)")
+                                  ".parquet, .feather (or .arrow: Parquet and Feather need the "
+                                  "arrow extra), .npy, .npz, .h5 (or .hdf5)")
     m.add_argument("--out", required=True, metavar="PATH", help="the table to write (.h5)")
     m.add_argument("--task", required=True, choices=TASKS,
                    help="what to predict: a class (one column of labels, text or numbers; "

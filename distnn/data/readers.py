@@ -1,4 +1,5 @@
-"""Rows of numbers from a lab's own files, a block at a time: CSV (and TSV), NumPy, HDF5.
+"""Rows of numbers from a lab's own files, a block at a time: CSV (TSV), Parquet, Feather,
+NumPy, HDF5.
 
     rows = open_rows("measurements.csv")          # or .tsv, .csv.gz, .npy, .npz (--key),
     rows.columns                                  # .h5 (--dataset); names from a header
@@ -9,12 +10,13 @@
 
 Memory stays bounded by a block whatever the file's size: a CSV is parsed
 a block of whole lines at a time (``distnn.data.csvfile``, which finds how the
-file is written: delimiter, quotes, decimal mark, encoding), a .npy is
+file is written: delimiter, quotes, decimal mark, encoding), Parquet and
+Feather a row group or record batch at a time (``distnn.data.columnar``), a .npy is
 memory-mapped, an .npz member is streamed out of the zip, an HDF5 dataset is
 read by slices. Bad input is one line naming the file, the row (counted from
 1, as a person reading the file would) and the column: a value that is not a
 number or not finite, a row with another number of fields. A missing value
-(NaN, or in a CSV an empty field, NA, ...) is such a line too, unless the rows
+(NaN, a null, or in a CSV an empty field, NA, ...) is such a line too, unless the rows
 were opened with ``missing="drop"``: then its row is left out, and counted in
 ``Rows.dropped``. Every call of ``blocks()`` reads the file afresh from its
 first row. A NumPy file that holds Python objects is refused, never unpickled
@@ -37,7 +39,8 @@ from .errors import DataError
 
 BLOCK_ROWS = 1 << 16
 KINDS = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".tab": "csv", ".npy": "npy",
-         ".npz": "npz", ".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5"}
+         ".npz": "npz", ".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5",
+         ".parquet": "parquet", ".feather": "arrow", ".arrow": "arrow", ".arrows": "arrow"}
 PLAIN = CsvFormat()  # everything found from the file; a missing value is an error
 GZIPPED = (".csv", ".tsv", ".tab", ".txt")  # text that may come gzipped: rows.csv.gz
 
@@ -81,7 +84,8 @@ class Rows:
         """(block, the number of each of its rows in the data, from 0): as ``blocks``,
         and where rows with a missing value are dropped, which ones are left."""
         if text is not None and not self.text:
-            raise DataError(f"{self.path}: only a CSV file holds text labels")
+            raise DataError(f"{self.path}: only a CSV, Parquet or Feather file holds text "
+                            "labels")
         use = [c for c in range(self.n_columns) if c != text] if use is None else use
         columns = [self.name(c) for c in use]
         start, self.dropped = 0, 0
@@ -140,8 +144,12 @@ def open_rows(path: str | Path, *, key: str | None = None, dataset: str | None =
         raise DataError(problem)
     if kind == "csv":
         return _csv(path, header, fmt)
-    rows = _npy(path) if kind == "npy" else _npz(path, key) if kind == "npz" else \
-        _hdf5(path, dataset)
+    if kind in ("parquet", "arrow"):  # imported here: distnn.data.columnar imports this module
+        from .columnar import open_columnar
+        rows = open_columnar(path, kind)
+    else:
+        rows = _npy(path) if kind == "npy" else _npz(path, key) if kind == "npz" else \
+            _hdf5(path, dataset)
     rows.missing = fmt.missing
     return rows
 

@@ -101,14 +101,14 @@ def test_a_numpy_file_of_python_objects_is_refused_and_never_unpickled(tmp_path)
 
 
 @pytest.mark.parametrize("name,options,message", [
-    ("rows.parquet", {}, "unknown kind of file"),
+    ("rows.xlsx", {}, "unknown kind of file"),
     ("a.h5", {}, "holds 2 datasets: name the one to read"),
     ("a.h5", {"dataset": "nope"}, "has no dataset 'nope'"),
     ("a.npz", {}, "holds x, y: name the array to read"),
     ("s.npy", {}, "has shape (); expected rows of numbers"),
 ])
 def test_what_cannot_be_read_as_rows_is_one_line(tmp_path, name, options, message):
-    (tmp_path / "rows.parquet").write_text("")
+    (tmp_path / "rows.xlsx").write_text("")
     with h5py.File(tmp_path / "a.h5", "w") as f:
         f["x"], f["y"] = ROWS, ROWS
     np.savez(tmp_path / "a.npz", x=ROWS, y=ROWS)
