@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -78,17 +79,53 @@ def oom_kills(cgroup: Path) -> int:
     raise RuntimeError(f"{cgroup}: memory.oom_control counts no oom_kill (kernel < 4.13)")
 
 
-def run_in(cgroup: Path, argv: Sequence[str], **popen: Any) -> dict[str, Any]:
-    """Run ``argv`` inside ``cgroup``; its status, output, seconds, the cgroup's peak and
-    OOM kills."""
+def _stat(cgroup: Path) -> dict[str, int]:
+    try:
+        lines = (cgroup / "memory.stat").read_text().splitlines()
+    except OSError:
+        return {}
+    return {name: int(value) for name, value in (line.split() for line in lines)}
+
+
+def _working_set(cgroup: Path) -> tuple[int, int]:
+    """(usage less the page cache it may reclaim, its processes' resident anonymous memory)."""
+    stat = _stat(cgroup)
+    try:
+        usage = int((cgroup / "memory.usage_in_bytes").read_text())
+    except (OSError, ValueError):
+        return 0, 0
+    return usage - stat.get("total_inactive_file", 0), stat.get("total_rss", 0)
+
+
+def run_in(cgroup: Path, argv: Sequence[str], timeout: float | None = None,
+           **popen: Any) -> dict[str, Any]:
+    """Run ``argv`` inside ``cgroup``; its status, output, seconds, OOM kills, and the
+    cgroup's peaks: its usage (the page cache included: it fills the limit, then is
+    reclaimed), its working set and its resident anonymous memory, these two sampled
+    every 50 ms."""
     enter = 'echo $$ > "$0/cgroup.procs" && exec "$@"'  # the shell moves in, then execs
     t0 = time.perf_counter()
-    done = subprocess.run(["sh", "-c", enter, str(cgroup), *argv], capture_output=True,
-                          text=True, **popen)
-    return {"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr,
+    job = subprocess.Popen(["sh", "-c", enter, str(cgroup), *argv], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, **popen)
+    peaks = [0, 0]
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.wait(0.05):
+            peaks[:] = map(max, peaks, _working_set(cgroup))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        out, err = job.communicate(timeout=timeout)
+    finally:
+        job.kill()  # on a timeout; a no-op once it has ended
+        sampling.set()
+        sampler.join()
+    return {"returncode": job.returncode, "stdout": out, "stderr": err,
             "seconds": time.perf_counter() - t0,
             "peak": int((cgroup / "memory.max_usage_in_bytes").read_text()),
-            "oom_kills": oom_kills(cgroup)}
+            "peak_working_set": peaks[0], "peak_rss": peaks[1], "oom_kills": oom_kills(cgroup)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -110,8 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         record = run_in(cgroup, command, cwd=where)
     print(f"$ {' '.join(command)}   # in a {size(limit)} memory cgroup")
     print(record["stdout"] + record["stderr"], end="")
-    print(f"exit status {record['returncode']}, {record['seconds']:.1f} s, the cgroup's peak "
-          f"{size(record['peak'])} of its {size(limit)}, OOM kills: {record['oom_kills']}")
+    print(f"exit status {record['returncode']}, {record['seconds']:.1f} s; the cgroup's peak "
+          f"{size(record['peak'])} of its {size(limit)} (page cache included), working set "
+          f"{size(record['peak_working_set'])}, resident anonymous {size(record['peak_rss'])}; "
+          f"OOM kills: {record['oom_kills']}")
     return 0 if record["returncode"] == 0 and record["oom_kills"] == 0 else 1
 
 
