@@ -112,12 +112,27 @@ def _unescape(field: str) -> str:
     return field.encode().decode("unicode_escape") if "\\" in field else field
 
 
+def _memory_mounts(mountinfo: list[str]) -> list[tuple[int, str, Path]]:
+    """The mounted cgroup hierarchies that may hold memory limits: (version, the cgroup
+    at the mount's top, the mount point), from /proc/self/mountinfo's lines."""
+    found = []
+    for mount in mountinfo:  # "35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory"
+        fields, _, fs = mount.partition(" - ")
+        fields, fs = fields.split(), fs.split()
+        if len(fields) < 5 or len(fs) < 3:
+            continue
+        if fs[0] == "cgroup2" or (fs[0] == "cgroup" and "memory" in fs[2].split(",")):
+            found.append((2 if fs[0] == "cgroup2" else 1, _unescape(fields[3]),
+                          Path(_unescape(fields[4]))))
+    return found
+
+
 def memory_cgroups(proc: Path = Path("/proc")) -> list[tuple[Path, Path, int]]:
     """This process's memory cgroups as (its directory, its hierarchy's mount, version):
     from /proc/self/cgroup, where each hierarchy is mounted from /proc/self/mountinfo."""
     try:
         mine = (proc / "self" / "cgroup").read_text().splitlines()
-        mounts = (proc / "self" / "mountinfo").read_text().splitlines()
+        mounts = _memory_mounts((proc / "self" / "mountinfo").read_text().splitlines())
     except OSError:
         return []
     found = []
@@ -126,21 +141,10 @@ def memory_cgroups(proc: Path = Path("/proc")) -> list[tuple[Path, Path, int]]:
         version = 2 if hierarchy == "0" and not controllers else 1
         if version == 1 and "memory" not in controllers.split(","):
             continue
-        for mount in mounts:  # "35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory"
-            fields, _, fs = mount.partition(" - ")
-            fields, fs = fields.split(), fs.split()
-            if len(fields) < 5 or not fs:
-                continue
-            if version == 1 and not (fs[0] == "cgroup" and len(fs) > 2
-                                     and "memory" in fs[2].split(",")):
-                continue
-            if version == 2 and fs[0] != "cgroup2":
-                continue
-            root, at = _unescape(fields[3]), Path(_unescape(fields[4]))
-            # The mount shows the hierarchy from its root down (a container's: its own).
-            inside = Path(path).relative_to(root) if Path(path).is_relative_to(root) else None
-            if inside is not None:
-                found.append((at / inside, at, version))
+        for v, top, at in mounts:
+            # A mount shows the hierarchy from its top down (a container's: its own cgroup).
+            if v == version and Path(path).is_relative_to(top):
+                found.append((at / Path(path).relative_to(top), at, version))
     return found
 
 
