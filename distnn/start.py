@@ -205,8 +205,11 @@ def _check_memory(cfg: Config, info: dict[str, Any], order: Partitions, ranks: i
     itemsize = np.dtype(cfg.dtype).itemsize
     rows = max(data_bytes(info, order, r, ranks, budget) for r in range(ranks))
     if rows > budget:  # streamed, and still too much
+        given = (f"--memory-budget {show_size(budget)}" if cfg.memory_budget or left is None
+                 else f"the memory budget, {show_size(budget)} a rank (half of {left}, "
+                      f"shared by {ranks_here} rank(s)),")
         raise ConfigError(
-            f"--memory-budget {show_size(budget)} is less than a rank needs to stream its "
+            f"{given} is less than a rank needs to stream its "
             f"rows of {cfg.data}: two windows of each of its partitions, {show_size(rows)}; "
             "give a larger budget, a smaller --window, or more ranks")
     # The test rows as stored; tables are standardized in float64 on the way in.

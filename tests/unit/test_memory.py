@@ -156,3 +156,24 @@ def test_a_runs_default_budget_is_half_the_room_and_its_note_names_the_limit(tmp
     err = capsys.readouterr().err
     assert ("which exceed the memory budget (1.0 MiB a rank; memory: 2.0 MiB available "
             "(cgroup /sys/fs/cgroup/memory/job_12: limit 450.0 MiB))") in err, err
+
+
+def test_a_default_budget_too_small_to_stream_says_where_it_came_from(tmp_path, monkeypatch,
+                                                                      capsys):
+    """No --memory-budget, and a cgroup that leaves 8 KiB: the one line names the budget
+    as half of what the cgroup leaves, not a flag the user never gave."""
+    from distnn import start
+    from distnn.comm import SerialComm
+    from distnn.train import main
+    from tests.support.synthetic import make_dataset
+
+    data = make_dataset(tmp_path / "d.h5", n_train=4096, n_test=100, shape=(28, 28),
+                        n_classes=10)
+    left = Room(8 << 10, "cgroup /sys/fs/cgroup/job_12: limit 450.0 MiB")
+    monkeypatch.setattr(start, "room", lambda: left)
+    assert main(["--data", str(data), "--layers", "784,16,10", "--partitions", "4",
+                 "--window", "64", "--checkpoint", str(tmp_path / "c.h5")], SerialComm()) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("distnn.train: error: the memory budget, 4.0 KiB a rank (half of "
+                              "8.0 KiB available (cgroup /sys/fs/cgroup/job_12: limit 450.0 "
+                              "MiB), shared by 1 rank(s)), is less than a rank needs"), err
