@@ -411,13 +411,14 @@ def _system_arguments(system, d: Config) -> None:
                              "that streams its rows from the file holds two windows of each "
                              "of its partitions at a time; fixed for the run like "
                              "--partitions, so the batches are the same however the rows are "
-                             "held (default: 8 MiB of rows, or the whole partition when it "
+                             "held (default: 1 MiB of rows, or the whole partition when it "
                              "is smaller: a full shuffle)")
     system.add_argument("--memory-budget", dest="memory_budget", metavar="SIZE",
                         help="bytes of training rows a rank may hold, as 800M or 4G: a rank "
                              "whose partitions need more streams them from the file, a window "
                              "at a time, in the background (default: half the memory "
-                             "available, shared by the node's ranks)")
+                             "available, shared by the node's ranks: the least that "
+                             "MemAvailable, ulimit -v and the job's cgroups leave)")
     system.add_argument("--reduce", choices=REDUCERS,
                         help="how ranks sum gradients: allreduce = one MPI Allreduce, every "
                              "rank updates every parameter; shm = the ranks of a node share "

@@ -28,7 +28,7 @@ from distnn.costs import REGRESSION
 from distnn.data import (DataError, Partitions, default_partitions, default_window, describe,
                          prepare)
 from distnn.data.stream import held_bytes, stream_bytes
-from distnn.memory import available, parse_bytes, shortfall
+from distnn.memory import Room, parse_bytes, room, shortfall
 from distnn.memory import size as show_size
 from distnn.network import MLP
 from distnn.optim import SGD
@@ -71,6 +71,7 @@ class Start:
     resumed: bool
     budget: int = 1 << 62  # bytes of training rows a rank may hold, beyond which it streams
     layers_from: str = "--layers"  # where cfg.layers came from, for the run's first line
+    memory: str = ""  # what the default budget came from: "300 MiB available (cgroup ...)"
 
 
 @dataclass
@@ -141,13 +142,15 @@ def _start_on_root(cfg: Config, given: dict[str, Any], ranks: int,
     if not cfg.window and ckpt is None:  # ... and W (a checkpoint without one: whole)
         cfg = dataclasses.replace(cfg, window=default_window(info["row_bytes"]))
     order = _check_fit(cfg, info, ranks)
-    budget = memory_budget(cfg, ranks_here)
-    _check_memory(cfg, info, order, ranks, ranks_here, budget)
+    left = room()  # once: the budget and the check below see the same memory
+    budget = memory_budget(cfg, ranks_here, left)
+    _check_memory(cfg, info, order, ranks, ranks_here, budget, left)
+    memory = "" if cfg.memory_budget or left is None else str(left)
     if ckpt is None:
-        return Start(cfg, info, order, Position(), False, budget, layers_from), None
+        return Start(cfg, info, order, Position(), False, budget, layers_from, memory), None
     arrays = {"params": ckpt["params"], "optimizer": ckpt["optimizer"]}
     position = Position.resumed(ckpt["position"], order.steps)
-    return Start(cfg, info, order, position, True, budget, layers_from), arrays
+    return Start(cfg, info, order, position, True, budget, layers_from, memory), arrays
 
 
 def _check_not_data(cfg: Config) -> None:
@@ -156,13 +159,13 @@ def _check_not_data(cfg: Config) -> None:
                      ("--trace", cfg.trace)], [("the data it trains on (--data)", cfg.data)])
 
 
-def memory_budget(cfg: Config, ranks_here: int) -> int:
+def memory_budget(cfg: Config, ranks_here: int, left: Room | None) -> int:
     """Bytes of training rows a rank may hold: --memory-budget, or half the memory
-    available (on rank 0's node, as the run starts) shared by the node's ranks."""
+    available (``left``: on rank 0's node, as the run starts; the least that the machine,
+    ulimit -v and its cgroups leave) shared by the node's ranks."""
     if cfg.memory_budget:
         return parse_bytes(cfg.memory_budget)
-    room = available()
-    return 1 << 62 if room is None else room // 2 // ranks_here
+    return 1 << 62 if left is None else left.nbytes // 2 // ranks_here
 
 
 def streaming_note(start: Start, ranks: int) -> str:
@@ -174,9 +177,10 @@ def streaming_note(start: Start, ranks: int) -> str:
         return ""
     most = max(stream_bytes(order, r, ranks, row_bytes) for r in range(ranks))
     window = "whole partitions" if order.whole else f"windows of {order.window} rows"
+    memory = f"; memory: {start.memory}" if start.memory else ""
     return (f"{streaming} of {ranks} rank(s) stream their training rows from "
             f"{start.cfg.data}, which exceed the memory budget ({show_size(start.budget)} a "
-            f"rank), in {window}: {show_size(most)} a rank at most")
+            f"rank{memory}), in {window}: {show_size(most)} a rank at most")
 
 
 def data_bytes(info: dict[str, Any], order: Partitions, rank: int, ranks: int,
@@ -206,14 +210,17 @@ def _resumed_config(ckpt: dict[str, Any], given: dict[str, Any], path: str) -> C
 
 
 def _check_memory(cfg: Config, info: dict[str, Any], order: Partitions, ranks: int,
-                  ranks_here: int, budget: int) -> None:
+                  ranks_here: int, budget: int, left: Room | None) -> None:
     """Each rank's training rows fit the budget, held or streamed, and the ranks on this
     node fit its memory: their rows, networks and workspaces."""
     itemsize = np.dtype(cfg.dtype).itemsize
     rows = max(data_bytes(info, order, r, ranks, budget) for r in range(ranks))
     if rows > budget:  # streamed, and still too much
+        given = (f"--memory-budget {show_size(budget)}" if cfg.memory_budget or left is None
+                 else f"the memory budget, {show_size(budget)} a rank (half of {left}, "
+                      f"shared by {ranks_here} rank(s)),")
         raise ConfigError(
-            f"--memory-budget {show_size(budget)} is less than a rank needs to stream its "
+            f"{given} is less than a rank needs to stream its "
             f"rows of {cfg.data}: two windows of each of its partitions, {show_size(rows)}; "
             "give a larger budget, a smaller --window, or more ranks")
     # The test rows as stored; tables are standardized in float64 on the way in.
@@ -228,7 +235,7 @@ def _check_memory(cfg: Config, info: dict[str, Any], order: Partitions, ranks: i
     # The batch, its dropout copy, and four (m, n) buffers per layer (distnn.network).
     workspace = m_here * (2 * info["n_features"] + 4 * sum(cfg.layers[1:])) * itemsize
     each = shards + 4 * params * itemsize + workspace  # params, velocity, gradient, a copy
-    short = shortfall(ranks_here * each)
+    short = shortfall(ranks_here * each, left)
     if short:
         raise ConfigError(f"{ranks_here} rank(s) on this node would need about {short} "
                           f"({show_size(each)} each: the shards of {cfg.data} and their "

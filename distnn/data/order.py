@@ -51,13 +51,18 @@ def default_partitions(m: int, ranks: int, n: int | None = None) -> int:
     return max(ranks, min(DEFAULT_PARTITIONS, m, n or m))
 
 
-DEFAULT_WINDOW_BYTES = 8 << 20  # of each partition's rows
+# Of each partition's rows: a streaming rank holds two windows of each partition it
+# serves (128 MiB for 64 partitions on one rank). A constant, so that the order is the same
+# on every machine; the smallest that streams at >= 90% of held rows' speed
+# (python -m distnn.bench.stream --windows ..., docs/data.md) and no smaller than MNIST's
+# partitions (938 rows of 785 bytes: shuffled whole, as before windows).
+DEFAULT_WINDOW_BYTES = 1 << 20
 
 
-def default_window(row_bytes: int) -> int:
-    """W for a new run that names none: 8 MiB of rows (a whole MNIST partition, 938
-    rows of 785 bytes, is smaller: shuffled whole), in whole blocks."""
-    return max(WINDOW_BLOCKS, DEFAULT_WINDOW_BYTES // row_bytes // WINDOW_BLOCKS * WINDOW_BLOCKS)
+def default_window(row_bytes: int, nbytes: int = DEFAULT_WINDOW_BYTES) -> int:
+    """W for a new run that names none: 1 MiB of rows (a whole MNIST partition, 938
+    rows of 785 bytes, is smaller: shuffled whole), in whole blocks; or ``nbytes`` of rows."""
+    return max(WINDOW_BLOCKS, nbytes // row_bytes // WINDOW_BLOCKS * WINDOW_BLOCKS)
 
 
 def _size(span: tuple[int, int]) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from distnn.data import Partitions, default_partitions, shard_range
+from distnn.data import Partitions, default_partitions, default_window, shard_range
 
 CASES = [(60000, 128, 64), (60000, 128, 1), (1003, 10, 10), (17, 5, 4), (1000, 7, 7), (9, 9, 9),
          (100, 12, 5)]
@@ -107,6 +107,15 @@ def test_the_default_is_64_partitions_within_the_batch_and_the_ranks():
     assert default_partitions(128, 4, 2) == 4  # at least the ranks (which then find too few rows)
     assert default_partitions(256, 100) == 100  # at least the ranks
     assert Partitions(60000, 128, 64).steps == 60000 // 128  # no batch lost to the partitions
+
+
+def test_the_default_window_is_1_mib_of_rows_and_keeps_mnists_partitions_whole():
+    """A constant of rows, so a run's order depends on no machine; large enough that
+    MNIST's 64 partitions of 938 rows are shuffled whole (their runs as before windows)."""
+    assert default_window(785) == 1_048_576 // 785 // 16 * 16 == 1328  # in whole blocks
+    assert Partitions(60000, 128, 64, default_window(785)).whole
+    assert not Partitions(1_000_000, 128, 64, default_window(88)).whole  # Friedman's 15,625
+    assert default_window(1 << 20) == 16  # rows wider than a window: a block of one row each
 
 
 @pytest.mark.parametrize("window", [16, 48, 160, 250])

@@ -178,3 +178,30 @@ def test_a_file_cut_short_under_a_streaming_run_ends_it_in_one_line(data, tmp_pa
     assert len(lines) == 1 and lines[0].startswith(f"distnn.train: rank 0: error: {data}: ")
     # seen by its size before a window is read, or by a read that ends early within one
     assert "the file shrank from" in lines[0] or "end early" in lines[0], lines
+
+
+def test_a_checkpoint_resumes_with_the_window_it_was_written_with(tmp_path, monkeypatch):
+    """A run begun when the default window was 8 MiB of rows (10,672 of 785 bytes: its one
+    partition of 4,096 shuffled whole) goes on with that window now that the default is
+    1 MiB (1,328 rows: 4 windows): it ends as the run that never stopped, bitwise."""
+    from distnn import start
+    from distnn.data import default_window
+
+    data = make_dataset(tmp_path / "d.h5", n_train=4096, n_test=100, shape=(28, 28),
+                        n_classes=10)
+    args = ["--data", str(data), "--layers", "784,16,10", "--partitions", "1",
+            "--no-progress", "--warmup-epochs", "0"]
+    with monkeypatch.context() as old:
+        old.setattr(start, "default_window", lambda row_bytes: default_window(row_bytes, 8 << 20))
+        assert run_inprocess([*args, "--epochs", "2", "--checkpoint", str(tmp_path / "a.h5")]) == 0
+        # stopped at the 40th step of 32 an epoch: epoch 2, step 8
+        assert run_inprocess([*args, "--epochs", "2", "--checkpoint", str(tmp_path / "b.h5")],
+                             stop=StopAtStep(40)) == EXIT_INTERRUPTED
+    assert run_inprocess([*args, "--epochs", "2", "--resume",
+                          "--checkpoint", str(tmp_path / "b.h5")]) == 0
+    assert run_inprocess([*args, "--epochs", "2", "--checkpoint", str(tmp_path / "c.h5")]) == 0
+    a, b, c = (read_checkpoint(tmp_path / f"{name}.h5") for name in "abc")
+    assert a["config"]["window"] == b["config"]["window"] == 10672
+    assert c["config"]["window"] == 1328  # a new run takes the new default ...
+    assert np.array_equal(b["params"], a["params"])
+    assert not np.array_equal(c["params"], a["params"])  # ... and another order
