@@ -177,10 +177,19 @@ def streaming_note(start: Start, ranks: int) -> str:
         return ""
     most = max(stream_bytes(order, r, ranks, row_bytes) for r in range(ranks))
     window = "whole partitions" if order.whole else f"windows of {order.window} rows"
-    memory = f"; memory: {start.memory}" if start.memory else ""
     return (f"{streaming} of {ranks} rank(s) stream their training rows from "
             f"{start.cfg.data}, which exceed the memory budget ({show_size(start.budget)} a "
-            f"rank{memory}), in {window}: {show_size(most)} a rank at most")
+            f"rank), in {window}: {show_size(most)} a rank at most")
+
+
+def memory_line(start: Start) -> str:
+    """The run's memory budget and the limit it came from ("" where nothing says)."""
+    if start.cfg.memory_budget:
+        return f"distnn: memory budget {show_size(start.budget)} a rank (--memory-budget)"
+    if not start.memory:
+        return ""
+    return (f"distnn: memory budget {show_size(start.budget)} a rank, half of {start.memory} "
+            "shared by the node's ranks; training rows beyond it are streamed")
 
 
 def data_bytes(info: dict[str, Any], order: Partitions, rank: int, ranks: int,

@@ -53,7 +53,8 @@ from distnn.data import Partitions
 from distnn.schedules import Schedule, make_schedule
 from distnn.stall import Watch, watch
 from distnn.start import (USER_ERRORS, OnThisRank, Position, Start, UsageError,
-                          agree_on_start, crowded_note, network_and_optimizer, streaming_note)
+                          agree_on_start, crowded_note, memory_line, network_and_optimizer,
+                          streaming_note)
 from distnn.step import Diverged, Recipe, Replica, step
 from distnn.trace import Trace
 from distnn.writes import WriteFailed
@@ -230,6 +231,8 @@ def train(start: Start, mine: OnThisRank, comm: Comm, stop: StopRequest, log: Ru
     """Run (or continue) the training ``start`` describes; returns the process exit status."""
     cfg = start.cfg
     log.say(layers_line(cfg, start.layers_from))
+    if memory_line(start):
+        log.say(memory_line(start))
     log.note(crowded_note(mine.ranks_here))
     stall = watch(comm, cfg.stall_timeout)  # MPI
     net, optimizer = network_and_optimizer(start, mine, comm)  # MPI

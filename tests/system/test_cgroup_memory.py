@@ -39,4 +39,4 @@ def test_two_ranks_whose_rows_exceed_their_cgroup_stream_them_and_are_not_killed
                       timeout=120)
     assert done["returncode"] == 0 and done["oom_kills"] == 0, done
     assert "2 of 2 rank(s) stream their training rows" in done["stderr"], done["stderr"]
-    assert f"available (cgroup {cgroup}: limit 200.0 MiB)" in done["stderr"], done["stderr"]
+    assert f"available (cgroup {cgroup}: limit 200.0 MiB)" in done["stdout"], done["stdout"]

@@ -153,9 +153,10 @@ def test_a_runs_default_budget_is_half_the_room_and_its_note_names_the_limit(tmp
     assert main(["--data", str(data), "--layers", "784,16,10", "--epochs", "1",
                  "--partitions", "4", "--window", "64", "--no-progress",
                  "--checkpoint", str(tmp_path / "c.h5")], SerialComm()) == 0
-    err = capsys.readouterr().err
-    assert ("which exceed the memory budget (1.0 MiB a rank; memory: 2.0 MiB available "
-            "(cgroup /sys/fs/cgroup/memory/job_12: limit 450.0 MiB))") in err, err
+    said = capsys.readouterr()
+    assert "which exceed the memory budget (1.0 MiB a rank)" in said.err, said.err
+    assert ("distnn: memory budget 1.0 MiB a rank, half of 2.0 MiB available (cgroup "
+            "/sys/fs/cgroup/memory/job_12: limit 450.0 MiB)") in said.out, said.out
 
 
 def test_a_default_budget_too_small_to_stream_says_where_it_came_from(tmp_path, monkeypatch,
