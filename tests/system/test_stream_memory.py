@@ -40,7 +40,7 @@ def pixels(path, n_train: int):
 
 def peak(data, tmp_path, name: str, *extra: str) -> tuple[int, str]:
     done = subprocess.run([sys.executable, "-c", PEAK, "--data", str(data), *RUN,
-                           "--checkpoint", str(tmp_path / f"{name}.h5"), *extra],
+                           "--checkpoint", str(tmp_path / f"{name}-checkpoint.h5"), *extra],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return int(done.stdout.split("peak ")[-1]), done.stderr
