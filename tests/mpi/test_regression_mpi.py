@@ -78,7 +78,9 @@ def test_an_imported_csv_of_named_classes_on_any_number_of_ranks(world, mpi_tmp_
             assert run(cfg, given, comm) == 0
         world.Barrier()
     one = read_checkpoint(mpi_tmp_path / "i1.h5")
-    assert one["data"]["names"] == {"classes": ["setosa", "versicolor", "virginica"]}
+    assert one["data"]["names"] == {"classes": ["setosa", "versicolor", "virginica"],
+                                    "features": ["sepal_length", "sepal_width",
+                                                 "petal_length", "petal_width"]}
     for p in range(2, world.size + 1):
         many = load_checkpoint(mpi_tmp_path / f"i{p}.h5").params
         assert np.max(np.abs(many - one["params"])) <= 1e-12 * np.max(np.abs(one["params"]))
