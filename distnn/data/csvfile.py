@@ -467,6 +467,8 @@ def arrow_blocks(path: Path, dialect: Dialect, skip: int, columns: list[str] | N
             pending = []
             yield block
             done += len(numbers)
+        else:
+            return  # all read: numpy's reader is for what Arrow refuses, never a second parse
     except pa.ArrowInvalid:
         pass
     # From where Arrow stopped: numpy's reader raises, naming the place.
