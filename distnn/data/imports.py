@@ -196,7 +196,7 @@ class TableFile:
                 x, y = block
                 x = x if len(keep) == x.shape[1] else x[:, keep]
             else:
-                x, y = block[:, self._keep], block[:, self.targets]
+                x, y = _columns(block, self._keep), _columns(block, self.targets)
                 y = y[:, 0] if self.task == "classification" else y
             yield x, y, self.rows, number
 
@@ -217,6 +217,13 @@ class TableFile:
         if len(targets.take(1)):
             raise DataError(f"{self.target_rows.path}: more rows of targets than the {first} "
                             f"rows of features in {self.path}")
+
+
+def _columns(block: np.ndarray, columns: list[int]) -> np.ndarray:
+    """block[:, columns], a view where they are side by side (the staging copies it)."""
+    if columns and columns == list(range(columns[0], columns[0] + len(columns))):
+        return block[:, columns[0]:columns[0] + len(columns)]
+    return block[:, columns]
 
 
 class _Reblocked:
@@ -293,9 +300,10 @@ def import_table(source: str | Path, out: str | Path, *, task: str, layout: Layo
             checksum = digest.result()[0]
         scattered, write_started = clock.seconds.get("shuffle", 0.0), time.perf_counter()
         last = _Last(clock.timed(test_set.blocks(), "shuffle"))  # the test rows come last
-        write_table(out, {"train": ((x.astype(dtype), convert(y), row) for x, y, row in
-                                    clock.timed(train_set.blocks(), "shuffle")),
-                          "test": ((x.astype(dtype), convert(y), row) for x, y, row in last)},
+        write_table(out, {"train": ((x.astype(dtype, copy=False), convert(y), row)
+                                    for x, y, row in clock.timed(train_set.blocks(), "shuffle")),
+                          "test": ((x.astype(dtype, copy=False), convert(y), row)
+                                   for x, y, row in last)},
                     task=task, n_features=table.n_features,
                     n_outputs=len(names) if classes else table.n_targets,
                     source=f"import {source.name}" + (f" (test: {Path(test).name})"
@@ -360,22 +368,23 @@ def _split(staged: Staged, test_staged: Staged | None, work: Path, rec: np.dtype
     buckets = max(1, math.ceil(n * rec.itemsize / BUCKET_BYTES))
     train_set = Shuffled(work, buckets, seed, rec)
     trained = np.zeros(len(counts), np.int64)  # training rows of each class
-    for x, y, row in clock.timed(staged.blocks(), "split"):
+    for records in clock.timed(staged.records(), "split"):
+        y = records["y"]
         if splitter is None:
             with clock.timing("shuffle"):
-                train_set.add((x, y, row))
+                train_set.add(records)
             trained += np.bincount(number[y], minlength=len(counts)) if number is not None \
                 else len(y)
             continue
         with clock.timing("split"):
             chosen = splitter.take(number[y] if number is not None else
                                    np.zeros(len(y), np.int64))
-            test_set.add((x[chosen], y[chosen], row[chosen]))
+            test_set.append(records.take(np.flatnonzero(chosen)))
         with clock.timing("shuffle"):
-            train_set.add((x[~chosen], y[~chosen], row[~chosen]))
+            train_set.add(records, np.flatnonzero(~chosen))
     with clock.timing("split"):
-        for rows in test_staged.blocks() if test_staged is not None else ():
-            test_set.add(rows)
+        for records in test_staged.records() if test_staged is not None else ():
+            test_set.append(records)
     if splitter is not None:
         trained = counts - np.array(splitter.wanted)
     return train_set, test_set, trained
