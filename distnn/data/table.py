@@ -131,11 +131,11 @@ def _store_stats(f: h5py.File, kind: str, ds: h5py.Dataset) -> None:
     n, width = len(ds), ds.shape[1]
     total = np.zeros(width)
     for i in range(0, n, STAT_BLOCK):
-        total += ds[i:i + STAT_BLOCK].astype(np.float64).sum(axis=0)
+        total += ds[i:i + STAT_BLOCK].astype(np.float64, copy=False).sum(axis=0)
     mean = total / n
     squares = np.zeros(width)
     for i in range(0, n, STAT_BLOCK):
-        squares += np.square(ds[i:i + STAT_BLOCK].astype(np.float64) - mean).sum(axis=0)
+        squares += np.square(ds[i:i + STAT_BLOCK].astype(np.float64, copy=False) - mean).sum(axis=0)
     std = np.sqrt(squares / n)
     std[std == 0] = 1.0  # a constant column reads as 0: no information, and no division by 0
     f.create_dataset(f"scaling/{kind}_mean", data=mean)
