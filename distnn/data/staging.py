@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 Rows = tuple[np.ndarray, np.ndarray, np.ndarray]  # features (b, n), targets, source row (b,)
-BLOCK = 1 << 16  # rows read back at a time
+BLOCK = 1 << 16  # rows read back at a time; the shuffle draws the buckets of each such
+# block's training rows at once, so another BLOCK would store another order
 
 
 def record(n_features: int, target_shape: tuple[int, ...],
