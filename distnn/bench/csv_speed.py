@@ -18,6 +18,12 @@ times, in MB/s of the file (medians):
 - ``pandas.read_csv``: the C engine, in chunks of 2**20 rows (pandas extra);
 - ``pyarrow.csv.open_csv``: Arrow's streaming reader (pyarrow extra).
 
+The readers take turns: each round runs every one once, so that what else the
+machine does falls on all of them alike. Each round also runs the import in
+this process with its passes timed (``import_table(passes=...)``: parse, stage,
+split, shuffle, write, scaling, the wait for the checksum), with each parser;
+their medians are printed below the readers'.
+
 A reader that is not installed is skipped with a note. Peers are benchmark
 extras, never dependencies of distnn.
 """
@@ -40,6 +46,7 @@ import numpy as np
 
 from distnn.bench.matrix import cpu_model
 from distnn.data.friedman import write_csv
+from distnn.data.imports import Passes, import_table
 from distnn.data.readers import open_rows
 from distnn.protocol import EXIT_IOERR
 from distnn.writes import WriteFailed, write_text
@@ -51,9 +58,9 @@ def _distnn_reader(path: Path) -> int:
     return sum(len(block) for block in open_rows(path).blocks())
 
 
-def _numpy_parser(read: Callable[[Path], int]) -> Callable[[Path], int]:
+def _numpy_parser(read: Callable[[Path], object]) -> Callable[[Path], object]:
     """``read`` with DISTNN_CSV=numpy: distnn without the arrow extra."""
-    def forced(path: Path) -> int:
+    def forced(path: Path) -> object:
         saved = os.environ.get("DISTNN_CSV")
         os.environ["DISTNN_CSV"] = "numpy"
         try:
@@ -96,6 +103,16 @@ def _import(path: Path) -> int:
     return 0
 
 
+def _passes(path: Path) -> dict[str, float]:
+    """The seconds of each pass of an import in this process, and in all ("total")."""
+    passes: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(dir=path.parent) as work:
+        start = time.perf_counter()
+        import_table(path, Path(work) / "t.h5", task="regression", passes=passes)
+        passes["total"] = time.perf_counter() - start
+    return passes
+
+
 READERS: dict[str, tuple[Callable[[Path], int], str | None]] = {
     "distnn import": (_import, None),
     "distnn import, numpy": (_numpy_parser(_import), None),
@@ -107,27 +124,44 @@ READERS: dict[str, tuple[Callable[[Path], int], str | None]] = {
 }
 
 
-def measure(path: Path, repeats: int) -> dict[str, dict]:
+PASSES: dict[str, Callable[[Path], object]] = {
+    "distnn import": _passes,
+    "distnn import, numpy": _numpy_parser(_passes),
+}
+
+
+def measure(path: Path, repeats: int) -> tuple[dict[str, dict], dict[str, dict[str, float]]]:
+    """The readers' results by name; the median seconds of each pass of the import, by
+    parser. Rounds in turn, each reader once a round."""
     size = path.stat().st_size / 1e6
     with open(path, "rb") as f:  # into the page cache: the disk is not what is measured
         while f.read(1 << 24):
             pass
-    results = {}
-    for name, (read, module) in READERS.items():
+    results: dict[str, dict] = {}
+    for name, (_, module) in READERS.items():
         if module is not None:
             try:
                 __import__(module)
             except ImportError:
                 results[name] = {"skipped": f"{module} is not installed"}
                 continue
-        seconds = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            read(path)
-            seconds.append(time.perf_counter() - start)
-        median = statistics.median(seconds)
-        results[name] = {"seconds": seconds, "median_s": median, "mb_per_s": size / median}
-    return results
+        results[name] = {"seconds": []}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in PASSES}
+    for _ in range(repeats):
+        for name, result in results.items():
+            if "skipped" not in result:
+                start = time.perf_counter()
+                READERS[name][0](path)
+                result["seconds"].append(time.perf_counter() - start)
+        for name, run in PASSES.items():
+            runs[name].append(run(path))
+    for result in results.values():
+        if "skipped" not in result:
+            result["median_s"] = statistics.median(result["seconds"])
+            result["mb_per_s"] = size / result["median_s"]
+    passes = {name: {k: statistics.median(r.get(k, 0.0) for r in rs) for k in rs[0]}
+              for name, rs in runs.items()}
+    return results, passes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,7 +187,7 @@ def _measure_and_report(args: argparse.Namespace, path: Path) -> int:
     if not path.exists():
         print(f"making {path} ...", file=sys.stderr)
         write_csv(path, args.rows, 0)
-    results = measure(path, args.repeats)
+    results, passes = measure(path, args.repeats)
     size = path.stat().st_size / 1e6
     base = results["distnn import"]["mb_per_s"]
     print(f"{path}: {size:.0f} MB, {args.rows} rows x 11 columns; {cpu_model()}; "
@@ -164,9 +198,17 @@ def _measure_and_report(args: argparse.Namespace, path: Path) -> int:
         else:
             print(f"  {name:22s} {r['mb_per_s']:7.0f} MB/s  {r['median_s']:7.2f} s  "
                   f"x{r['mb_per_s'] / base:.2f} of distnn import")
+    print(f"passes of the import in this process, seconds (medians of {args.repeats}):")
+    print(f"  {'pass':30s}" + "".join(f"{name.removeprefix('distnn '):>22s}"
+                                      for name in passes))
+    for key in passes["distnn import"]:
+        beside = " (beside the parse)" if key in Passes.CONCURRENT else ""
+        print(f"  {key + beside:30s}" + "".join(f"{p.get(key, 0.0):22.2f}"
+                                                for p in passes.values()))
     if args.json:
         write_text(args.json, json.dumps({"file": str(path), "mb": size, "rows": args.rows,
-                                          "cpu": cpu_model(), "results": results}, indent=1))
+                                          "cpu": cpu_model(), "results": results,
+                                          "passes": passes}, indent=1))
     return 0
 
 

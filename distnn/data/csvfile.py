@@ -446,9 +446,7 @@ def arrow_blocks(path: Path, dialect: Dialect, skip: int, columns: list[str] | N
                 quoted_strings_can_be_null=drop))
         for batch in itertools.chain(reader, [None]):
             if batch is not None:
-                numbers = np.column_stack([
-                    batch.column(names[i]).to_numpy(zero_copy_only=False) for i in numeric]) \
-                    if numeric else np.empty((batch.num_rows, 0))
+                numbers = [_floats(batch.column(names[i])) for i in numeric]
                 labels = None
                 if text is not None:
                     column = pc.utf8_trim_whitespace(pc.fill_null(batch.column(names[text]),
@@ -456,17 +454,19 @@ def arrow_blocks(path: Path, dialect: Dialect, skip: int, columns: list[str] | N
                     if pc.any(pc.match_substring_regex(column, "[\r\n]")).as_py():
                         break  # a row over two lines: numpy's reader names it
                     labels = column.to_numpy(zero_copy_only=False).astype(str)
-                pending.append((numbers, labels))
-                if sum(len(n) for n, _ in pending) < block_rows:
+                pending.append((batch.num_rows, numbers, labels))
+                if sum(n for n, _, _ in pending) < block_rows:
                     continue
             if not pending:
                 return
-            numbers = np.concatenate([n for n, _ in pending])
+            numbers = _joined([(n, columns) for n, columns, _ in pending], len(numeric))
             block = numbers if text is None else \
-                (numbers, np.concatenate([t for _, t in pending]))
+                (numbers, np.concatenate([t for _, _, t in pending]))
             pending = []
             yield block
             done += len(numbers)
+        else:
+            return  # all read: numpy's reader is for what Arrow refuses, never a second parse
     except pa.ArrowInvalid:
         pass
     # From where Arrow stopped: numpy's reader raises, naming the place.
@@ -477,3 +477,27 @@ def arrow_blocks(path: Path, dialect: Dialect, skip: int, columns: list[str] | N
             continue
         yield tuple(part[done:] for part in block) if text is not None else block[done:]
         done = 0
+
+
+def _floats(column) -> np.ndarray:
+    """An Arrow float64 array as numpy's, NaN where it is null: a view of its buffer where
+    none is (``Array.to_numpy`` would import pandas where it is installed: a third of a
+    second at each start)."""
+    validity, values = column.buffers()
+    numbers = np.frombuffer(values, np.float64, len(column), column.offset * 8)
+    if column.null_count:
+        valid = np.unpackbits(np.frombuffer(validity, np.uint8), bitorder="little")
+        numbers = np.where(valid[column.offset:column.offset + len(column)], numbers, np.nan)
+    return numbers
+
+
+def _joined(batches: list[tuple[int, list[np.ndarray]]], width: int) -> np.ndarray:
+    """Batches of (rows, ``width`` columns) as one block (rows, width), each value copied
+    once (not stacked, then joined)."""
+    block = np.empty((sum(n for n, _ in batches), width))
+    start = 0
+    for n, columns in batches:
+        for j, column in enumerate(columns):
+            block[start:start + n, j] = column
+        start += n
+    return block

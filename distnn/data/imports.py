@@ -21,6 +21,9 @@ Three passes, each a block of rows at a time, so that memory holds a block
 The scratch files (about twice the data, in float64) lie next to the output
 and are removed at the end; the output is written atomically. Bad input is one
 line naming the row and the column, and writes nothing.
+
+Where the time goes: ``import_table(passes={})`` fills the dict with the
+seconds of each pass (``Passes``), for ``distnn.bench.csv_speed``.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +77,62 @@ def targets_file(path: Path, targets: str | None) -> Path | None:
     if targets is None or path.suffix.lower() in (".npz", ".h5", ".hdf5", ".hdf"):
         return None
     return Path(targets)
+
+
+class Passes:
+    """Wall seconds of each pass of an import, by name: a perf_counter read around each
+    block's work, so the breakdown costs nothing that could be measured.
+
+    "parse" is the reader's blocks (the parser, the finite check, the columns taken);
+    "stage" numbers labels, counts and appends the rows to the scratch file; "split"
+    reads them back and chooses the test rows; "shuffle" scatters the training rows to
+    the buckets and reads each bucket back permuted (and the test rows back); "write"
+    is the table's HDF5 writes; "scaling" its statistics, check and rename; "checksum
+    wait" the time left waiting for the sha256, whose own seconds ("checksum") run
+    beside the parse, on another core, and are not part of the sum; "other" is the
+    rest (the dialect sniffed, scratch files removed)."""
+
+    CONCURRENT = ("checksum",)
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+    @contextmanager
+    def timing(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - start)
+
+    def timed(self, items: Iterable, name: str) -> Iterator:
+        """``items``, the time each takes to come charged to ``name``."""
+        items = iter(items)
+        while True:
+            start = time.perf_counter()
+            item = next(items, _END)
+            self.add(name, time.perf_counter() - start)
+            if item is _END:
+                return
+            yield item
+
+
+_END = object()
+
+
+class _Last:
+    """Blocks, and ``taken``: the perf_counter when the last was taken."""
+
+    def __init__(self, blocks: Iterable) -> None:
+        self._blocks, self.taken = blocks, time.perf_counter()
+
+    def __iter__(self) -> Iterator:
+        for block in self._blocks:
+            yield block
+            self.taken = time.perf_counter()
 
 
 def _open(path: Path, name: str | None, layout: Layout) -> Rows:
@@ -160,7 +219,7 @@ class TableFile:
                 x, y = block
                 x = x if keep == list(range(x.shape[1])) else x[:, keep]
             else:
-                x, y = block[:, self._keep], block[:, self.targets]
+                x, y = _columns(block, self._keep), _columns(block, self.targets)
                 y = y[:, 0] if self.task == "classification" else y
             yield x, y, self.rows, number
 
@@ -181,6 +240,13 @@ class TableFile:
         if len(targets.take(1)):
             raise DataError(f"{self.target_rows.path}: more rows of targets than the {first} "
                             f"rows of features in {self.path}")
+
+
+def _columns(block: np.ndarray, columns: list[int]) -> np.ndarray:
+    """block[:, columns], a view where they are side by side (the staging copies it)."""
+    if columns and columns == list(range(columns[0], columns[0] + len(columns))):
+        return block[:, columns[0]:columns[0] + len(columns)]
+    return block[:, columns]
 
 
 class _Reblocked:
@@ -205,10 +271,12 @@ class _Reblocked:
 
 def import_table(source: str | Path, out: str | Path, *, task: str, layout: Layout = Layout(),
                  test: str | Path | None = None, test_fraction: float = 0.1, seed: int = 0,
-                 dtype: str = "float64") -> str:
+                 dtype: str = "float64", passes: dict[str, float] | None = None) -> str:
     """Write the table of ``source`` (and ``test``) to ``out``; returns what was written,
-    in a line. Raises DataError for bad input, WriteFailed if ``out`` cannot be written."""
+    in a line. Raises DataError for bad input, WriteFailed if ``out`` cannot be written.
+    ``passes``, a dict, is filled with the seconds of each pass (``Passes``)."""
     started = time.perf_counter()
+    clock = Passes()
     source, out = Path(source), Path(out)
     if dtype not in DTYPES:
         raise DataError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
@@ -233,17 +301,17 @@ def import_table(source: str | Path, out: str | Path, *, task: str, layout: Layo
         digest = hashing.submit(_sha256, files, stop)  # beside the parse, on a core it leaves
         rec = record(table.n_features, y_shape, y_dtype)
         staged = Staged(work / "source", rec)
-        counts = _stage(table, staged, labels)
+        counts = _stage(table, staged, labels, clock)
         test_staged = None
         if test_table is not None:
             test_staged = Staged(work / "test-source", rec)
-            _stage(test_table, test_staged, labels)
+            _stage(test_table, test_staged, labels, clock)
         names, number = labels.classes() if classes else (None, None)
         if classes:  # rows of each class, by class number
             counts = np.bincount(number[:len(counts)], weights=counts,
                                  minlength=len(names)).astype(np.int64)
         train_set, test_set, trained = _split(staged, test_staged, work, rec, counts, number,
-                                              test_fraction, seed)
+                                              test_fraction, seed, clock)
         if classes and not trained.all():
             raise DataError(f"class {names[int(np.argmin(trained))]!r} of the test file has no "
                             "training rows: a classifier cannot learn it")
@@ -253,17 +321,28 @@ def import_table(source: str | Path, out: str | Path, *, task: str, layout: Layo
         convert = (lambda y: number[y]) if classes else (lambda y: y)
         kept = {"features": table.feature_names, "classes": names,
                 "targets": None if classes else table.target_names}
-        write_table(out, {split: ((x.astype(dtype), convert(y), row)
-                                  for x, y, row in rows.blocks())
-                          for split, rows in (("train", train_set), ("test", test_set))},
+        with clock.timing("checksum wait"):
+            checksum = digest.result()[0]
+        scattered, write_started = clock.seconds.get("shuffle", 0.0), time.perf_counter()
+        last = _Last(clock.timed(test_set.blocks(), "shuffle"))  # the test rows come last
+        write_table(out, {"train": ((x.astype(dtype, copy=False), convert(y), row)
+                                    for x, y, row in clock.timed(train_set.blocks(), "shuffle")),
+                          "test": ((x.astype(dtype, copy=False), convert(y), row)
+                                   for x, y, row in last)},
                     task=task, n_features=table.n_features,
                     n_outputs=len(names) if classes else table.n_targets,
                     source=f"import {source.name}" + (f" (test: {Path(test).name})"
                                                       if test else ""),
-                    source_sha256=digest.result(), seed=seed, feature_dtype=dtype,
+                    source_sha256=checksum, seed=seed, feature_dtype=dtype,
                     names={k: v for k, v in kept.items() if v})
+        clock.add("write", last.taken - write_started - clock.seconds["shuffle"] + scattered)
+        clock.add("scaling", time.perf_counter() - last.taken)
         sizes = len(train_set), len(test_set)
     seconds = time.perf_counter() - started
+    if passes is not None:
+        clock.add("checksum", digest.result()[1])
+        sequential = sum(v for k, v in clock.seconds.items() if k not in Passes.CONCURRENT)
+        passes.update(clock.seconds, other=seconds - sequential)
     megabytes = sum(p.stat().st_size for p in files) / 1e6
     what = f"{len(names)} classes" if classes else f"{table.n_targets} target(s)"
     notes = [f"{t.rows.path.name}: {t.rows.dialect}" for t in (table, test_table)
@@ -278,26 +357,28 @@ def import_table(source: str | Path, out: str | Path, *, task: str, layout: Layo
         f"({megabytes / seconds:.3g} MB/s)")
 
 
-def _stage(table: TableFile, staged: Staged, labels: Labels | None) -> np.ndarray:
+def _stage(table: TableFile, staged: Staged, labels: Labels | None,
+           clock: Passes) -> np.ndarray:
     """Stage the rows of ``table``; returns how many rows each label id has (a
     classification), or how many rows there are."""
     counts = np.zeros(1, np.int64)
-    for x, y, rows, number in table.blocks():
-        if labels is not None:
-            y = labels.ids(y, lambda i, rows=rows, number=number: f"{rows.path}: "
-                           f"{rows.where(int(number[i]))}")
-            ids = np.bincount(y)
-            counts = np.pad(counts, (0, max(0, len(ids) - len(counts))))
-            counts[:len(ids)] += ids
-        else:
-            counts[0] += len(x)
-        staged.add((x, y, number))
+    for x, y, rows, number in clock.timed(table.blocks(), "parse"):
+        with clock.timing("stage"):
+            if labels is not None:
+                y = labels.ids(y, lambda i, rows=rows, number=number: f"{rows.path}: "
+                               f"{rows.where(int(number[i]))}")
+                ids = np.bincount(y)
+                counts = np.pad(counts, (0, max(0, len(ids) - len(counts))))
+                counts[:len(ids)] += ids
+            else:
+                counts[0] += len(x)
+            staged.add((x, y, number))
     return counts
 
 
 def _split(staged: Staged, test_staged: Staged | None, work: Path, rec: np.dtype,
            counts: np.ndarray, number: np.ndarray | None, fraction: float,
-           seed: int) -> tuple[Shuffled, Staged, np.ndarray]:
+           seed: int, clock: Passes) -> tuple[Shuffled, Staged, np.ndarray]:
     """The training rows into the shuffle's buckets, the test rows in the file's order,
     and how many training rows each class has. ``counts``: the rows of each class (one
     count for a regression); ``number``: each label id's class number (classification)."""
@@ -312,17 +393,23 @@ def _split(staged: Staged, test_staged: Staged | None, work: Path, rec: np.dtype
     buckets = max(1, math.ceil(n * rec.itemsize / BUCKET_BYTES))
     train_set = Shuffled(work, buckets, seed, rec)
     trained = np.zeros(len(counts), np.int64)  # training rows of each class
-    for x, y, row in staged.blocks():
+    for records in clock.timed(staged.records(), "split"):
+        y = records["y"]
         if splitter is None:
-            train_set.add((x, y, row))
+            with clock.timing("shuffle"):
+                train_set.add(records)
             trained += np.bincount(number[y], minlength=len(counts)) if number is not None \
                 else len(y)
             continue
-        chosen = splitter.take(number[y] if number is not None else np.zeros(len(y), np.int64))
-        test_set.add((x[chosen], y[chosen], row[chosen]))
-        train_set.add((x[~chosen], y[~chosen], row[~chosen]))
-    for rows in test_staged.blocks() if test_staged is not None else ():
-        test_set.add(rows)
+        with clock.timing("split"):
+            chosen = splitter.take(number[y] if number is not None else
+                                   np.zeros(len(y), np.int64))
+            test_set.append(records.take(np.flatnonzero(chosen)))
+        with clock.timing("shuffle"):
+            train_set.add(records, np.flatnonzero(~chosen))
+    with clock.timing("split"):
+        for records in test_staged.records() if test_staged is not None else ():
+            test_set.append(records)
     if splitter is not None:
         trained = counts - np.array(splitter.wanted)
     return train_set, test_set, trained
@@ -336,13 +423,14 @@ def _setting(event: threading.Event) -> Iterator[None]:
         event.set()
 
 
-def _sha256(paths: list[Path], stop: threading.Event) -> str:
-    """One line per file read: its sha256 and name, as sha256sum prints them."""
-    lines = []
+def _sha256(paths: list[Path], stop: threading.Event) -> tuple[str, float]:
+    """One line per file read: its sha256 and name, as sha256sum prints them; and the
+    seconds it took."""
+    started, lines = time.perf_counter(), []
     for path in paths:
         digest = hashlib.sha256()
         with open(path, "rb") as f:
             while (chunk := f.read(HASH_CHUNK)) and not stop.is_set():
                 digest.update(chunk)
         lines.append(f"{digest.hexdigest()}  {path.name}")
-    return "\n".join(lines)
+    return "\n".join(lines), time.perf_counter() - started

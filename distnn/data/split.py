@@ -54,12 +54,15 @@ class Split:
         return test
 
     def _chosen(self, k: int, first: int, count: int) -> np.ndarray:
-        occurrence = np.arange(first, first + count)
-        window, place = np.divmod(occurrence, WINDOW)
+        """Class k's occurrences first..first + count - 1: test or not. They are
+        consecutive, so each window's share is a slice of its picks."""
         chosen = np.empty(count, bool)
-        for w in np.unique(window):
-            mask = window == w
-            chosen[mask] = self._picks(k, int(w))[place[mask]]
+        at, end = first, first + count
+        while at < end:
+            w, place = divmod(at, WINDOW)
+            n = min(WINDOW - place, end - at)
+            chosen[at - first:at - first + n] = self._picks(k, w)[place:place + n]
+            at += n
         return chosen
 
     def _picks(self, k: int, w: int) -> np.ndarray:

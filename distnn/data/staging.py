@@ -10,7 +10,9 @@ makes the whole order a uniform random permutation (the two-pass shuffle of
 Rao, 1961), drawn from the seed alone.
 
 The files are plain records (numpy's ``tofile``), not HDF5: they live only
-while a table is made, and appending to them costs a write, no more.
+while a table is made, and appending to them costs a write, no more. Rows stay
+records from the staging file to the buckets (``records``, ``append``): each
+pass gathers a row once, rather than each of its fields and then the record.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 Rows = tuple[np.ndarray, np.ndarray, np.ndarray]  # features (b, n), targets, source row (b,)
-BLOCK = 1 << 16  # rows read back at a time
+BLOCK = 1 << 16  # rows read back at a time; the shuffle draws the buckets of each such
+# block's training rows at once, so another BLOCK would store another order
 
 
 def record(n_features: int, target_shape: tuple[int, ...],
@@ -44,15 +47,24 @@ class Staged:
     def add(self, rows: Rows) -> None:
         records = np.empty(len(rows[0]), self.dtype)
         records["x"], records["y"], records["row"] = rows
+        self.append(records)
+
+    def append(self, records: np.ndarray) -> None:
+        """Rows already records of this file's dtype."""
         with open(self.path, "ab") as f:
             records.tofile(f)
         self._rows += len(records)
 
-    def blocks(self, size: int | None = None) -> Iterator[Rows]:
+    def records(self, size: int | None = None) -> Iterator[np.ndarray]:
+        """The rows in order, as records, ``size`` (BLOCK) at a time."""
         size = size or BLOCK
         with open(self.path, "rb") as f:
             while len(records := np.fromfile(f, self.dtype, count=size)):
-                yield records["x"], records["y"], records["row"]
+                yield records
+
+    def blocks(self, size: int | None = None) -> Iterator[Rows]:
+        for records in self.records(size):
+            yield records["x"], records["y"], records["row"]
 
     def all(self) -> np.ndarray:
         """Every row's record at once: for a bucket, which is sized to fit in memory."""
@@ -69,16 +81,22 @@ class Shuffled:
     def __len__(self) -> int:
         return sum(map(len, self.buckets))
 
-    def add(self, rows: Rows) -> None:
+    def add(self, records: np.ndarray, take: np.ndarray | None = None) -> None:
+        """Records (the rows ``take`` of them, in that order) each to a bucket drawn from
+        the seed and the number of this call: the same rows in the same calls, the same
+        buckets."""
+        rows = len(records) if take is None else len(take)
         which = np.random.default_rng([self.seed, 5, self._added]).integers(
-            len(self.buckets), size=len(rows[0]))
+            len(self.buckets), size=rows)
         self._added += 1
         order = np.argsort(which, kind="stable")
         bounds = np.searchsorted(which[order], np.arange(len(self.buckets) + 1))
+        # By bucket, in order. take, not [ ]: numpy's fancy indexing of records is five
+        # times slower.
+        ordered = records.take(order if take is None else take[order])
         for b, bucket in enumerate(self.buckets):
-            take = order[bounds[b]:bounds[b + 1]]
-            if len(take):
-                bucket.add(tuple(part[take] for part in rows))
+            if bounds[b] < bounds[b + 1]:
+                bucket.append(ordered[bounds[b]:bounds[b + 1]])
 
     def blocks(self, size: int | None = None) -> Iterator[Rows]:
         """Every row once, in the shuffled order, ``size`` rows at a time at most."""
@@ -89,5 +107,5 @@ class Shuffled:
             records = bucket.all()
             order = np.random.default_rng([self.seed, 6, b]).permutation(len(records))
             for start in range(0, len(order), size):
-                chosen = records[order[start:start + size]]
-                yield chosen["x"], chosen["y"], chosen["row"]
+                chosen = records.take(order[start:start + size])
+                yield tuple(np.ascontiguousarray(chosen[f]) for f in ("x", "y", "row"))

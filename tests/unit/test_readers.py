@@ -115,3 +115,13 @@ def test_what_cannot_be_read_as_rows_is_one_line(tmp_path, name, options, messag
     np.save(tmp_path / "s.npy", np.float64(3))
     with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
         read_all(tmp_path / name, **options)
+
+
+def test_a_good_csv_is_parsed_once(tmp_path, monkeypatch, csv_engine):
+    """numpy's reader takes over only where Arrow refuses a line: a good file, read by
+    Arrow to its end, is never parsed a second time."""
+    path = tmp_path / "good.csv"
+    np.savetxt(path, ROWS, delimiter=",", fmt="%.17g")
+    if csv_engine == "pyarrow":
+        monkeypatch.setattr(csvfile, "numpy_blocks", lambda *_: pytest.fail("parsed twice"))
+    np.testing.assert_array_equal(read_all(path), ROWS)
