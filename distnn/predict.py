@@ -33,7 +33,8 @@ from distnn.atomic import atomic_path
 from distnn.checkpoint import CheckpointError, network, read_checkpoint
 from distnn.data.errors import DataError
 from distnn.data import csvfile
-from distnn.data.readers import Rows, column, open_rows
+from distnn.data.readers import open_rows
+from distnn.data.rows import Rows, column
 from distnn.network import MLP
 from distnn.outputs import OutputError, check_not_input
 from distnn.protocol import EXIT_IOERR, EXIT_OK, EXIT_USAGE

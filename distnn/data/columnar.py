@@ -39,17 +39,18 @@ from pathlib import Path
 
 import numpy as np
 
-from . import readers
+from .rows import Rows
 from .errors import DataError
 
 FEATHER_V1 = b"FEA1"
 IPC_FILE = b"ARROW1"
 
 
-def open_columnar(path: Path, kind: str) -> readers.Rows:
-    """The rows of a Parquet (``kind`` "parquet") or Arrow IPC ("arrow") file."""
+def open_columnar(path: Path, kind: str, block_rows: int) -> Rows:
+    """The rows of a Parquet (``kind`` "parquet") or Arrow IPC ("arrow") file, in blocks
+    of ``block_rows``."""
     pa = _pyarrow(path)
-    schema, count, batches = _parquet(path) if kind == "parquet" else _ipc(path)
+    schema, count, batches = _parquet(path, block_rows) if kind == "parquet" else _ipc(path)
     index = _pandas_index(schema)
     keep = [i for i, name in enumerate(schema.names) if name not in index]
     if not keep:
@@ -63,9 +64,9 @@ def open_columnar(path: Path, kind: str) -> readers.Rows:
                                 "labels of --task classification may: features and "
                                 "regression targets are numbers")
         return _blocks(path, _guarded(path, batches()), keep, rows.name, text, use,
-                       rows.missing == "drop")
-    rows = readers.Rows(path, len(keep), [schema.names[i] for i in keep], read, "row 1",
-                        count=count, text=True)
+                       rows.missing == "drop", block_rows)
+    rows = Rows(path, len(keep), [schema.names[i] for i in keep], read, "row 1",
+                count=count, text=True)
     for j, (i, kind_j) in enumerate(zip(keep, kinds)):
         if kind_j is None:
             raise DataError(f"{path}: column {rows.name(j)} holds {schema.field(i).type}; "
@@ -88,7 +89,7 @@ def _pyarrow(path: Path):
     return pyarrow
 
 
-def _parquet(path: Path) -> tuple:
+def _parquet(path: Path, block_rows: int) -> tuple:
     """(schema, rows, a function that starts the batches) of a Parquet file."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -104,8 +105,8 @@ def _parquet(path: Path) -> tuple:
         raise DataError(f"{path}: not a readable Parquet file ({err})") from None
 
     def batches() -> Iterator:
-        with opened() as file:  # decoded BLOCK_ROWS at a time
-            yield from file.iter_batches(batch_size=readers.BLOCK_ROWS)
+        with opened() as file:  # decoded a block of rows at a time
+            yield from file.iter_batches(batch_size=block_rows)
     return schema, count, batches
 
 
@@ -177,29 +178,29 @@ def _guarded(path: Path, batches: Iterator) -> Iterator:
 
 
 def _blocks(path: Path, batches: Iterator, keep: list[int], name: Callable[[int], str],
-            text: int | None, use: list[int], drop: bool) -> Iterator:
-    """Blocks of BLOCK_ROWS (the last fewer): float64 (b, len(use)) of the columns ``use``
-    (of ``keep``, from 0), or with ``text`` (numbers, labels (b,)) pairs. A null is an
+            text: int | None, use: list[int], drop: bool, block_rows: int) -> Iterator:
+    """Blocks of ``block_rows`` (the last fewer): float64 (b, len(use)) of the columns
+    ``use`` (of ``keep``, from 0), or with ``text`` (numbers, labels (b,)) pairs. A null is an
     error, or with ``drop`` a NaN (a number) or "None" (a label), which ``Rows`` drops."""
     numeric = [keep[j] for j in use]
     label = None if text is None else keep[text]
     pending, held = [], 0  # pieces (numbers, labels) not yet yielded, and their rows
     first = 0  # the file's row (from 0) of the next piece
     for batch in batches:
-        for start in range(0, batch.num_rows, readers.BLOCK_ROWS):
-            piece = batch.slice(start, readers.BLOCK_ROWS)
+        for start in range(0, batch.num_rows, block_rows):
+            piece = batch.slice(start, block_rows)
             if not drop:
                 _refuse_nulls(piece, keep, name, first, path)
             pending.append((_numbers(piece, numeric),
                             None if label is None else _labels(piece.column(label))))
             held += piece.num_rows
             first += piece.num_rows
-            if held >= readers.BLOCK_ROWS:
+            if held >= block_rows:
                 block = _joined(pending)
-                rest = tuple(None if a is None else a[readers.BLOCK_ROWS:] for a in block)
-                pending = [rest] if held > readers.BLOCK_ROWS else []
-                held -= readers.BLOCK_ROWS
-                yield _shaped(tuple(None if a is None else a[:readers.BLOCK_ROWS]
+                rest = tuple(None if a is None else a[block_rows:] for a in block)
+                pending = [rest] if held > block_rows else []
+                held -= block_rows
+                yield _shaped(tuple(None if a is None else a[:block_rows]
                                     for a in block))
     if held:
         yield _shaped(_joined(pending))

@@ -24,7 +24,7 @@ file's encoding is one line naming the byte.
 
 Missing values (an empty field, NA, NaN, NULL, ...) are one line naming the
 line and the column, or, with ``missing="drop"``, read as NaN and left out with
-their rows by ``readers.Rows``, which counts them.
+their rows by ``rows.Rows``, which counts them.
 """
 
 from __future__ import annotations

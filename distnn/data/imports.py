@@ -45,7 +45,8 @@ from ..writes import writing
 from .errors import DataError
 from .labels import Labels
 from .csvfile import CsvFormat
-from .readers import PLAIN, Rows, column, open_rows
+from .readers import PLAIN, open_rows
+from .rows import Rows, column
 from .split import Split
 from .staging import Shuffled, Staged, record
 from .table import write_table
