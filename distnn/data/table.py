@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 
 from ..atomic import atomic_path
-from ..writes import writing
+from ..writes import new_hdf5, writing
 from .errors import DataError
 from .store import CHUNK_ROWS, MAX_CLASSES, SPLITS, TABLE_VERSION, TASKS, validate
 
@@ -65,7 +65,7 @@ def write_table(path: str | Path, splits: dict[str, Blocks], *, task: str, n_fea
     images = feature_dtype == np.uint8 and image_shape is not None
     path = Path(path)
     with writing(path), atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
+        with new_hdf5(tmp) as f:
             f.attrs.update({"schema_version": TABLE_VERSION, "source": source,
                             "source_sha256": source_sha256, "task": task,
                             "n_features": n_features, "shuffle_seed": seed,

@@ -2,8 +2,8 @@
 checkpoint kept, on one process and on 2 ranks under each reducer; then, with room again,
 the run resumes to the parameters of an uninterrupted one, bit for bit. And a disk with a
 few kilobytes left, where HDF5 fails as it flushes and closes the file (h5py's
-RuntimeError, once a crash): the same line and status, for the trainer, prepare and
-predict.
+RuntimeError, once a crash): the same line and status, for the trainer, prepare,
+predict and import.
 
 The same cases, refused in-process with each errno, are tests/unit/test_full_disk.py.
 """
@@ -76,6 +76,8 @@ def test_a_full_tmpfs_ends_the_run_in_one_line_and_keeps_its_checkpoint(tmp_path
         pytest.skip(why)
     data = make_dataset(tmp_path / "d.h5", n_train=160, n_test=40)
     np.save(tmp_path / "rows.npy", np.random.default_rng(0).integers(0, 256, (2000, 16)))
+    np.savetxt(tmp_path / "rows.csv", np.random.default_rng(1).normal(size=(40, 5)),
+               delimiter=",", header="a,b,c,d,y", comments="")
     disk = tmp_path / "disk"
     disk.mkdir()
     done = subprocess.run(
@@ -138,6 +140,9 @@ for room in 4 8 12; do
     head -c $(( (free - room) * 1024 )) /dev/zero >"$D/fill"
     python -m distnn.predict kept.h5 rows.npy --out "$D/p.h5" >/dev/null 2>predict-$room.err
     echo "predict-$room $?"
+    python -m distnn.data import rows.csv --task regression --out "$D/t.h5" >/dev/null \
+        2>import-$room.err
+    echo "import-$room $?"
     rm "$D/fill"
 done
 echo "left: $(ls -A "$D")"
@@ -151,6 +156,8 @@ def test_a_write_refused_as_hdf5_closes_the_file_is_one_line_too(tmp_path):
         pytest.skip(why)
     data = make_dataset(tmp_path / "d.h5", n_train=160, n_test=40)
     np.save(tmp_path / "rows.npy", np.random.default_rng(0).integers(0, 256, (2000, 16)))
+    np.savetxt(tmp_path / "rows.csv", np.random.default_rng(1).normal(size=(40, 5)),
+               delimiter=",", header="a,b,c,d,y", comments="")
     disk = tmp_path / "disk"
     disk.mkdir()
     done = subprocess.run(
@@ -184,5 +191,10 @@ def test_a_write_refused_as_hdf5_closes_the_file_is_one_line_too(tmp_path):
         err = (tmp_path / f"predict-{room}.err").read_text()
         assert err == (f"distnn.predict: error: cannot write {disk / 'p.h5'}: no space left on "
                        "device; nothing was replaced; free some space\n"), err
+        # ... and an imported table (HDF5 crashed at close before new_hdf5, status 139)
+        assert f"import-{room} {EXIT_IOERR}\n" in out, (room, out)
+        err = (tmp_path / f"import-{room}.err").read_text()
+        assert err == (f"distnn.data: error: cannot write {disk / 't.h5'}: no space left on "
+                       "device; nothing was replaced; free some space and run it again\n"), err
     assert read_checkpoint(tmp_path / "after.h5")["position"]["epoch"] == 1
     assert load_model(tmp_path / "after.h5").predict(np.zeros((2, 16))).shape == (2,)
