@@ -75,9 +75,6 @@ def test_a_full_tmpfs_ends_the_run_in_one_line_and_keeps_its_checkpoint(tmp_path
     if why:
         pytest.skip(why)
     data = make_dataset(tmp_path / "d.h5", n_train=160, n_test=40)
-    np.save(tmp_path / "rows.npy", np.random.default_rng(0).integers(0, 256, (2000, 16)))
-    np.savetxt(tmp_path / "rows.csv", np.random.default_rng(1).normal(size=(40, 5)),
-               delimiter=",", header="a,b,c,d,y", comments="")
     disk = tmp_path / "disk"
     disk.mkdir()
     done = subprocess.run(
