@@ -49,6 +49,7 @@ import numpy as np
 
 from ..atomic import atomic_path, remove_orphans
 from ..augment import Augment, AugmentError
+from ..memory import size
 from ..noise import Noise
 from ..writes import WriteFailed, writing
 from . import mnist_pickle
@@ -186,8 +187,8 @@ def _check_room(out: Path, needed: int) -> None:
         where = where.parent
     free = shutil.disk_usage(where).free
     if free < needed:
-        raise WriteFailed(f"cannot write {out}: it needs {needed / 1e9:.2f} GB and "
-                          f"{where} has {free / 1e9:.2f} GB free", "free some space, or "
+        raise WriteFailed(f"cannot write {out}: it needs {size(needed)} and "
+                          f"{where} has {size(free)} free", "free some space, or "
                           "write it elsewhere with --out")
 
 

@@ -189,9 +189,11 @@ def test_a_file_that_will_not_fit_is_refused_before_it_is_written(source, tmp_pa
     monkeypatch.setattr(distorted.shutil, "disk_usage",
                         lambda path: type("Usage", (), {"free": needed - 1})())
     assert prepare_cli(directory, out, "--distorted", "99") == EXIT_IOERR
+    assert 1 << 20 <= needed - 1 < needed < 1 << 30  # so both are said in MiB, to 0.1
+    mib = needed / (1 << 20)
     assert error_lines(capsys.readouterr().err)[-1] == (
-        f"distnn.data: error: cannot write {out}: it needs {needed / 1e9:.2f} GB and "
-        f"{tmp_path} has {(needed - 1) / 1e9:.2f} GB free; nothing was replaced; free some "
+        f"distnn.data: error: cannot write {out}: it needs {mib:.1f} MiB and "
+        f"{tmp_path} has {(needed - 1) / (1 << 20):.1f} MiB free; nothing was replaced; free some "
         "space, or write it elsewhere with --out and run it again")
     assert not out.parent.exists()
 
