@@ -141,7 +141,7 @@ def _start_on_root(cfg: Config, given: dict[str, Any], ranks: int,
                                                                        info["train_size"]))
     if not cfg.window and ckpt is None:  # ... and W (a checkpoint without one: whole)
         cfg = dataclasses.replace(cfg, window=default_window(info["row_bytes"]))
-    order = _check_fit(cfg, info, ranks)
+    order = _check_fit(cfg, info, ranks, layers_from)
     left = room()  # once: the budget and the check below see the same memory
     budget = memory_budget(cfg, ranks_here, left)
     _check_memory(cfg, info, order, ranks, ranks_here, budget, left)
@@ -298,15 +298,19 @@ def _cost_for_task(cfg: Config, info: dict[str, Any], given: dict[str, Any]) -> 
     return cfg
 
 
-def _check_fit(cfg: Config, info: dict[str, Any], ranks: int) -> Partitions:
+def _check_fit(cfg: Config, info: dict[str, Any], ranks: int,
+               layers_from: str = "--layers") -> Partitions:
     """The data fits the network, and the batch and the training set fit the partitions
-    and the ranks; returns the partitions, whose steps per epoch are then defined."""
+    and the ranks; returns the partitions, whose steps per epoch are then defined.
+    ``layers_from`` says where the network's sizes came from, for the error."""
     outputs = "classes" if info["task"] == "classification" else "targets"
     if info["n_features"] != cfg.layers[0] or info["n_outputs"] != cfg.layers[-1]:
+        sizes = ",".join(map(str, cfg.layers))
+        network = f"--layers {sizes}" if layers_from == "--layers" else \
+            f"the network {sizes} ({layers_from})"
         raise DataError(
             f"{cfg.data} has {info['n_features']} features and {info['n_outputs']} {outputs}, "
-            f"but --layers {','.join(map(str, cfg.layers))} expects {cfg.layers[0]} and "
-            f"{cfg.layers[-1]}"
+            f"but {network} expects {cfg.layers[0]} and {cfg.layers[-1]}"
         )
     if cfg.augment and info["image_shape"] is None:
         raise ConfigError(f"--augment distorts images, and {cfg.data} holds none")

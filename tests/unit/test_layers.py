@@ -89,6 +89,13 @@ def test_a_resumed_run_keeps_its_checkpoints_layers(table, tmp_path):
     with pytest.raises(UsageError, match=r"--hidden \[256\] differs from the checkpoint's "
                                          r"\[12\]"):
         start([*resume, "--hidden", "256"])
+    # Another file of other widths: the sizes are the checkpoint's, and the line says so,
+    # not a --layers the user never gave.
+    other = make_dataset(tmp_path / "other.h5", shape=(9,), n_classes=4)
+    with pytest.raises(UsageError) as refused:
+        start([*resume, "--data", str(other)])
+    assert str(refused.value).endswith(f"{other} has 9 features and 4 classes, but the network "
+                                       "16,12,4 (the checkpoint's) expects 16 and 4")
 
 
 def test_a_checkpoint_from_before_hidden_has_its_layers_hidden_widths():
