@@ -154,9 +154,13 @@ def _start_on_root(cfg: Config, given: dict[str, Any], ranks: int,
 
 
 def _check_not_data(cfg: Config) -> None:
-    """No file the run writes is its data (OutputError)."""
+    """No file the run writes is its data, nor another file it writes (OutputError)."""
     check_not_input([("--checkpoint", cfg.checkpoint), ("--metrics", cfg.metrics),
                      ("--trace", cfg.trace)], [("the data it trains on (--data)", cfg.data)])
+    check_not_input([("--metrics", cfg.metrics), ("--trace", cfg.trace)],
+                    [("the checkpoint it writes (--checkpoint)", cfg.checkpoint)])
+    check_not_input([("--trace", cfg.trace)], [("the metrics it writes (--metrics)",
+                                                 cfg.metrics)])
 
 
 def memory_budget(cfg: Config, ranks_here: int, left: Room | None) -> int:

@@ -609,6 +609,14 @@ _refused("is the data it trains on (--data)", lambda d, good, how: [
 _refused("is the data it trains on (--data)", lambda d, good, how: [
     *_train(d, good), "--data", str(_copy(d, good, "data")),
     "--trace", str(_named(d, d / "data.h5", how))], "trace the data")
+@case("--metrics ./c.h5 is the checkpoint it writes (--checkpoint); give another path",
+      status=2)
+def metrics_over_the_checkpoint(d, good):
+    """An output over another output: the metrics lines would go into the checkpoint."""
+    return ["distnn.train", "--data", str(good["data"]), "--checkpoint", "c.h5",
+            "--metrics", "./c.h5", *TRAIN]
+
+
 _refused("is the metrics file it reads", lambda d, good, how: [
     "distnn.plot", str(_metrics(d / "m.jsonl")), "-o", str(_named(d, d / "m.jsonl", how))],
     "plot over its metrics")
