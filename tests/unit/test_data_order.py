@@ -103,10 +103,46 @@ def test_what_cannot_work_is_named(n, m, c, ranks, words):
     assert words in Partitions(n, m, c).problem(ranks)
 
 
+@pytest.mark.parametrize("n,m,c,window,ranks", [
+    (60000, 128, 1, 0, 1),  # one partition
+    (9, 9, 9, 0, 9),  # a partition of each row, a rank of each partition
+    (1003, 10, 10, 0, 10),
+    (1003, 10, 4, 16, 4),  # the smallest window: 16 blocks of one row
+    (2560, 64, 4, 16, 1),  # a window of exactly the rows a partition gives each batch
+    (2560, 256, 4, 64, 2),  # the same with blocks of 4 rows
+])
+def test_what_can_work_is_accepted_up_to_each_bound(n, m, c, window, ranks):
+    assert Partitions(n, m, c, window).problem(ranks) is None
+
+
+@pytest.mark.parametrize("n,m,c,window,most", [(2560, 68, 4, 16, 17), (2560, 260, 4, 64, 65)])
+def test_a_window_one_row_short_of_a_batch_share_is_named(n, m, c, window, most):
+    """A step reads at most two windows of a partition only if a window holds its share."""
+    assert (f"--window {window} holds fewer rows than a partition gives each batch ({most})"
+            in Partitions(n, m, c, window).problem(1))
+
+
+@pytest.mark.parametrize("window", [0, 251, 16, 48, 160])
+def test_the_windows_deal_every_block_once(window):
+    """Block numbers, each of the partition's blocks in one window: 16 a window but the
+    last; a partition shuffled whole is one window of its one block, block 0."""
+    order = Partitions(1003, 10, 4, window)
+    for p in range(4):
+        rows = np.subtract(*order.rows(p)[::-1])
+        windows = order.windows(5, 1, p)
+        dealt = np.concatenate(windows)
+        assert dealt.dtype.kind == "i"
+        assert sorted(dealt) == list(range(-(-rows // order.block)))
+        if order.whole:
+            assert len(windows) == 1 and order.block >= rows
+        assert all(len(w) == WINDOW_BLOCKS for w in windows[:-1])
+
+
 def test_the_default_is_64_partitions_within_the_batch_and_the_ranks():
     assert default_partitions(128, 4) == 64
     assert default_partitions(10, 4) == 10  # at most m
     assert default_partitions(128, 1, 20) == 20  # at most the training rows
+    assert default_partitions(10, 1, 20) == 10  # at most m, with n given
     assert default_partitions(128, 4, 2) == 4  # at least the ranks (which then find too few rows)
     assert default_partitions(256, 100) == 100  # at least the ranks
     assert Partitions(60000, 128, 64).steps == 60000 // 128  # no batch lost to the partitions
@@ -119,6 +155,7 @@ def test_the_default_window_is_1_mib_of_rows_and_keeps_mnists_partitions_whole()
     assert Partitions(60000, 128, 64, default_window(785)).whole
     assert not Partitions(1_000_000, 128, 64, default_window(88)).whole  # Friedman's 15,625
     assert default_window(1 << 20) == 16  # rows wider than a window: a block of one row each
+    assert type(default_window(785)) is int  # a count of rows
 
 
 @pytest.mark.parametrize("window", [16, 48, 160, 250])
