@@ -216,7 +216,7 @@ def test_a_checkpoint_resumes_with_the_window_it_was_written_with(tmp_path, monk
     assert not np.array_equal(c["params"], a["params"])  # ... and another order
 
 
-def test_a_file_that_shrinks_is_named_before_hdf5_reads_zeros(data):
+def test_a_file_cut_short_before_a_read_is_named_as_shrunk_with_both_sizes(data):
     """Cut short after the stream opened it and before an epoch's windows are read: the
     first read sees the file's size, and says it shrank, from what to what."""
     order = Partitions(480, 16, 4, 16)
