@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from distnn.data import Partitions, default_partitions, default_window, shard_range
+from distnn.data.order import WINDOW_BLOCKS
 
 CASES = [(60000, 128, 64), (60000, 128, 1), (1003, 10, 10), (17, 5, 4), (1000, 7, 7), (9, 9, 9),
          (100, 12, 5)]
@@ -100,10 +103,46 @@ def test_what_cannot_work_is_named(n, m, c, ranks, words):
     assert words in Partitions(n, m, c).problem(ranks)
 
 
+@pytest.mark.parametrize("n,m,c,window,ranks", [
+    (60000, 128, 1, 0, 1),  # one partition
+    (9, 9, 9, 0, 9),  # a partition of each row, a rank of each partition
+    (1003, 10, 10, 0, 10),
+    (1003, 10, 4, 16, 4),  # the smallest window: 16 blocks of one row
+    (2560, 64, 4, 16, 1),  # a window of exactly the rows a partition gives each batch
+    (2560, 256, 4, 64, 2),  # the same with blocks of 4 rows
+])
+def test_what_can_work_is_accepted_up_to_each_bound(n, m, c, window, ranks):
+    assert Partitions(n, m, c, window).problem(ranks) is None
+
+
+@pytest.mark.parametrize("n,m,c,window,most", [(2560, 68, 4, 16, 17), (2560, 260, 4, 64, 65)])
+def test_a_window_one_row_short_of_a_batch_share_is_named(n, m, c, window, most):
+    """A step reads at most two windows of a partition only if a window holds its share."""
+    assert (f"--window {window} holds fewer rows than a partition gives each batch ({most})"
+            in Partitions(n, m, c, window).problem(1))
+
+
+@pytest.mark.parametrize("window", [0, 251, 16, 48, 160])
+def test_the_windows_deal_every_block_once(window):
+    """Block numbers, each of the partition's blocks in one window: 16 a window but the
+    last; a partition shuffled whole is one window of its one block, block 0."""
+    order = Partitions(1003, 10, 4, window)
+    for p in range(4):
+        rows = np.subtract(*order.rows(p)[::-1])
+        windows = order.windows(5, 1, p)
+        dealt = np.concatenate(windows)
+        assert dealt.dtype.kind == "i"
+        assert sorted(dealt) == list(range(-(-rows // order.block)))
+        if order.whole:
+            assert len(windows) == 1 and order.block >= rows
+        assert all(len(w) == WINDOW_BLOCKS for w in windows[:-1])
+
+
 def test_the_default_is_64_partitions_within_the_batch_and_the_ranks():
     assert default_partitions(128, 4) == 64
     assert default_partitions(10, 4) == 10  # at most m
     assert default_partitions(128, 1, 20) == 20  # at most the training rows
+    assert default_partitions(10, 1, 20) == 10  # at most m, with n given
     assert default_partitions(128, 4, 2) == 4  # at least the ranks (which then find too few rows)
     assert default_partitions(256, 100) == 100  # at least the ranks
     assert Partitions(60000, 128, 64).steps == 60000 // 128  # no batch lost to the partitions
@@ -116,6 +155,7 @@ def test_the_default_window_is_1_mib_of_rows_and_keeps_mnists_partitions_whole()
     assert Partitions(60000, 128, 64, default_window(785)).whole
     assert not Partitions(1_000_000, 128, 64, default_window(88)).whole  # Friedman's 15,625
     assert default_window(1 << 20) == 16  # rows wider than a window: a block of one row each
+    assert type(default_window(785)) is int  # a count of rows
 
 
 @pytest.mark.parametrize("window", [16, 48, 160, 250])
@@ -154,3 +194,94 @@ def test_windowed_batches_are_the_same_for_every_number_of_ranks(ranks):
     assert len(np.unique(alone)) == alone.size
     assert np.array_equal(batches(order, 3, 2, ranks), alone)
     assert "--window 8" in Partitions(1003, 12, 4, 8).problem(1)
+
+
+# Whether the windowed order is random, not only which rows each window holds (issue 37):
+# small windows (W = 64 rows, blocks of B = 4) in partitions of 640 rows, 10 windows each,
+# so that window k of an order is its positions [k W, (k + 1) W). Each threshold below is
+# one that correct code crosses with probability < 1e-9 (the bound is in the test), and
+# each bug the test is for crosses it every time.
+W, B = 64, 64 // WINDOW_BLOCKS
+RANDOM = Partitions(3 * 640, 3, 3, W)  # 3 partitions of 160 blocks
+
+
+def windows_of(order: np.ndarray) -> list[np.ndarray]:
+    """An order's windows, each as the blocks its rows come from, position by position."""
+    assert len(order) % W == 0
+    return list((order // B).reshape(-1, W))
+
+
+def binomial_tail(n: int, p: float, k: int) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    return sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k, n + 1))
+
+
+def test_neighbours_within_a_window_come_from_one_block_no_more_than_chance_gives():
+    """Rows shuffled within their window: seldom does a row follow one of its own block.
+    Given a window's first j rows, row j is one of the W - j left, at most B - 1 of them of
+    row j - 1's block: for j <= W / 2 the chance is at most q = 2 (B - 1) / W whatever came
+    before, so the count over the first halves is at most Binomial(pairs, q) in
+    distribution. Rows left in blocks (unshuffled) make 3 of every 4 pairs such."""
+    assert not RANDOM.whole and RANDOM.block == B
+    same = pairs = 0
+    for c in range(RANDOM.count):
+        for blocks in windows_of(RANDOM.order(1, 0, c)):
+            first = blocks[:W // 2 + 1]
+            same += int(np.count_nonzero(first[1:] == first[:-1]))
+            pairs += W // 2
+    q, most = 2 * (B - 1) / W, pairs // 4  # about 46 of 960 (at most 90 on average); 240
+    assert binomial_tail(pairs, q, most + 1) < 1e-9
+    assert same <= most, (same, pairs)
+
+
+def test_no_window_holds_a_contiguous_run_of_blocks():
+    """The blocks are shuffled before windows are cut: a window's 16 blocks are any 16 of
+    the partition's 160, a run of consecutive ones (there are 145 runs) with chance
+    145 / C(160, 16) < 1e-19 each, not the sorted blocks 16 k .. 16 k + 15."""
+    checked = 0
+    for epoch in (0, 1):
+        for c in range(RANDOM.count):
+            for blocks in windows_of(RANDOM.order(4, epoch, c)):
+                held = np.unique(blocks)
+                assert len(held) == WINDOW_BLOCKS  # whole blocks, each of B rows
+                assert held[-1] - held[0] > WINDOW_BLOCKS - 1, (epoch, c, held)
+                checked += 1
+    assert checked * 145 / math.comb(160, WINDOW_BLOCKS) < 1e-9
+
+
+def interleaving(blocks: np.ndarray) -> tuple[int, ...]:
+    """How a window's positions are grouped by block, whichever blocks they are: each
+    block named by the order of its first row (0, 0, 1, 0, 2, ...)."""
+    names: dict[int, int] = {}
+    return tuple(names.setdefault(b, len(names)) for b in blocks)
+
+
+def test_every_window_of_every_epoch_and_partition_is_interleaved_afresh():
+    """The rows of each window are shuffled by a generator of (seed, epoch, partition,
+    window): 180 windows, no two interleaving their blocks the same way. There are
+    W! / (B!^16 16!) > 1e53 ways; two of 180 alike with chance < 180^2 / 1e53."""
+    seen = {}
+    for seed in (1, 2):
+        for epoch in (0, 1, 2):
+            for c in range(RANDOM.count):
+                for w, blocks in enumerate(windows_of(RANDOM.order(seed, epoch, c))):
+                    seen.setdefault(interleaving(blocks), []).append((seed, epoch, c, w))
+    ways = math.factorial(W) // (math.factorial(B) ** WINDOW_BLOCKS
+                                 * math.factorial(WINDOW_BLOCKS))
+    assert 180 ** 2 / ways < 1e-9
+    assert len(seen) == 180, [alike for alike in seen.values() if len(alike) > 1][:3]
+
+
+def test_the_blocks_windows_differ_with_seed_epoch_and_partition():
+    """Which blocks fall in which window is drawn afresh for each (seed, epoch, partition)
+    (the three partitions have as many rows): 18 draws, no two alike, of
+    160! / (16!)^10 > 1e100 ways to deal 160 blocks into 10 windows."""
+    seen = {}
+    for seed in (1, 2):
+        for epoch in (0, 1, 2):
+            for c in range(RANDOM.count):
+                deal = tuple(frozenset(blocks) for blocks in windows_of(RANDOM.order(seed,
+                                                                                     epoch, c)))
+                seen.setdefault(deal, []).append((seed, epoch, c))
+    assert 18 ** 2 * math.factorial(WINDOW_BLOCKS) ** 10 / math.factorial(160) < 1e-9
+    assert len(seen) == 18, [alike for alike in seen.values() if len(alike) > 1][:3]

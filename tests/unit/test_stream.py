@@ -114,7 +114,8 @@ def test_a_file_that_shrinks_mid_run_ends_the_stream_in_one_line(data, tmp_path)
 
 def test_rows_read_straight_from_the_file_are_hdf5s_rows(tmp_path):
     """Chunks of whole rows and a contiguous dataset are read with pread where HDF5 says
-    their bytes are; a compressed one through h5py: all three give h5py's rows."""
+    their bytes are; a compressed one, chunks that cut rows and chunks never written (their
+    rows HDF5's fill value) through h5py: all give h5py's rows."""
     import h5py
 
     from distnn.data.stream import _Extents
@@ -125,10 +126,18 @@ def test_rows_read_straight_from_the_file_are_hdf5s_rows(tmp_path):
         f.create_dataset("chunked", data=rows, chunks=(64, 7))
         f.create_dataset("contiguous", data=rows.astype(np.float32))
         f.create_dataset("compressed", data=rows, chunks=(64, 7), compression="gzip")
+        f.create_dataset("cut", data=rows, chunks=(64, 3))  # chunks of parts of rows
+        gaps = f.create_dataset("gaps", shape=rows.shape, dtype=rows.dtype, chunks=(64, 7))
+        gaps[:128], gaps[512:600] = rows[:128], rows[512:600]  # chunks 2-7, 10-15 never written
+        # chunks that cut rows, as many written as chunks of whole rows would be: columns
+        # 0-3 of every row, 4-6 never
+        half = f.create_dataset("half", shape=rows.shape, dtype=rows.dtype, chunks=(64, 4))
+        half[:, :4] = rows[:, :4]
     fd = os.open(path, os.O_RDONLY)
     try:
         with h5py.File(path) as f:
-            for name, direct in (("chunked", True), ("contiguous", True), ("compressed", False)):
+            for name, direct in (("chunked", True), ("contiguous", True), ("compressed", False),
+                                 ("cut", False), ("gaps", False), ("half", False)):
                 extents = _Extents(f[name])
                 assert extents.direct == direct, name
                 for start, stop in ((0, 1000), (63, 65), (100, 356), (999, 1000)):
@@ -205,3 +214,63 @@ def test_a_checkpoint_resumes_with_the_window_it_was_written_with(tmp_path, monk
     assert c["config"]["window"] == 1328  # a new run takes the new default ...
     assert np.array_equal(b["params"], a["params"])
     assert not np.array_equal(c["params"], a["params"])  # ... and another order
+
+
+def test_a_file_cut_short_before_a_read_is_named_as_shrunk_with_both_sizes(data):
+    """Cut short after the stream opened it and before an epoch's windows are read: the
+    first read sees the file's size, and says it shrank, from what to what."""
+    order = Partitions(480, 16, 4, 16)
+    _, stream = shard_and_stream(data, order, 0, 1)
+    try:
+        was = os.path.getsize(data)
+        os.truncate(data, was // 3)
+        stream.begin(0, 0)
+        with pytest.raises(DataError) as caught:
+            stream.batch(order.epoch(9, 0, 0, 1)[0])
+        assert str(caught.value) == (f"{data}: the file shrank from {was} to {was // 3} bytes "
+                                     "while the run read it; its rows can no longer be trusted")
+    finally:
+        stream.close()
+
+
+def test_rows_past_the_end_of_the_file_are_a_short_read(tmp_path):
+    """Rows whose bytes HDF5 places beyond the file's end (cut short after it was opened)
+    are not read as whatever the buffer held: the read ends early, and says which rows."""
+    import h5py
+
+    from distnn.data.stream import _Extents
+
+    rows = np.arange(7000, dtype=np.uint8).reshape(1000, 7)
+    path = tmp_path / "f.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("chunked", data=rows, chunks=(64, 7))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with h5py.File(path) as f:
+            extents = _Extents(f["chunked"])
+            os.truncate(path, os.path.getsize(path) // 2)
+            out = np.empty((1000, 7), np.uint8)
+            with pytest.raises(EOFError, match=r"rows \d+\.\.\d+ end early"):
+                extents.read(fd, 0, 1000, out)
+    finally:
+        os.close(fd)
+
+
+def test_a_window_of_one_batch_share_streams_as_memory_gives(data):
+    """A window may hold just the rows a partition gives each batch: a step then reads
+    one window or two, and the stream gives memory's batches. One row fewer cannot work."""
+    order = Partitions(480, 64, 4, 16)  # 16 rows of each partition a batch; windows of 16
+    assert order.problem(1) is None
+    assert "--window 16 holds fewer rows than a partition gives each batch (17)" in \
+        Partitions(480, 68, 4, 16).problem(1)
+    held, stream = shard_and_stream(data, order, 0, 1)
+    try:
+        for epoch in (0, 1):
+            steps = order.epoch(9, epoch, 0, 1)
+            stream.begin(epoch, 0)
+            for k in range(order.steps):
+                x, y = stream.batch(steps[k])
+                x0, y0 = held.batch(steps[k])
+                assert np.array_equal(x, x0) and np.array_equal(y, y0), (epoch, k)
+    finally:
+        stream.close()
