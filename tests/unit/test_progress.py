@@ -68,3 +68,17 @@ def test_an_interval_that_would_flood_or_never_come_is_refused(every):
     with pytest.raises(ConfigError, match="--progress-every must be 0"):
         Config(progress_every=every).validate()
 
+
+
+def test_each_line_gives_the_cost_since_the_line_before(capsys):
+    """The same epoch with 60 steps, run to its end: lines at steps 30 and 50, none at 60.
+    Step 50: 40 steps in 20 s = 2 steps/s = 128 samples/s; left: 10 + 60 steps = 35 s; the
+    cost over steps 31..50, not 11..50: 0.1 * (21 + ... + 40) / 20 = 3.05."""
+    clock = Clock()
+    lines = _Lines(10, epoch=1, epochs=3, steps=60, initial=10, m=64, clock=clock)
+    for k in range(50):
+        clock.now += 0.5
+        lines.step(cost=0.1 * (k + 1) * 64)
+    out = capsys.readouterr().err.splitlines()
+    assert out == ["distnn: epoch 2/3  step 30/60 (50%)  128 samples/s  45s left  cost 1.0500",
+                   "distnn: epoch 2/3  step 50/60 (83%)  128 samples/s  35s left  cost 3.0500"]
