@@ -1,7 +1,7 @@
 """Replay the deliberate bugs of tests/mutants/ and say which ones the tests catch.
 
     python tests/mutants/replay.py [--area A] [--patch GLOB] [--keep-going]
-                                   [--worktree] [--timeout S] [--no-baseline]
+                                   [--rev REV | --worktree] [--timeout S] [--no-baseline]
 
 Each ``tests/mutants/<area>/<NN>-<slug>.patch`` is one small bug, a diff as
 ``git diff`` writes it (text before its first ``diff --git`` is a comment).
@@ -10,10 +10,12 @@ pytest target a line, run as ``python -m pytest -x -q <line>``, or, after
 ``mpi ``, as ``mpirun -n 2 python -m pytest --with-mpi -x -q <rest>``.
 
 For each patch: a scratch copy of the repository's tracked files at HEAD
-(``--worktree``: as they are in the working tree, untracked files that git does
-not ignore included, to try tests before committing them), the patch applied
-there, and the area's lines run in order with the copy on PYTHONPATH and as the
-working directory, until one fails (``--keep-going``: all of them). The patch
+(``--rev``: at another commit, to see what older tests caught; ``--worktree``:
+as the files are in the working tree, untracked ones that git does not ignore
+included, to try tests before committing them), the patch (from the working
+tree) applied there, and the area's lines (the copy's list, else the working
+tree's) run in order with the copy on PYTHONPATH and as the working
+directory, until one fails (``--keep-going``: all of them). The patch
 is *caught* (a line failed, or ran past --timeout), *survived* (all passed) or
 *stale* (it no longer applies: the code moved, rewrite the patch). Before an
 area's patches its lines are run once on the unpatched copy: if they fail
@@ -55,10 +57,10 @@ def git(*args: str, cwd: Path = ROOT, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, **kwargs)
 
 
-def copy_tree(dest: Path, worktree: bool) -> None:
-    """The repository's tracked files at HEAD (or as in the working tree) into ``dest``."""
-    if not worktree:
-        archive = git("archive", "--format=tar", "HEAD").stdout
+def copy_tree(dest: Path, rev: str | None) -> None:
+    """The repository's tracked files at ``rev`` (None: as in the working tree) into ``dest``."""
+    if rev is not None:
+        archive = git("archive", "--format=tar", rev).stdout
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             if hasattr(tarfile, "tar_filter"):  # 3.12, and 3.11.4 on
                 tar.extractall(dest, filter="tar")
@@ -94,6 +96,9 @@ def run_line(line: str, copy: Path, timeout: float) -> str | None:
         os.killpg(proc.pid, signal.SIGKILL)  # its own session: the job and nothing else
         proc.communicate()
         return f"timeout after {timeout:.0f} s"
+    except BaseException:  # interrupted: the job goes with the replay
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
     if proc.returncode == 0:
         return None
     if proc.returncode == 5:  # pytest collected nothing: the line is wrong, not the code
@@ -102,14 +107,16 @@ def run_line(line: str, copy: Path, timeout: float) -> str | None:
     return tail[0] if tail else f"exit {proc.returncode}"
 
 
-def judge(lines: list[str], patch: Path | None, worktree: bool, timeout: float,
+def judge(area: str, patch: Path | None, rev: str | None, timeout: float,
           keep_going: bool = False) -> tuple[str, str]:
-    """(result, by): the lines run on a fresh copy, with ``patch`` applied if given, in
-    order until one fails (``keep_going``: all of them, to see every line that fails)."""
+    """(result, by): the area's lines run on a fresh copy, with ``patch`` applied if given,
+    in order until one fails (``keep_going``: all of them, to see every line that fails).
+    The lines are the copy's own list (a commit's tests go with its list), or, where it has
+    none, the working tree's."""
     with tempfile.TemporaryDirectory(prefix="distnn-mutant-") as tmp:
         copy = Path(tmp) / "repo"
         copy.mkdir()
-        copy_tree(copy, worktree)
+        copy_tree(copy, rev)
         if patch is not None:
             # No repository above the copy: git apply then patches plain files.
             env = dict(os.environ, GIT_CEILING_DIRECTORIES=tmp)
@@ -118,6 +125,9 @@ def judge(lines: list[str], patch: Path | None, worktree: bool, timeout: float,
             if applied.returncode:
                 first = (applied.stderr.strip().splitlines() or ["git apply failed"])[0]
                 return "stale", first
+        lines = area_lines(copy / "tests" / "mutants" / area) or area_lines(HERE / area)
+        if not lines:
+            return "not judged", f"no tests/mutants/{area}/tests"
         caught_by = []
         for line in lines:
             failed = run_line(line, copy, timeout)
@@ -136,20 +146,16 @@ def area_lines(area: Path) -> list[str]:
             if s.strip() and not s.lstrip().startswith("#")]
 
 
-def replay(area: Path, pattern: str, keep_going: bool, worktree: bool, timeout: float,
+def replay(area: Path, pattern: str, keep_going: bool, rev: str | None, timeout: float,
            baseline: bool) -> list[Outcome]:
-    lines = area_lines(area)
     patches = sorted(p for p in area.glob("*.patch")
                      if fnmatch.fnmatch(p.name, pattern) or fnmatch.fnmatch(p.stem, pattern))
     if not patches:
         return []
-    if not lines:
-        return [Outcome(p.name, "not judged", f"no {area.name}/tests file", 0.0)
-                for p in patches]
     outcomes = []
     if baseline:
         t0 = time.monotonic()
-        result, by = judge(lines, None, worktree, timeout)
+        result, by = judge(area.name, None, rev, timeout)
         print(f"  {area.name}: unpatched, {'passes' if result == 'survived' else 'FAILS'} "
               f"({time.monotonic() - t0:.0f} s)", file=sys.stderr, flush=True)
         if result != "survived":
@@ -157,7 +163,7 @@ def replay(area: Path, pattern: str, keep_going: bool, worktree: bool, timeout: 
                     for p in patches]
     for patch in patches:
         t0 = time.monotonic()
-        result, by = judge(lines, patch, worktree, timeout, keep_going)
+        result, by = judge(area.name, patch, rev, timeout, keep_going)
         outcomes.append(Outcome(patch.name, result, by, time.monotonic() - t0))
         print(f"  {area.name}/{patch.name}: {result} ({outcomes[-1].seconds:.0f} s)",
               file=sys.stderr, flush=True)
@@ -186,11 +192,17 @@ def main(argv: list[str] | None = None) -> int:
                              "the first that fails, to see every line that catches it")
     parser.add_argument("--worktree", action="store_true",
                         help="copy the working tree's files, not HEAD's")
+    parser.add_argument("--rev", default="HEAD",
+                        help="copy the files of this commit (HEAD), e.g. the one before new "
+                             "tests, to see what they catch that the old ones did not")
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="seconds for one test line (300)")
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the run of each area's tests on the unpatched copy")
     args = parser.parse_args(argv)
+    # One copy for the whole replay: a commit made meanwhile changes nothing in it.
+    rev = None if args.worktree else git("rev-parse", "--verify", args.rev).stdout.decode().strip()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # the scratch copy is removed
     areas = sorted(d for d in HERE.iterdir() if d.is_dir() and not d.name.startswith(("_", ".")))
     if args.area:
         areas = [d for d in areas if d.name == args.area]
@@ -199,14 +211,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     started, everything = time.monotonic(), []
     for area in areas:
-        outcomes = replay(area, args.patch, args.keep_going, args.worktree, args.timeout,
+        outcomes = replay(area, args.patch, args.keep_going, rev, args.timeout,
                           not args.no_baseline)
         if outcomes:
             print(table(area.name, outcomes))
             print(f"{area.name}: {totals(outcomes)}\n", flush=True)
             everything += outcomes
     print(f"all areas: {totals(everything)}; {time.monotonic() - started:.0f} s"
-          f"{' (working tree)' if args.worktree else ' (HEAD)'}")
+          f" ({'the working tree' if rev is None else args.rev + ', ' + rev[:7]})")
     return 0
 
 
