@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{area.name}: {totals(outcomes)}\n", flush=True)
             everything += outcomes
     print(f"all areas: {totals(everything)}; {time.monotonic() - started:.0f} s"
-          f" ({'the working tree' if rev is None else args.rev + ', ' + rev[:7]})")
+          f" ({'the working tree' if rev is None else rev[:10]})")
     return 0
 
 

@@ -66,7 +66,11 @@ def test_a_trace_worked_out_by_hand(tmp_path):
     assert take_step(trace, clock, [("batch", 1.0), ("backprop", 1.0)], 0, 4) is None
     assert not trace.active and comm.barriers == 1  # the clocks met once, before the first
 
-    got = json.loads(path.read_text())["traceEvents"]
+    document = json.loads(path.read_text())
+    # the Chrome trace event format's own names: the events, and the unit Perfetto shows
+    assert sorted(document) == ["displayTimeUnit", "traceEvents"]
+    assert document["displayTimeUnit"] == "ms"
+    got = document["traceEvents"]
     us = 1e6
 
     def span(name, tid, start, end, args=None):
