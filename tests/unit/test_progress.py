@@ -35,7 +35,8 @@ def test_a_line_every_interval_with_what_a_hand_count_gives(capsys):
 
 
 def test_durations_read_at_a_glance():
-    assert [_duration(s) for s in (3.4, 59.6, 245, 7380)] == ["3s", "1m00s", "4m05s", "2h03m"]
+    assert [_duration(s) for s in (3.4, 59.6, 245, 3599, 3600, 7380)] == [
+        "3s", "1m00s", "4m05s", "59m59s", "1h00m", "2h03m"]
 
 
 def runlog(monkeypatch, stderr, rank=0, **settings) -> RunLog:
@@ -50,6 +51,12 @@ class Terminal(io.StringIO):
 
 def test_lines_on_a_pipe_a_bar_on_a_terminal_nothing_when_asked(monkeypatch):
     assert isinstance(runlog(monkeypatch, io.StringIO()).progress(50, 0, 0), _Lines)
+    # what the lines count with: the interval, epochs and batch asked; the epoch's steps,
+    # the step it resumes from and its index, as given
+    lines = runlog(monkeypatch, io.StringIO(), progress_every=30, epochs=7,
+                   batch_size=48).progress(50, 20, 4)
+    assert (lines.every, lines.epochs, lines.m, lines.steps, lines.k, lines.epoch) == \
+        (30, 7, 48, 50, 20, 4)
     assert isinstance(runlog(monkeypatch, io.StringIO(), rank=1).progress(50, 0, 0), _NoBar)
     assert isinstance(runlog(monkeypatch, io.StringIO(), progress_every=0).progress(50, 0, 0),
                       _NoBar)
