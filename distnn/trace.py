@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from distnn.writes import WriteFailed, write_text
@@ -25,8 +26,10 @@ from distnn.writes import WriteFailed, write_text
 class Trace:
     """The stretch being recorded on this rank, and its writing (rank 0)."""
 
-    def __init__(self, path: str | None, steps: int, comm: Any) -> None:
-        self.path, self.left, self.comm = path, steps if path else 0, comm
+    def __init__(self, path: str | None, steps: int, comm: Any,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        """``clock``: the laps' clock (``distnn.step.Laps``), which tests replace."""
+        self.path, self.left, self.comm, self.clock = path, steps if path else 0, comm, clock
         self.spans: list[tuple[str, float, float, dict[str, int]]] = []
         self._zero: float | None = None
 
@@ -38,7 +41,7 @@ class Trace:
         """A step is about to run: its laps are kept (on the first, the clocks meet)."""
         if self._zero is None:
             self.comm.barrier()  # MPI: every rank's time 0 is this moment
-            self._zero = time.perf_counter()
+            self._zero = self.clock()
         lap.marks = []
 
     def after(self, lap: Any, epoch: int, k: int) -> str | None:

@@ -13,9 +13,11 @@ from distnn.ranktimes import PARTS, Stragglers, since, straggler_text, summary
 from distnn.reduce import FusedAllreduce
 
 
-def times(backprop: float, sum_: float = 0.0, other: float = 0.1) -> dict[str, float]:
+def times(backprop: float, wait: float = 0.0, other: float = 0.1, sum_: float = 0.0
+          ) -> dict[str, float]:
+    """A rank's epoch: its batch and update take ``other`` each; waiting is in ``wait``."""
     t = dict.fromkeys(PARTS, 0.0)
-    t.update(batch=other, update=other, backprop=backprop, sum=sum_)
+    t.update(batch=other, update=other, backprop=backprop, wait=wait, sum=sum_)
     return t
 
 
@@ -26,9 +28,13 @@ def straggler(per_rank, hosts, epoch_seconds):
 
 def test_since_and_the_summary_by_hand():
     assert since({"batch": 3.0, "sum": 1.5}, {"batch": 1.0})["batch"] == 2.0
+    # a part never lapped (no checkpoint on this rank) took 0 s, and nothing waited
+    # inside an Allreduce unless said
+    assert since({"batch": 3.0, "sum": 1.5}, {}) == {**dict.fromkeys(PARTS, 0.0),
+                                                      "batch": 3.0, "sum": 1.5}
     moved = since({"sum": 1.5, "wait": 0.25}, {}, waited=1.0)
     assert (moved["wait"], moved["sum"]) == (1.25, 0.5)
-    ranks = [times(1.0, 2.0), times(3.0, 0.5), times(2.0, 1.0)]
+    ranks = [times(1.0, sum_=2.0), times(3.0, sum_=0.5), times(2.0, sum_=1.0)]
     s = summary(ranks)
     assert s["backprop"] == {"min": 1.0, "median": 2.0, "max": 3.0, "max_rank": 1}
     assert s["sum"] == {"min": 0.5, "median": 1.0, "max": 2.0, "max_rank": 0}
@@ -37,8 +43,10 @@ def test_since_and_the_summary_by_hand():
 
 def test_the_slow_rank_is_named_and_a_waiting_rank_never():
     hosts = ["a", "b", "c", "d"]
-    # rank 2 works 4 s where the others work 1.2 s; they wait 2.8 s in the sum
+    # rank 2 works 4 s where the others work 1.2 s; they wait 2.8 s for it, and rank 0
+    # writes the checkpoint besides: neither waiting nor writing is work
     ranks = [times(1.0, 2.8), times(1.0, 2.8), times(3.8, 0.0), times(1.0, 2.8)]
+    ranks[0]["checkpoint"] = 3.0
     found = straggler(ranks, hosts, epoch_seconds=4.0)
     assert (found["rank"], found["host"]) == (2, "c")
     assert abs(found["times"] - 4.0 / 1.2) < 1e-12
@@ -56,6 +64,32 @@ def test_nobody_is_named_for_noise_or_a_small_difference():
     assert straggler([times(0.001, other=0), times(0.01, other=0)], ["a", "b"], 0.02) is None
     assert straggler([times(0.1, other=0), times(0.4, other=0)], ["a", "b"], 0.5)
     assert straggler([times(5.0)], ["a"], 6.0) is None  # one rank holds nobody back
+
+
+def test_the_others_median_is_their_median_and_the_thresholds_are_strict():
+    hosts = ["a", "b", "c", "d", "e"]
+    # rank 2 works 4 s; the others 1, 3, 2 and 2.5 s (batch and update 0): their median
+    # is 2.25 s, so rank 2 is 1.78 times it; against the fastest (1 s) it would be 4 times
+    ranks = [times(b, other=0) for b in (1.0, 3.0, 4.0, 2.0, 2.5)]
+    found = straggler(ranks, hosts, epoch_seconds=5.0)
+    assert (found["rank"], found["others_median_s"], found["compute_s"]) == (2, 2.25, 4.0)
+    assert abs(found["times"] - 4.0 / 2.25) < 1e-12
+    # ... and 1.5 times a median of 2.75 s is not more than RATIO: nobody
+    assert straggler([times(b, other=0) for b in (1.0, 4.125, 2.5, 3.0, 3.5)], hosts, 5.0) \
+        is None
+    # exactly RATIO times is not more than RATIO times (1.5 against 1.0; the excess, 0.5 s,
+    # is enough): nobody; just above, named
+    assert straggler([times(1.0, other=0), times(1.5, other=0)], hosts[:2], 2.0) is None
+    assert straggler([times(1.0, other=0), times(1.5625, other=0)], hosts[:2], 2.0)
+    # the excess must be more than MIN_SECONDS (0.25 s): 0.5 against 0.25 s is twice as
+    # slow, but only by 0.25 s; 0.2 against 0.1 s, by 0.1 s (the two summed would be 0.3)
+    assert straggler([times(0.25, other=0), times(0.5, other=0)], hosts[:2], 1.0) is None
+    assert straggler([times(0.1, other=0), times(0.2, other=0)], hosts[:2], 1.0) is None
+    # ... and more than FLOOR (a tenth) of the epoch: 0.8 s more in an epoch of 10 s is
+    # not; 1.2 s more is, and below 1 s the ratio is still the ratio
+    assert straggler([times(0.8, other=0), times(1.6, other=0)], hosts[:2], 10.0) is None
+    found = straggler([times(0.8, other=0), times(2.0, other=0)], hosts[:2], 10.0)
+    assert found["rank"] == 1 and abs(found["times"] - 2.5) < 1e-12
 
 
 def test_a_rank_slow_steadily_but_below_the_ratio_is_named_after_three_epochs():
@@ -77,11 +111,26 @@ def test_a_rank_slow_steadily_but_below_the_ratio_is_named_after_three_epochs():
     for _ in range(5):
         found = judge.find([times(1.0), times(1.0), times(1.12)], hosts, 1.3)
     assert found is None
-    # an elastic run that goes on with fewer ranks starts its memory again
+    # ... nor one that is slow enough in one epoch of three but not in the others
     judge = Stragglers()
-    judge.find(epoch, hosts, 2.0)
-    judge.find(epoch, hosts, 2.0)
-    assert judge.find(epoch[1:], hosts[1:], 2.0) is None
+    for e in ([times(1.0), times(1.0), times(1.12)], epoch, [times(1.0), times(1.0), times(1.12)]):
+        found = judge.find(e, hosts, 2.0)
+    assert found is None
+    # a rank that stays slow is named again each epoch, over the last three
+    judge = Stragglers()
+    for _ in range(2):
+        assert judge.find(epoch, hosts, 2.0) is None
+    for _ in range(3):
+        found = judge.find(epoch, hosts, 2.0)
+        assert (found["rank"], found["epochs"]) == (2, 3)
+        assert abs(found["compute_s"] - 4.8) < 1e-12
+    # an elastic run that goes on with another number of ranks starts its memory again:
+    # two epochs on three ranks, then three on four, rank 2 slow by 1.33x throughout; it
+    # is named after three epochs on four ranks, not before
+    judge, wider = Stragglers(), [*epoch, times(1.0, 0.4)]
+    for e, expected in ((epoch, None), (epoch, None), (wider, None), (wider, None), (wider, 2)):
+        found = judge.find(e, hosts + ["d"], 2.0)
+        assert (found and found["rank"]) == expected
 
 
 class _TwoRanks:
