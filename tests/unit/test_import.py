@@ -5,6 +5,7 @@ rows permuted, memory a block; every kind of bad input is one line and writes no
 from __future__ import annotations
 
 import hashlib
+import re
 import tracemalloc
 
 import h5py
@@ -89,8 +90,8 @@ def test_csv_classification_round_trip(tmp_path, csv_engine):
 @pytest.mark.parametrize("kind", ["csv", "npy", "npz", "h5"])
 def test_regression_round_trips(tmp_path, kind):
     if kind == "csv":
-        path = write_csv(tmp_path / "r.csv", X, Y.tolist())
-        layout = Layout(target=("5", "6"))
+        path = write_csv(tmp_path / "r.csv", X, Y.tolist(), ["a", "b", "c", "d", "y1", "y2"])
+        layout = Layout(target=("y1", "6"))
     elif kind == "npy":
         np.save(tmp_path / "x.npy", X)
         np.save(tmp_path / "y.npy", Y)
@@ -109,6 +110,9 @@ def test_regression_round_trips(tmp_path, kind):
     np.testing.assert_allclose(stored["scaling/target_mean"], train.mean(axis=0), rtol=1e-13)
     np.testing.assert_allclose(stored["scaling/target_std"], train.std(axis=0), rtol=1e-12)
     assert len(stored["test/targets"]) in (59, 60, 61)
+    if kind == "csv":
+        assert describe(tmp_path / "t.h5")["names"] == {"features": ["a", "b", "c", "d"],
+                                                       "targets": ["y1", "y2"]}
 
 
 def test_a_test_file_of_its_own(tmp_path):
@@ -118,6 +122,10 @@ def test_a_test_file_of_its_own(tmp_path):
     stored = read(tmp_path / "t.h5")
     np.testing.assert_array_equal(stored["test/features"], X[500:])
     np.testing.assert_array_equal(np.sort(stored["train/source_row"]), np.arange(500))
+    info = describe(tmp_path / "t.h5")
+    assert info["source"] == "import a.csv (test: b.csv)"
+    assert info["source_sha256"] == "\n".join(
+        f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}" for p in (train, test))
 
 
 def test_the_same_file_whatever_the_blocks_and_buckets(tmp_path, monkeypatch, csv_engine):
@@ -200,6 +208,8 @@ BAD = [
      "--test-fraction 0.01 of 2 rows leaves no test rows"),
     ("1,2,3\n", ["--task", "classification", "--target", "1,2"],
      "a classifier predicts one column of class labels, not 2"),
+    *(("1,2,cat\n3,4,dog\n", ["--task", "classification", "--test-fraction", f],
+       f"--test-fraction must be between 0 and 1, got {float(f)}") for f in ("0", "1", "1.5")),
 ]
 
 
@@ -325,8 +335,8 @@ def test_the_training_order_follows_the_seed(tmp_path):
 
 @pytest.mark.parametrize("test_text,message", [
     ("1,2,3,setosa\n", "t.csv: 3 features a row, {}/a.csv has 4"),  # no header: by position
-    ("1,2,3,4,setosa\n1,2,3,4,rose\n",
-     "class 'rose' of the test file has no training rows: a classifier cannot learn it"),
+    ("1,2,3,4,setosa\n1,2,3,4,zinnia\n",  # sorted last, so named by where it has no rows
+     "class 'zinnia' of the test file has no training rows: a classifier cannot learn it"),
 ])
 def test_a_test_file_that_does_not_fit_is_one_line(tmp_path, capsys, test_text, message):
     write_csv(tmp_path / "a.csv", X[:40], SPECIES[:40])
@@ -428,3 +438,47 @@ def test_every_class_keeps_a_training_row_and_the_test_rows_are_drawn():
     # 1228 places drawn from 4096: their mean is 2047.5 give or take 28; the first 1228
     # places' mean is 613.5
     assert abs(places.mean() - 2047.5) < 300
+
+
+def test_the_dtype_asked_for_is_stored_and_no_other_is_taken(tmp_path):
+    path = write_csv(tmp_path / "r.csv", X, Y.tolist())
+    import_table(path, tmp_path / "t.h5", task="regression", layout=Layout(target=("5", "6")),
+                 dtype="float32")
+    stored = read(tmp_path / "t.h5")
+    for split in ("train", "test"):
+        assert stored[f"{split}/features"].dtype == np.float32
+        np.testing.assert_array_equal(stored[f"{split}/features"],
+                                      X[stored[f"{split}/source_row"]].astype(np.float32))
+    with pytest.raises(DataError, match="--dtype must be one of float32, float64, got 'float16'"):
+        import_table(path, tmp_path / "u.h5", task="regression", dtype="float16")
+
+
+def test_options_that_do_not_go_together_are_one_line(tmp_path):
+    from distnn.data.csvfile import CsvFormat
+
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", Y)
+    for layout, message in (
+            (Layout(targets=str(tmp_path / "y.npy"), target=("1",)),
+             "--target chooses columns of one matrix; with --targets every column"),
+            (Layout(targets=str(tmp_path / "y.npy"), fmt=CsvFormat(missing="drop")),
+             "--missing drop needs the targets in the same file as the features")):
+        with pytest.raises(DataError, match=message):
+            import_table(tmp_path / "x.npy", tmp_path / "t.h5", task="regression", layout=layout)
+
+
+def test_the_passes_and_the_line_add_up(tmp_path):
+    """Each pass's seconds (none negative, the sequential ones within the whole), and the
+    line's megabytes: the file's size, counted here."""
+    path = write_csv(tmp_path / "r.csv", X, SPECIES)
+    passes: dict[str, float] = {}
+    line = import_table(path, tmp_path / "t.h5", task="classification", passes=passes)
+    assert set(passes) == {"parse", "stage", "split", "shuffle", "write", "scaling",
+                           "checksum wait", "checksum", "other"}
+    assert all(seconds >= 0 for seconds in passes.values()), passes
+    megabytes, seconds = (float(v) for v in re.search(r"read (\S+) MB in (\S+) s", line).groups())
+    assert megabytes == float(f"{path.stat().st_size / 1e6:.3g}")
+    # the sequential passes and "other" add up to the whole, which the line rounds to 3 digits
+    assert sum(v for k, v in passes.items() if k != "checksum") <= seconds * 1.01 + 1e-3
+    rate = float(re.search(r"\((\S+) MB/s\)", line).group(1))
+    assert rate == pytest.approx(megabytes / seconds, rel=0.02)  # each rounded to 3 digits
