@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 import tracemalloc
 
 import h5py
@@ -234,7 +235,8 @@ def test_python_objects_are_refused_never_unpickled(tmp_path):
 def test_targets_of_another_length_are_refused(tmp_path):
     np.save(tmp_path / "x.npy", X)
     np.save(tmp_path / "y.npy", Y[:-1])
-    with pytest.raises(DataError, match="fewer than the rows of features"):
+    with pytest.raises(DataError,
+                       match=r"y\.npy: 599 rows of targets, fewer than the rows of features"):
         import_table(tmp_path / "x.npy", tmp_path / "t.h5", task="regression",
                      layout=Layout(targets=str(tmp_path / "y.npy")))
     np.save(tmp_path / "y.npy", np.vstack([Y, Y[:1]]))
@@ -472,13 +474,57 @@ def test_the_passes_and_the_line_add_up(tmp_path):
     line's megabytes: the file's size, counted here."""
     path = write_csv(tmp_path / "r.csv", X, SPECIES)
     passes: dict[str, float] = {}
+    started = time.perf_counter()
     line = import_table(path, tmp_path / "t.h5", task="classification", passes=passes)
+    took = time.perf_counter() - started
     assert set(passes) == {"parse", "stage", "split", "shuffle", "write", "scaling",
                            "checksum wait", "checksum", "other"}
     assert all(seconds >= 0 for seconds in passes.values()), passes
     megabytes, seconds = (float(v) for v in re.search(r"read (\S+) MB in (\S+) s", line).groups())
     assert megabytes == float(f"{path.stat().st_size / 1e6:.3g}")
+    assert 0 < seconds <= took * 1.01  # the import's own seconds, within those around it
     # the sequential passes and "other" add up to the whole, which the line rounds to 3 digits
     assert sum(v for k, v in passes.items() if k != "checksum") <= seconds * 1.01 + 1e-3
     rate = float(re.search(r"\((\S+) MB/s\)", line).group(1))
     assert rate == pytest.approx(megabytes / seconds, rel=0.02)  # each rounded to 3 digits
+
+
+def test_a_test_file_whatever_the_blocks_and_the_task(tmp_path, monkeypatch):
+    """Training rows sorted by class, in blocks of 64: the last block has one class only,
+    yet every class has training rows; a regression with a test file of its own."""
+    monkeypatch.setattr(staging, "BLOCK", 64)
+    order = np.argsort(SPECIES[:500], kind="stable")
+    train = write_csv(tmp_path / "a.csv", X[order], SPECIES[order])
+    test = write_csv(tmp_path / "b.csv", X[500:], SPECIES[500:])
+    import_table(train, tmp_path / "t.h5", task="classification", test=test)
+    stored = read(tmp_path / "t.h5")
+    names = sorted(set(SPECIES))
+    by_row = np.searchsorted(names, SPECIES[order])  # each row's class, in a.csv's order
+    np.testing.assert_array_equal(stored["train/targets"], by_row[stored["train/source_row"]])
+    train = write_csv(tmp_path / "ra.csv", X[:500], Y[:500].tolist())
+    test = write_csv(tmp_path / "rb.csv", X[500:], Y[500:].tolist())
+    import_table(train, tmp_path / "r.h5", task="regression", test=test,
+                 layout=Layout(target=("5", "6")))
+    stored = read(tmp_path / "r.h5")
+    np.testing.assert_array_equal(stored["test/targets"], Y[500:])
+    np.testing.assert_array_equal(stored["train/targets"], Y[:500][stored["train/source_row"]])
+
+
+@pytest.mark.parametrize("kind", ["npy", "two npy", "h5"])
+def test_class_numbers_from_numpy_and_hdf5(tmp_path, kind):
+    """Labels that are numbers in a matrix (the last column, or a file of their own):
+    each stored target is its row's label."""
+    labels = np.arange(600) % 4
+    if kind == "npy":
+        np.save(tmp_path / "xy.npy", np.c_[X, labels])
+        path, layout = tmp_path / "xy.npy", Layout()
+    elif kind == "two npy":
+        np.save(tmp_path / "x.npy", X)
+        np.save(tmp_path / "y.npy", labels[:, None].astype(np.float32))
+        path, layout = tmp_path / "x.npy", Layout(targets=str(tmp_path / "y.npy"))
+    else:
+        with h5py.File(tmp_path / "lab.hdf5", "w") as f:
+            f["x"], f["y"] = X, labels
+        path, layout = tmp_path / "lab.hdf5", Layout(features="x", targets="y")
+    import_table(path, tmp_path / "t.h5", task="classification", layout=layout)
+    check_rows(read(tmp_path / "t.h5"), X, labels)
