@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 
 import distnn
+import distnn.data.csvfile as csvfile
+import distnn.data.readers as readers
 from distnn.comm import SerialComm
 from distnn.data import read_shard
+from distnn.data.imports import Layout, import_table
 from distnn.data.friedman import make_friedman
 from distnn.predict import main as predict
 from distnn.protocol import EXIT_IOERR, EXIT_USAGE
@@ -21,6 +24,39 @@ from tests.support.synthetic import make_dataset
 
 COMMON = ["--batch-size", "16", "--warmup-epochs", "0", "--no-progress", "--commit-every", "0",
           "--epochs", "3"]
+
+
+def forward_by_hand(checkpoint: Path, inputs: np.ndarray) -> np.ndarray:
+    """a^L for inputs already scaled (m, n), in float64: the lecture's a = sigma(w a + b)
+    layer by layer, with the weights and biases read from the checkpoint's flat
+    ``params`` (each layer's w, (n_out, n_in), stored column by column, then its b),
+    and the output layer as the cost has it (linear, softmax, or sigma again)."""
+    with h5py.File(checkpoint) as f:
+        model = json.loads(f.attrs["model"])
+        params = f["params"][()].astype(np.float64)
+    sigma = {"sigmoid": lambda z: 1 / (1 + np.exp(-z)),
+             "relu": lambda z: np.maximum(z, 0)}[model["activation"]]
+    sizes, start, a = model["sizes"], 0, inputs.T  # samples as columns, as the lecture
+    for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        w = params[start:start + n_out * n_in].reshape(n_in, n_out).T  # (n_out, n_in)
+        b = params[start + n_out * n_in:start + n_out * n_in + n_out][:, None]  # (n_out, 1)
+        start += n_out * n_in + n_out
+        z = w @ a + b
+        if l < len(sizes) - 2 or model["cost"] == "quadratic":
+            a = sigma(z)
+        elif model["cost"] == "cross_entropy":
+            a = np.exp(z - z.max(axis=0)) / np.exp(z - z.max(axis=0)).sum(axis=0)
+        else:
+            assert model["cost"] == "linear"
+            a = z
+    assert start == len(params)
+    return a.T
+
+
+def standardized_by_hand(x: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """(x - mean) / std of the training rows, in float64 (a constant column: / 1)."""
+    std = train.std(axis=0)
+    return (x - train.mean(axis=0)) / np.where(std == 0, 1, std)
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +81,17 @@ def test_the_models_predictions_on_the_test_rows_are_the_reported_figures(regres
 
 @pytest.mark.parametrize("source", [".csv", ".npy", ".npz", ".h5"])
 @pytest.mark.parametrize("out", [".csv", ".npy", ".h5"])
-def test_every_input_kind_to_every_output_kind(regression, tmp_path, source, out):
+def test_every_input_kind_to_every_output_kind(regression, tmp_path, source, out, capsys,
+                                               monkeypatch):
+    """100 rows, read in blocks of 32 (a CSV: of about 9 lines), against the lecture's
+    forward pass by hand, its scaling computed here from the training rows."""
+    monkeypatch.setattr(readers, "BLOCK_ROWS", 32)
+    monkeypatch.setattr(csvfile, "CSV_BLOCK_CHARS", 2000)
     data, checkpoint, _ = regression
     x, _ = read_shard(data, "test")
-    expected = distnn.load_model(checkpoint).predict(x)
+    train_x, train_y = read_shard(data, "train")
+    a = forward_by_hand(checkpoint, standardized_by_hand(x, train_x))
+    expected = a * train_y.std(axis=0) + train_y.mean(axis=0)  # in the target's units
     rows = tmp_path / f"rows{source}"
     if source == ".csv":
         np.savetxt(rows, x, delimiter=",", fmt="%.17g")
@@ -61,6 +104,7 @@ def test_every_input_kind_to_every_output_kind(regression, tmp_path, source, out
             f["features"] = x
     target = tmp_path / f"predicted{out}"
     assert predict([str(checkpoint), str(rows), "--out", str(target)]) == 0
+    assert capsys.readouterr().err.endswith(f"100 rows predicted into {target}\n")
     if out == ".csv":
         got = np.loadtxt(target, delimiter=",", skiprows=1)[:, None]
         assert target.read_text().splitlines()[0] == "y"
@@ -69,7 +113,9 @@ def test_every_input_kind_to_every_output_kind(regression, tmp_path, source, out
     else:
         with h5py.File(target) as f:
             got = f["values"][()]
-    np.testing.assert_array_equal(got, expected)
+    assert got.shape == (100, 1)
+    # float32 against float64, on targets of standard deviation about 5
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_a_classifier_gives_classes_and_their_probabilities(tmp_path):
@@ -85,8 +131,11 @@ def test_a_classifier_gives_classes_and_their_probabilities(tmp_path):
     table = np.loadtxt(lines[1:], delimiter=",")
     np.testing.assert_allclose(table[:, 1:].sum(axis=1), 1.0, rtol=1e-6)
     np.testing.assert_array_equal(table[:, 0], table[:, 1:].argmax(axis=1))
-    net = distnn.load_checkpoint(tmp_path / "c.h5")
-    np.testing.assert_array_equal(table[:, 0], net.predict(x.astype(np.float32) / 255))
+    a = forward_by_hand(tmp_path / "c.h5", x / 255)  # images: pixels / 255
+    np.testing.assert_allclose(table[:, 1:], a, atol=1e-5)
+    top2 = np.sort(a, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 1e-5  # float32 against float64: no near ties
+    np.testing.assert_array_equal(table[clear, 0], a[clear].argmax(axis=1))
     assert np.mean(table[:, 0] == y) > 0.9
 
 
@@ -117,3 +166,84 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(regression, tmp_path, capsys
     assert capsys.readouterr().err.startswith(f"distnn.predict: error: cannot write "
                                               f"{tmp_path / 'p.csv'}: no space left on device")
     assert not list(tmp_path.glob("p.csv*"))
+
+
+NAMES = ["setosa", "versicolor", "virginica"]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory) -> dict[str, Path]:
+    """A lab's own CSV, with a header, imported twice and trained on: the classes named
+    (species), and a regression whose target is named (yield)."""
+    where = tmp_path_factory.mktemp("lab")
+    rng = np.random.default_rng(4)
+    x = rng.normal(0, 1, (300, 3)) * [1, 10, 0.1] + [0, 5, -2]
+    species = np.array(NAMES)[np.digitize(x[:, 0] + 10 * x[:, 2] + 20, [-0.5, 0.5])]
+    yield_ = x @ [1, 0.2, -3]
+    made = {}
+    for task, target, last in (("classification", "species", species),
+                               ("regression", "yield", yield_)):
+        with open(where / f"{task}.csv", "w") as f:
+            f.write(f"a,b,c,{target}\n")
+            f.writelines(f"{a!r},{b!r},{c!r},{t}\n" for (a, b, c), t in zip(x.tolist(), last))
+        table = where / f"{task}.h5"
+        import_table(where / f"{task}.csv", table, task=task, layout=Layout(target=(target,)))
+        k = 3 if task == "classification" else 1
+        assert train(["--data", str(table), "--checkpoint", str(where / f"{task}-c.h5"),
+                      "--layers", f"3,8,{k}", "--lr", "0.1", *COMMON], SerialComm()) == 0
+        made[task] = table
+    return made
+
+
+def rows_with_ids(data: Path, path: Path) -> tuple[np.ndarray, list[str]]:
+    """The test rows of ``data`` to a CSV of columns id, c, b, a (another order)."""
+    x, _ = read_shard(data, "test")
+    ids = [f"s{i}" for i in range(len(x))]
+    with open(path, "w") as f:
+        f.write("id,c,b,a\n")
+        f.writelines(f"{i},{c!r},{b!r},{a!r}\n" for i, (a, b, c) in zip(ids, x.tolist()))
+    return x, ids
+
+
+def test_a_classifier_names_its_classes_in_csv_and_h5(lab, tmp_path, monkeypatch):
+    """Names, probabilities and --keep's column, in blocks of 8 rows, against the forward
+    pass by hand."""
+    monkeypatch.setattr(readers, "BLOCK_ROWS", 8)
+    monkeypatch.setattr(csvfile, "CSV_BLOCK_CHARS", 300)
+    data = lab["classification"]
+    x, ids = rows_with_ids(data, tmp_path / "rows.csv")
+    a = forward_by_hand(data.parent / "classification-c.h5",
+                        standardized_by_hand(x, read_shard(data, "train")[0]))
+    top2 = np.sort(a, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 1e-5  # float32 against float64: no near ties
+    assert clear.mean() > 0.9
+    classes = a.argmax(axis=1)
+    for out in ("p.csv", "p.h5"):
+        assert predict([str(data.parent / "classification-c.h5"), str(tmp_path / "rows.csv"),
+                        "--keep", "id", "--out", str(tmp_path / out)]) == 0
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0] == "id,class,p_setosa,p_versicolor,p_virginica"
+    fields = [line.split(",") for line in lines[1:]]
+    assert [f[0] for f in fields] == ids
+    assert [f[1] for f in fields if clear[int(f[0][1:])]] == \
+        [NAMES[k] for k in classes[clear]]
+    np.testing.assert_allclose(np.array([f[2:] for f in fields], float), a, atol=1e-5)
+    with h5py.File(tmp_path / "p.h5") as f:
+        np.testing.assert_array_equal(f["classes"][()][clear], classes[clear])
+        np.testing.assert_allclose(f["probabilities"][()], a, atol=1e-5)
+        assert [v.decode() for v in f["kept"][()]] == ids
+        assert [v.decode() for v in f["names"][()]] == NAMES
+
+
+def test_a_regressions_csv_names_its_targets(lab, tmp_path):
+    data = lab["regression"]
+    x, _ = rows_with_ids(data, tmp_path / "rows.csv")
+    train_x, train_y = read_shard(data, "train")
+    a = forward_by_hand(data.parent / "regression-c.h5", standardized_by_hand(x, train_x))
+    assert predict([str(data.parent / "regression-c.h5"), str(tmp_path / "rows.csv"),
+                    "--keep", "id", "--out", str(tmp_path / "p.csv")]) == 0
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0] == "id,yield"
+    got = np.array([line.split(",")[1] for line in lines[1:]], float)
+    np.testing.assert_allclose(got, a[:, 0] * train_y.std() + train_y.mean(), rtol=1e-4,
+                               atol=1e-4 * train_y.std())

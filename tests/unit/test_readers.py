@@ -125,3 +125,17 @@ def test_a_good_csv_is_parsed_once(tmp_path, monkeypatch, csv_engine):
     if csv_engine == "pyarrow":
         monkeypatch.setattr(csvfile, "numpy_blocks", lambda *_: pytest.fail("parsed twice"))
     np.testing.assert_array_equal(read_all(path), ROWS)
+
+
+def test_a_nan_after_the_first_block_is_named_on_its_own_line(tmp_path):
+    """A NaN on line 62 of a CSV (a header, then 60 rows) and on row 38 of a .npy, each
+    some blocks in: named where a person finds it."""
+    rows = np.arange(120.0).reshape(60, 2)
+    text = "a,b\n" + "".join(f"{a:g},{b:g}\n" for a, b in rows) + "1,nan\n"
+    (tmp_path / "late.csv").write_text(text)
+    with pytest.raises(DataError, match=r"late\.csv: line 62, column 2 \(b\): a missing value"):
+        read_all(tmp_path / "late.csv")
+    rows[37, 1] = np.nan
+    np.save(tmp_path / "late.npy", rows)
+    with pytest.raises(DataError, match=r"late\.npy: row 38, column 2: a missing value"):
+        read_all(tmp_path / "late.npy")
