@@ -45,14 +45,13 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .rows import MISSING, column_name
 
 CSV_BLOCK_CHARS = 1 << 24  # numpy parses 16 MB of whole lines at a time
 ARROW_BLOCK_BYTES = 1 << 20  # Arrow, 1 MB at a time, joined into blocks of rows
 SAMPLE_LINES = 20  # lines read to settle the dialect
 DELIMITERS = (",", ";", "\t", "|")
 TABS = (".tsv", ".tab")
-# What tools write for a value that is not there (R, pandas, Excel, SQL exports).
-MISSING = ("", "NA", "N/A", "#N/A", "NaN", "nan", "NULL", "null", "None")
 MISSING_CHOICES = ("error", "drop")
 _COMMA_DECIMAL = re.compile(r"^[+-]?\d*,\d+(?:[eE][+-]?\d+)?$")
 _POINT_DECIMAL = re.compile(r"^[+-]?\d*\.\d+(?:[eE][+-]?\d+)?$")
@@ -377,16 +376,16 @@ def _find_bad_field(lines: list[str], first: int, dialect: Dialect, path: Path,
             raise DataError(f"{path}: line {where} has {len(fields)} fields, the first line "
                             f"{width}" + _delimiter_hint(dialect))
         for col in numeric:
-            value = fields[col].strip()
+            value, place = fields[col].strip(), f"{path}: line {where}, column " \
+                f"{column_name(col, columns)}"
             if value in MISSING:
                 shown = f"{value!r}" if value else "an empty field"
-                raise DataError(f"{path}: line {where}, column {_name(col, columns)}: a missing "
-                                f"value ({shown}); leave such rows out with --missing drop")
+                raise DataError(f"{place}: a missing value ({shown}); leave such rows out with "
+                                "--missing drop")
             if not _number(value, dialect.decimal):
                 hint = "; for decimal commas, give --decimal ," if dialect.decimal == "." and \
                     _number(value, ",") else ""
-                raise DataError(f"{path}: line {where}, column {_name(col, columns)}: "
-                                f"{value!r} is not a number{hint}")
+                raise DataError(f"{place}: {value!r} is not a number{hint}")
     raise DataError(f"{path}: lines {first}..{first + len(lines) - 1} cannot be read as numbers")
 
 
@@ -395,10 +394,6 @@ def _delimiter_hint(dialect: Dialect) -> str:
         return (f" (read as {dialect.describe().split(',')[0]}: name the delimiter with "
                 "--delimiter if that is wrong)")
     return ""
-
-
-def _name(col: int, columns: list[str] | None) -> str:
-    return f"{col + 1} ({columns[col]})" if columns else str(col + 1)
 
 
 def engine() -> str:

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .csvfile import MISSING
 from .errors import DataError
+
+# What tools write for a value that is not there (R, pandas, Excel, SQL exports).
+MISSING = ("", "NA", "N/A", "#N/A", "NaN", "nan", "NULL", "null", "None")
 
 
 class Rows:
@@ -43,7 +45,7 @@ class Rows:
 
     def name(self, col: int) -> str:
         """Column ``col`` (from 0) as a person names it: "3 (pressure)", "3"."""
-        return _name(col, self.columns)
+        return column_name(col, self.columns)
 
     def blocks(self, text: int | None = None, use: list[int] | None = None) -> Iterator:
         """float64 blocks (b, n_columns), in the file's order, each checked finite.
@@ -93,7 +95,8 @@ def column(spec: str, rows: Rows, purpose: str) -> int:
     raise DataError(f"{rows.path}: no column {spec!r} {purpose}; {has}")
 
 
-def _name(col: int, columns: list[str] | None) -> str:
+def column_name(col: int, columns: list[str] | None) -> str:
+    """Column ``col`` (from 0) as a person names it: "3 (pressure)", or "3"."""
     return f"{col + 1} ({columns[col]})" if columns else str(col + 1)
 
 
