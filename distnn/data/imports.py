@@ -201,6 +201,16 @@ class TableFile:
         self._keep = [where[name] for name in names]
         self.feature_names = list(names)
 
+    def notes(self) -> list[str]:
+        """What a person should know of how the file was read: its dialect, an index
+        column left out, rows dropped for a missing value (after ``blocks`` was read)."""
+        name = self.rows.path.name
+        return ([f"{name}: {self.rows.dialect}"] if self.rows.dialect else []) + \
+            ([f"{name}: its first column has no name: the row numbers pandas and R write, "
+              "left out"] if self.index else []) + \
+            ([f"{name}: {self.rows.dropped} row(s) with a missing value left out"]
+             if self.rows.dropped else [])
+
     def label_column(self) -> str:
         rows, col = (self.rows, self.targets[0]) if self.target_rows is None else \
             (self.target_rows, 0)
@@ -346,13 +356,7 @@ def import_table(source: str | Path, out: str | Path, *, task: str, layout: Layo
         passes.update(clock.seconds, other=seconds - sequential)
     megabytes = sum(p.stat().st_size for p in files) / 1e6
     what = f"{len(names)} classes" if classes else f"{table.n_targets} target(s)"
-    notes = [f"{t.rows.path.name}: {t.rows.dialect}" for t in (table, test_table)
-             if t is not None and t.rows.dialect]
-    notes += [f"{t.rows.path.name}: its first column has no name: the row numbers pandas "
-              "and R write, left out" for t in (table, test_table) if t is not None and t.index]
-    notes += [f"{t.rows.path.name}: {t.rows.dropped} row(s) with a missing value left out"
-              for t in (table, test_table) if t is not None and t.rows.dropped]
-    return "".join(f"{note}\n" for note in notes) + (
+    return "".join(f"{note}\n" for t in (table, test_table) if t for note in t.notes()) + (
         f"{out}: {sizes[0]} training rows (permuted), {sizes[1]} test rows, "
         f"{table.n_features} features, {what}; read {megabytes:.3g} MB in {seconds:.3g} s "
         f"({megabytes / seconds:.3g} MB/s)")

@@ -59,6 +59,18 @@ def _idx_dir(directory: Path) -> Path:
     return directory
 
 
+def _ended_in_one_line(tmp_path: Path, run: str, done: subprocess.CompletedProcess,
+                       disk: Path) -> None:
+    """Run ``run`` of the script ended with status 74 and the trainer's one line only."""
+    assert f"{run} {EXIT_IOERR}\n" in done.stdout, (run, done.stdout, done.stderr)
+    err = (tmp_path / f"{run}.err").read_text()
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("distnn.train:")]
+    assert errors == [f"distnn.train: cannot write {disk / 'c.h5'}: no space left on "
+                      "device; the checkpoint of epoch 2, step 0 is kept; free some space "
+                      "and rerun with --resume"], err
+
+
 def _why_not() -> str | None:
     if os.geteuid() != 0:
         return "needs root to mount a small tmpfs"
@@ -83,13 +95,7 @@ def test_a_full_tmpfs_ends_the_run_in_one_line_and_keeps_its_checkpoint(tmp_path
         capture_output=True, text=True, timeout=240, cwd=tmp_path)
     out = done.stdout
     for run in ("one", "allreduce", "shm"):
-        assert f"{run} {EXIT_IOERR}\n" in out, (run, out, done.stderr)
-        err = (tmp_path / f"{run}.err").read_text()
-        assert "Traceback" not in err and "Exception ignored" not in err, err
-        errors = [line for line in err.splitlines() if line.startswith("distnn.train:")]
-        assert errors == [f"distnn.train: cannot write {disk / 'c.h5'}: no space left on "
-                          "device; the checkpoint of epoch 2, step 0 is kept; free some space "
-                          "and rerun with --resume"], err
+        _ended_in_one_line(tmp_path, run, done, disk)
     assert "checkpoint unchanged" in out and "left: c.h5\n" in out, out  # no temporary file
     # Room again: the checkpoint kept goes on to where an uninterrupted run ends.
     shutil.copy(tmp_path / "kept.h5", tmp_path / "c.h5")
@@ -164,13 +170,7 @@ def test_a_write_refused_as_hdf5_closes_the_file_is_one_line_too(tmp_path):
         capture_output=True, text=True, timeout=240, cwd=tmp_path)
     out = done.stdout
     for run in ("one-4", "two-4", "one-8", "two-8", "one-12", "two-12"):
-        assert f"{run} {EXIT_IOERR}\n" in out, (run, out, done.stderr)
-        err = (tmp_path / f"{run}.err").read_text()
-        assert "Traceback" not in err and "Exception ignored" not in err, err
-        errors = [line for line in err.splitlines() if line.startswith("distnn.train:")]
-        assert errors == [f"distnn.train: cannot write {disk / 'c.h5'}: no space left on "
-                          "device; the checkpoint of epoch 2, step 0 is kept; free some space "
-                          "and rerun with --resume"], err
+        _ended_in_one_line(tmp_path, run, done, disk)
     assert "checkpoint unchanged" in out and "left: c.h5\n" in out, out
     # The data file prepare writes (here over the checkpoint, as a full disk does not care):
     # with 4 KB left HDF5 crashed as it closed the file, before distnn.writes.new_hdf5.
