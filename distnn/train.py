@@ -231,8 +231,9 @@ def train(start: Start, mine: OnThisRank, comm: Comm, stop: StopRequest, log: Ru
     """Run (or continue) the training ``start`` describes; returns the process exit status."""
     cfg = start.cfg
     log.say(layers_line(cfg, start.layers_from))
-    if memory_line(start):
-        log.say(memory_line(start))
+    memory = memory_line(start)
+    if memory:
+        log.say(memory)
     log.note(crowded_note(mine.ranks_here))
     stall = watch(comm, cfg.stall_timeout)  # MPI
     net, optimizer = network_and_optimizer(start, mine, comm)  # MPI
