@@ -208,6 +208,7 @@ class MLP:
         y: np.ndarray,
         out: np.ndarray | None = None,
         masks: Sequence[np.ndarray | None] | None = None,
+        input_delta: np.ndarray | None = None,
     ) -> tuple[float, np.ndarray]:
         """Backpropagation (BP1)-(BP4) on a mini-batch: ``(sum_x C_x, sum_x grad C_x)``.
 
@@ -219,6 +220,9 @@ class MLP:
         ``masks[l]``, where given and not None, is the dropout mask r of layer l's
         input, shape (m, sizes[l]): the cost and gradient are those of the thinned
         network (``distnn.dropout``).
+
+        ``input_delta``, where given, receives dC/dx, shape (m, sizes[0]): (BP2) carried
+        down to the input, for the layers in front of this network (``distnn.convnet``).
         """
         x = self._as_input(x)
         y = np.asarray(y)
@@ -269,4 +273,8 @@ class MLP:
                     delta *= sigma.prime(zs[l - 1], activations[l - 1], out=primes[l - 1])
                 else:  # r^{l-1} (.) sigma'(z^{l-1}), made in the forward pass
                     delta *= primes[l - 1]
+        if input_delta is not None:  # dC/dx = delta^1 w^1, through the input's mask r^0
+            np.matmul(delta, self.weights[0], out=input_delta)
+            if masks[0] is not None:
+                input_delta *= masks[0]
         return cost, grad
