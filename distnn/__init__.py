@@ -1,16 +1,17 @@
 """distnn: data-parallel neural-network training from first principles.
 
-A fully connected network (``MLP``) trained by the seed lecture's backprop and
-mini-batch SGD, with one replica per MPI rank and the gradients summed by
-Allreduce. Start with ``python -m distnn.train --help``; a trained model
-predicts on new rows with ``load_model(checkpoint).predict(rows)`` or
-``python -m distnn.predict``.
+A fully connected network (``MLP``), or one with convolutional layers in front
+(``ConvNet``), trained by the seed lecture's backprop and mini-batch SGD, with one
+replica per MPI rank and the gradients summed by Allreduce. Start with
+``python -m distnn.train --help``; a trained model predicts on new rows with
+``load_model(checkpoint).predict(rows)`` or ``python -m distnn.predict``.
 """
 
 from distnn.checkpoint import load_checkpoint
+from distnn.convnet import ConvNet
 from distnn.network import MLP
 
-__all__ = ["MLP", "load_checkpoint", "load_model"]
+__all__ = ["ConvNet", "MLP", "load_checkpoint", "load_model"]
 
 
 def load_model(path):

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from distnn.conv import ConvPool
 
 __all__ = ["SpecError", "parse", "text", "check", "plan", "is_conv", "shape_of", "image",
-           "widths", "n_params"]
+           "widths", "n_params", "workspace"]
 
 _SHAPE = re.compile(r"(?:(\d+)x)?(\d+)x(\d+)")
 _CONV = re.compile(r"conv(\d+)x(\d+)(:same|:valid)?")
@@ -160,3 +160,17 @@ def n_params(layers: Sequence[int | str]) -> int:
     convs, sizes = plan(layers)
     return sum(layer.c_out * (layer.fan_in + 1) for layer in convs) \
         + sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def workspace(layers: Sequence[int | str]) -> int:
+    """About the floats a network's buffers take for each sample of a batch: the batch and
+    its dropout copy, four per unit of a fully connected layer (``distnn.network``), and a
+    conv layer's patches twice, its maps before pooling twice, six per output
+    (``distnn.conv``)."""
+    convs, sizes = plan(layers)
+    floats = 2 * sizes[0] + 4 * sum(sizes[1:])
+    for layer in convs:
+        hc, wc, c = layer.conv_shape
+        floats += 2 * hc * wc * (layer.fan_in + c) + 6 * math.prod(layer.out_shape) \
+            + (layer.h + 2 * layer.pad) * (layer.w + 2 * layer.pad) * layer.c_in * 2
+    return floats

@@ -7,7 +7,7 @@ saving leaves the previous checkpoint intact:
     /optimizer/<name>        the optimizer's flat state (e.g. velocity); scalars as attrs
     /scaling/<name>          a table's scaling (distnn.data.table), when the run
                              trained on one: what a prediction applies to new rows
-    attrs: format, version, model (JSON: MLP constructor arguments),
+    attrs: format, version, model (JSON: the network's constructor arguments, MLP or ConvNet),
            config (JSON: the run's Config), position (JSON: epoch, step, steps
            per epoch, cost so far in that epoch, world size), rng,
            data (JSON, a table's only: task, feature_scaling, n_outputs, and
@@ -42,7 +42,7 @@ import numpy as np
 
 from distnn.atomic import atomic_path
 from distnn.memory import shortfall, unstored
-from distnn.network import MLP
+from distnn.convnet import Network, from_config
 from distnn.writes import new_hdf5, writing
 
 FORMAT = "distnn-checkpoint"
@@ -72,7 +72,7 @@ def _checksum(attrs: dict[str, str], params: np.ndarray, optimizer: dict[str, An
     return digest.hexdigest()
 
 
-def save_checkpoint(path: str | os.PathLike[str], net: MLP, optimizer_state: dict[str, Any],
+def save_checkpoint(path: str | os.PathLike[str], net: Network, optimizer_state: dict[str, Any],
                     config: dict[str, Any], position: dict[str, Any],
                     data: dict[str, Any] | None = None,
                     scaling: dict[str, np.ndarray] | None = None) -> None:
@@ -227,15 +227,15 @@ def _array(group: h5py.Group, name: str, size: int, path: Path) -> np.ndarray:
     return values
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> MLP:
+def load_checkpoint(path: str | os.PathLike[str]) -> Network:
     """The trained network stored in the checkpoint at ``path``."""
     return network(read_checkpoint(path), path)
 
 
-def network(ckpt: dict[str, Any], path: str | os.PathLike[str]) -> MLP:
+def network(ckpt: dict[str, Any], path: str | os.PathLike[str]) -> Network:
     """The network of a checkpoint ``read_checkpoint`` has read (from ``path``)."""
     try:
-        net = MLP(**ckpt["model"])
+        net = from_config(ckpt["model"])
     except (TypeError, ValueError, KeyError) as err:
         raise CheckpointError(f"{path}: corrupt checkpoint: its model cannot be built "
                               f"({err})") from None

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 
 from distnn.activations import ACTIVATIONS
-from distnn import commits
+from distnn import architecture, commits
 from distnn.augment import SPEC_HELP, Augment, AugmentError
 from distnn.costs import COSTS
 from distnn.initializers import INITIALIZERS
@@ -106,13 +106,22 @@ class Config:
 
     def validate(self) -> None:
         """Raise ConfigError on any setting that cannot work, before any training."""
-        if self.layers and (len(self.layers) < 2 or any(n < 1 for n in self.layers)):
-            raise ConfigError(
-                f"--layers needs at least two positive sizes (input,...,classes), got {self.layers}"
-            )
-        if any(n < 1 for n in self.hidden):
+        if self.layers:
+            try:
+                architecture.plan(self.layers)
+            except architecture.SpecError as err:
+                raise ConfigError(f"--layers {architecture.text(self.layers)}: {err}") from None
+        if any(isinstance(n, int) and n < 1 for n in self.hidden):
             raise ConfigError(f"--hidden needs positive widths, or \"\" or 0 for no hidden "
-                              f"layer, got {','.join(map(str, self.hidden))}")
+                              f"layer, got {architecture.text(self.hidden)}")
+        try:  # between an image input and an output, whatever the data file's are
+            architecture.plan(["1x1000x1000", *self.hidden, 1])
+        except architecture.SpecError as err:
+            raise ConfigError(f"--hidden {architecture.text(self.hidden)}: {err}") from None
+        if self.input_dropout and architecture.is_conv(self.layers or self.hidden):
+            raise ConfigError("--input-dropout drops an MLP's input pixels; a conv net's "
+                              "--dropout drops the inputs of its fully connected layers, "
+                              "the conv features among them")
         if self.activation not in ACTIVATIONS:
             raise ConfigError(f"unknown --activation {self.activation!r}")
         positive = {"epochs": self.epochs, "batch-size": self.batch_size}
@@ -218,23 +227,22 @@ def _same_kind(value, default, name: str) -> bool:
         return number(value) and isinstance(value, int)
     if isinstance(default, float):
         return number(value)
-    if isinstance(default, list):
-        return isinstance(value, list) and all(number(v) and isinstance(v, int) for v in value)
+    if isinstance(default, list):  # a network spec's items (distnn.architecture)
+        return isinstance(value, list) and all(isinstance(v, str) or number(v)
+                                               and isinstance(v, int) for v in value)
     return isinstance(value, type(default))
 
 
-def parse_layers(text: str) -> list[int]:
-    """'784,100,10' -> [784, 100, 10]; an argparse type, so a bad list is a usage error."""
+def parse_layers(text: str) -> list[int | str]:
+    """'784,100,10' -> [784, 100, 10], '1x28x28,conv20x5,pool2,10' -> ['1x28x28', 'conv20x5',
+    'pool2', 10] (``distnn.architecture``); an argparse type, so a bad list is a usage error."""
     try:
-        sizes = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated sizes like 784,100,10, got {text!r}"
-        ) from None
-    return sizes
+        return architecture.parse(text)
+    except architecture.SpecError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def parse_hidden(text: str) -> list[int]:
+def parse_hidden(text: str) -> list[int | str]:
     """'256,128' -> [256, 128]; "" or "0" -> [], no hidden layer (0 = none, as for
     --max-norm and --check-every)."""
     return [] if text.strip() in ("", "0") else parse_layers(text)
@@ -332,15 +340,20 @@ def _files_arguments(io, d: Config) -> None:
 
 def _model_arguments(model, d: Config) -> None:
     hidden = ",".join(map(str, d.hidden))
-    model.add_argument("--hidden", type=parse_hidden, metavar="N,...",
-                       help="widths of the hidden layers, between the data file's features "
-                            "and its classes (or targets), which the run takes from the file; "
+    model.add_argument("--hidden", type=parse_hidden, metavar="LAYER,...",
+                       help="the hidden layers, between the data file's features (or images) "
+                            "and its classes (or targets), which the run takes from the file: "
+                            "widths of fully connected layers, after convolutional layers "
+                            "convFxK (F filters of KxK; convFxK:same keeps the map's size) each "
+                            "optionally followed by poolP (PxP max-pooling), for images; "
                             f"\"\" or 0 = none, a linear model (softmax regression for "
-                            f"classes) (default {hidden}: on MNIST, 784,{hidden},10)")
-    model.add_argument("--layers", type=parse_layers, metavar="N,N,...",
-                       help="every layer's size, from input to classes, instead of --hidden; "
-                            "the ends must be the data file's (default: the file's features, "
-                            "--hidden, the file's classes)")
+                            f"classes) (default {hidden}: on MNIST, 784,{hidden},10; Nielsen's "
+                            "conv net: conv20x5,pool2,conv40x5,pool2,100)")
+    model.add_argument("--layers", type=parse_layers, metavar="N,LAYER,...,N",
+                       help="every layer, from input to classes, instead of --hidden: the "
+                            "input is the features (784) or the image shape (1x28x28, CxHxW, "
+                            "for conv layers); the ends must be the data file's (default: the "
+                            "file's, with --hidden between them)")
     model.add_argument("--activation", choices=sorted(ACTIVATIONS),
                        help=f"hidden (and, with the quadratic cost, output) activation "
                             f"(default {d.activation})")

@@ -35,7 +35,7 @@ from distnn.costs import Cost
 from distnn.initializers import Initializer
 from distnn.network import MLP
 
-__all__ = ["ConvNet", "build"]
+__all__ = ["ConvNet", "Network", "build", "from_config"]
 
 _FORWARD_ROWS = 256  # forward() takes larger batches in pieces: im2col copies k*k of each pixel
 
@@ -215,9 +215,15 @@ class ConvNet:
         return cost, grad
 
 
-def build(**model: Any) -> MLP | ConvNet:
-    """The network a checkpoint's model config describes: ``net.config()`` round trips."""
-    if "layers" in model:
-        return ConvNet(**model)
-    return MLP(**model)
+Network = MLP | ConvNet  # what the trainer trains
 
+
+def build(layers: Sequence[int | str], **settings: Any) -> Network:
+    """The network a spec names (``distnn.architecture``): a ConvNet if it has conv
+    layers, else the MLP of those sizes. ``settings``: activation, cost, init, dtype, seed."""
+    return ConvNet(layers, **settings) if architecture.is_conv(layers) else MLP(layers, **settings)
+
+
+def from_config(model: dict[str, Any]) -> Network:
+    """The network a checkpoint's model config describes: ``net.config()`` round trips."""
+    return ConvNet(**model) if "layers" in model else MLP(**model)

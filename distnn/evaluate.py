@@ -23,12 +23,12 @@ import sys
 import numpy as np
 
 from distnn.data.errors import DataError
-from distnn.network import MLP
+from distnn.convnet import Network
 
 EVAL_BATCH = 1000  # rows per forward pass: bounds memory on a large test shard
 
 
-def confusion(net: MLP, x: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+def confusion(net: Network, x: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
     """counts[i, j] = how many samples of class i the net predicts as class j."""
     counts = np.zeros((n_classes, n_classes), np.int64)
     for start in range(0, len(y), EVAL_BATCH):
@@ -37,7 +37,7 @@ def confusion(net: MLP, x: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndar
     return counts
 
 
-def confusion_over_ranks(comm, net: MLP, x: np.ndarray, y: np.ndarray,
+def confusion_over_ranks(comm, net: Network, x: np.ndarray, y: np.ndarray,
                          n_classes: int) -> np.ndarray:
     """The confusion matrix of the whole split: each rank counts its shard, the counts add."""
     return comm.allreduce_(confusion(net, x, y, n_classes))
@@ -47,7 +47,7 @@ def accuracy(counts: np.ndarray) -> float:
     return float(np.trace(counts) / max(1, counts.sum()))
 
 
-def regression_sums(net: MLP, x: np.ndarray, y: np.ndarray, mean: np.ndarray,
+def regression_sums(net: Network, x: np.ndarray, y: np.ndarray, mean: np.ndarray,
                     std: np.ndarray) -> np.ndarray:
     """Per target (columns), in its own units: rows [n, sum e^2, sum |e|, sum d, sum d^2],
     float64, with e = prediction - y and d = y - mean (the training mean: the shift
@@ -71,7 +71,7 @@ def regression_scores(sums: np.ndarray) -> dict[str, list[float]]:
             "r2": (1 - sse / np.where(sst > 0, sst, np.nan)).tolist()}
 
 
-def test_scores(comm, net: MLP, shard, task: str, n_outputs: int,
+def test_scores(comm, net: Network, shard, task: str, n_outputs: int,
                 scaling: dict[str, np.ndarray]) -> tuple[dict[str, object], str]:
     """The test split scored over every rank, each row once (collective): the fields of
     the epoch's metrics record, and the run's final line."""
@@ -220,7 +220,7 @@ def _positions(wanted: list[str] | None, given: list[str] | None,
     return np.array([given.index(name) for name in wanted])
 
 
-def _print_classes(counts: np.ndarray, show: int, data: str, net: MLP, info: dict) -> None:
+def _print_classes(counts: np.ndarray, show: int, data: str, net: Network, info: dict) -> None:
     """The report of a classifier, and its first ``show`` test images, when they are images."""
     from distnn.data import read_shard
 

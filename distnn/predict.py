@@ -35,7 +35,7 @@ from distnn.data.errors import DataError
 from distnn.data import csvfile
 from distnn.data.readers import open_rows
 from distnn.data.rows import Rows, column
-from distnn.network import MLP
+from distnn.convnet import Network
 from distnn.outputs import OutputError, check_not_input
 from distnn.protocol import EXIT_IOERR, EXIT_OK, EXIT_USAGE
 from distnn.samples import scale_features
@@ -47,7 +47,7 @@ OUTPUTS = (".csv", ".npy", ".h5")
 class Model:
     """A trained network and the scaling of its training data: predictions on raw rows."""
 
-    def __init__(self, net: MLP, data: dict[str, Any] | None,
+    def __init__(self, net: Network, data: dict[str, Any] | None,
                  scaling: dict[str, np.ndarray]) -> None:
         self.net, self.scaling = net, scaling
         # A checkpoint of images (schema 1) names no table: pixels, divided by 255.

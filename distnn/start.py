@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from distnn import architecture
 from distnn.augment import Augment, AugmentError
 from distnn.checkpoint import CheckpointError, read_checkpoint
 from distnn.comm import Comm
@@ -30,7 +31,7 @@ from distnn.data import (DataError, Partitions, default_partitions, default_wind
 from distnn.data.stream import held_bytes, stream_bytes
 from distnn.memory import Room, parse_bytes, room, shortfall
 from distnn.memory import size as show_size
-from distnn.network import MLP
+from distnn.convnet import Network, build
 from distnn.optim import SGD
 from distnn.outputs import Lock, OutputError, check_not_input, check_output
 from distnn.threads import limit_blas_threads
@@ -214,7 +215,7 @@ def _resumed_config(ckpt: dict[str, Any], given: dict[str, Any], path: str) -> C
     saved = {"partitions": ckpt["position"]["ranks"], **ckpt["config"]}
     cfg = merge_resumed(saved, given)
     model = ckpt["model"]
-    if (model.get("sizes"), model.get("dtype")) != (cfg.layers, cfg.dtype) \
+    if (model.get("sizes", model.get("layers")), model.get("dtype")) != (cfg.layers, cfg.dtype) \
             or ckpt["params"].dtype != np.dtype(cfg.dtype) \
             or not isinstance(ckpt["optimizer"].get("velocity"), np.ndarray):
         raise CheckpointError(f"{path}: corrupt checkpoint: its model, its parameters and its "
@@ -243,10 +244,9 @@ def _check_memory(cfg: Config, info: dict[str, Any], order: Partitions, ranks: i
     # The epoch's order of a rank's rows, held or streamed: int64 row numbers, built with
     # a copy or two (distnn.data.order).
     shards += 3 * 8 * max(b - a for a, b in (order.rows_of(r, ranks) for r in range(ranks)))
-    params = sum(a * b + b for a, b in zip(cfg.layers[:-1], cfg.layers[1:]))
+    params = architecture.n_params(cfg.layers)
     m_here = -(-cfg.batch_size // ranks)
-    # The batch, its dropout copy, and four (m, n) buffers per layer (distnn.network).
-    workspace = m_here * (2 * info["n_features"] + 4 * sum(cfg.layers[1:])) * itemsize
+    workspace = m_here * architecture.workspace(cfg.layers) * itemsize
     each = shards + 4 * params * itemsize + workspace  # params, velocity, gradient, a copy
     short = shortfall(ranks_here * each, left)
     if short:
@@ -283,10 +283,25 @@ def _layers_for_data(cfg: Config, info: dict[str, Any], resumed: bool) -> tuple[
         return dataclasses.replace(cfg, hidden=cfg.layers[1:-1]), origin
     n_in, n_out = info["n_features"], info["n_outputs"]
     outputs = ("class", "classes") if info["task"] == "classification" else ("target", "targets")
-    hidden = f"hidden {','.join(map(str, cfg.hidden))}" if cfg.hidden else "no hidden layer"
-    origin = (f"{n_in} feature{'s' * (n_in != 1)} and {n_out} {outputs[n_out != 1]} from "
-              f"{cfg.data}, {hidden}")
-    return dataclasses.replace(cfg, layers=[n_in, *cfg.hidden, n_out]), origin
+    hidden = f"hidden {architecture.text(cfg.hidden)}" if cfg.hidden else "no hidden layer"
+    if architecture.is_conv(cfg.hidden):  # the input is the file's images
+        if info["image_shape"] is None:
+            raise ConfigError(f"--hidden {architecture.text(cfg.hidden)} has conv layers, "
+                              f"which take images, and {cfg.data} is a table of "
+                              f"{n_in} features without an image shape")
+        first = architecture.image(info["image_shape"])
+        origin = f"{first} images and {n_out} {outputs[n_out != 1]} from {cfg.data}, {hidden}"
+        layers = [first, *cfg.hidden, n_out]
+        try:
+            architecture.plan(layers)
+        except architecture.SpecError as err:  # a kernel or window the images cannot take
+            raise ConfigError(f"--hidden {architecture.text(cfg.hidden)} on {first} images: "
+                              f"{err}") from None
+    else:
+        origin = (f"{n_in} feature{'s' * (n_in != 1)} and {n_out} {outputs[n_out != 1]} from "
+                  f"{cfg.data}, {hidden}")
+        layers = [n_in, *cfg.hidden, n_out]
+    return dataclasses.replace(cfg, layers=layers), origin
 
 
 def _cost_for_task(cfg: Config, info: dict[str, Any], given: dict[str, Any]) -> Config:
@@ -308,14 +323,23 @@ def _check_fit(cfg: Config, info: dict[str, Any], ranks: int,
     and the ranks; returns the partitions, whose steps per epoch are then defined.
     ``layers_from`` says where the network's sizes came from, for the error."""
     outputs = "classes" if info["task"] == "classification" else "targets"
-    if info["n_features"] != cfg.layers[0] or info["n_outputs"] != cfg.layers[-1]:
-        sizes = ",".join(map(str, cfg.layers))
-        network = f"--layers {sizes}" if layers_from == "--layers" else \
-            f"the network {sizes} ({layers_from})"
+    sizes = architecture.text(cfg.layers)
+    network = f"--layers {sizes}" if layers_from == "--layers" else \
+        f"the network {sizes} ({layers_from})"
+    n_in = architecture.widths(cfg.layers)[0]
+    if info["n_features"] != n_in or info["n_outputs"] != cfg.layers[-1]:
         raise DataError(
             f"{cfg.data} has {info['n_features']} features and {info['n_outputs']} {outputs}, "
-            f"but {network} expects {cfg.layers[0]} and {cfg.layers[-1]}"
+            f"but {network} expects {n_in} and {cfg.layers[-1]}"
         )
+    image = architecture.shape_of(cfg.layers[0])
+    if architecture.is_conv(cfg.layers) and info["image_shape"] is None:
+        raise ConfigError(f"{network} has conv layers, which take images, and {cfg.data} is "
+                          f"a table of {n_in} features without an image shape")
+    if image and architecture.is_conv(cfg.layers) \
+            and architecture.image(info["image_shape"]) != cfg.layers[0]:
+        raise DataError(f"{cfg.data} holds {architecture.image(info['image_shape'])} images, "
+                        f"but {network} expects {cfg.layers[0]}")
     if cfg.augment and info["image_shape"] is None:
         raise ConfigError(f"--augment distorts images, and {cfg.data} holds none")
     if cfg.batch_size < ranks:
@@ -337,11 +361,11 @@ def _check_fit(cfg: Config, info: dict[str, Any], ranks: int,
     return order
 
 
-def network_and_optimizer(start: Start, mine: OnThisRank, comm: Comm) -> tuple[MLP, SGD]:
+def network_and_optimizer(start: Start, mine: OnThisRank, comm: Comm) -> tuple[Network, SGD]:
     """This rank's network and optimizer to start from, the same on every rank: rank 0's."""
     cfg = start.cfg
-    net = MLP(cfg.layers, activation=cfg.activation, cost=cfg.cost, init=cfg.init,
-              dtype=cfg.dtype, seed=cfg.seed)
+    net = build(cfg.layers, activation=cfg.activation, cost=cfg.cost, init=cfg.init,
+                dtype=cfg.dtype, seed=cfg.seed)
     optimizer = SGD(net.params, momentum=cfg.momentum, nesterov=cfg.nesterov,
                     weight_decay=cfg.weight_decay, decay_mask=net.weight_mask)
     if mine.arrays is not None:

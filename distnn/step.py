@@ -27,7 +27,7 @@ from distnn.augment import Augment
 from distnn.comm import UNWATCHED
 from distnn.constraints import max_norm
 from distnn.dropout import Dropout
-from distnn.network import MLP
+from distnn.convnet import Network
 from distnn.noise import Noise
 from distnn.optim import SGD
 from distnn.samples import Shard
@@ -59,7 +59,7 @@ class Laps:
 @dataclass
 class Replica:
     """This rank's copy of what is trained, and how it sums with the other ranks' copies."""
-    net: MLP
+    net: Network
     optimizer: SGD
     reducer: Any  # distnn.reduce's FusedAllreduce or SharedMemoryReduce
     lap: Laps = field(default_factory=Laps)  # where its steps' time goes

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 
-from distnn import blas, ranktimes
+from distnn import architecture, blas, ranktimes
 from distnn.augment import Augment
 from distnn.comm import Comm, world
 from distnn.commits import CommitClock
@@ -280,9 +280,11 @@ def _plan(start: Start, comm: Comm, replica: Replica, log: RunLog) -> Plan:
     eta = make_schedule(cfg.schedule, cfg.lr, total_steps=cfg.epochs * steps,
                         warmup_steps=round(cfg.warmup_epochs * steps),
                         step_size=cfg.step_epochs * steps, gamma=cfg.gamma)
+    convs, dense = architecture.plan(cfg.layers)
+    # A conv net's conv features are hidden units: they drop as the others do (network3)
+    dropout = Dropout(dense, cfg.dropout, cfg.dropout if convs else cfg.input_dropout, dtype)
     recipe = Recipe(cfg.batch_size, order.share_of(comm.rank, comm.size), cfg.seed,
-                    Augment.parse(cfg.augment, start.info["image_shape"]),
-                    Dropout(cfg.layers, cfg.dropout, cfg.input_dropout, dtype), cfg.max_norm)
+                    Augment.parse(cfg.augment, start.info["image_shape"]), dropout, cfg.max_norm)
     saver = Saver(cfg, steps, comm, replica, log, start.position if start.resumed else None,
                   start.info)
     return Plan(cfg, start.info, recipe, steps, order, eta, start.position,

@@ -65,7 +65,7 @@ def test_layers_that_do_not_fit_the_data_are_still_refused(table, tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--hidden", "8", "--layers", "16,8,4"], "--layers and --hidden both give the hidden"),
     (["--hidden", "8,0"], "--hidden needs positive widths, or \"\" or 0 for no hidden layer"),
-    (["--hidden", "eight"], "expected comma-separated sizes"),
+    (["--hidden", "eight"], "'eight' is not a layer: expected a width (100)"),
 ])
 def test_bad_hidden_flags_are_one_usage_line(args, message, capsys):
     with pytest.raises(SystemExit) as stopped:
@@ -130,5 +130,5 @@ def test_mnists_default_run_trains_bitwise_as_with_its_layers_given(tmp_path, ca
 
 def test_help_explains_hidden_and_its_default():
     text = " ".join(build_parser().format_help().split())
-    assert "--hidden N,..." in text and "(default 256: on MNIST, 784,256,10)" in text
+    assert "--hidden LAYER,..." in text and "(default 256: on MNIST, 784,256,10;" in text
     assert '"" or 0 = none, a linear model' in text

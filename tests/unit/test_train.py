@@ -197,8 +197,8 @@ def test_diverging_run_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
 # -- the command line ------------------------------------------------------------
 
 @pytest.mark.parametrize("args,message", [
-    (["--layers", "784,x,10"], "expected comma-separated sizes"),
-    (["--layers", "784"], "at least two positive sizes"),
+    (["--layers", "784,x,10"], "'x' is not a layer"),
+    (["--layers", "784"], "a network needs an input and an output layer"),
     (["--lr", "-1"], "--lr must be a positive number"),
     (["--momentum", "1.5"], "--momentum must be in [0, 1)"),
     (["--epochs", "0"], "--epochs must be at least 1"),
