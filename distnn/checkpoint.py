@@ -40,6 +40,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from distnn import architecture
 from distnn.atomic import atomic_path
 from distnn.memory import shortfall, unstored
 from distnn.convnet import Network, from_config
@@ -187,12 +188,19 @@ def _data(f: h5py.File, path: Path) -> tuple[dict[str, Any] | None, dict[str, np
 
 
 def _parameter_count(model: Any, path: Path) -> int:
-    """Parameters of the checkpoint's own model, from its layer sizes."""
-    sizes = model.get("sizes") if isinstance(model, dict) else None
-    if not (isinstance(sizes, list) and len(sizes) >= 2
-            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes)):
-        raise CheckpointError(f"{path}: corrupt checkpoint: its model has no valid layer sizes")
-    return sum(n_in * n_out + n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+    """Parameters of the checkpoint's own model, from its layers: an MLP's sizes or a
+    ConvNet's spec (``distnn.architecture``)."""
+    layers = (model.get("layers", model.get("sizes")) if isinstance(model, dict) else None)
+    if isinstance(model, dict) and "sizes" in model and not all(
+            isinstance(n, int) and not isinstance(n, bool) for n in model["sizes"]):
+        layers = None  # an MLP's sizes are numbers
+    try:
+        if not isinstance(layers, list) or any(isinstance(n, bool) for n in layers):
+            raise architecture.SpecError("not a list of layers")
+        return architecture.n_params(layers)
+    except (architecture.SpecError, TypeError):
+        raise CheckpointError(f"{path}: corrupt checkpoint: its model has no valid layer "
+                              "sizes") from None
 
 
 def _check_position(position: Any, path: Path) -> None:
