@@ -115,3 +115,15 @@ def test_a_spec_that_cannot_be_built_is_named_in_one_line(spec, message):
 def test_the_boundary_cases_are_accepted(spec):
     convs, _ = plan(parse(spec))
     assert all(min(c.out_shape) >= 1 for c in convs)
+
+
+def test_a_list_typed_in_python_reads_as_the_same_spec_typed_on_the_command_line():
+    """ConvNet(['28x28', ...]) used to end in a TypeError from int(None), and 'Conv2x3'
+    was called an input layer."""
+    typed = ["6x6", "Conv2x3:valid", "POOL2", 3]
+    assert plan(typed) == plan(parse("1x6x6,conv2x3,pool2,3"))
+    assert check(typed) == ["1x6x6", "conv2x3", "pool2", 3]
+    assert architecture.shape_of("6x6") == (1, 6, 6)
+    assert widths(typed) == [36, 8, 3] and n_params(typed) == 2 * 10 + 8 * 3 + 3
+    net = ConvNet(typed, dtype="float64")
+    assert net.image_shape == (1, 6, 6) and net.params.size == n_params(typed)
