@@ -74,7 +74,10 @@ def is_conv(layers: Sequence[int | str]) -> bool:
 def shape_of(item: int | str) -> tuple[int, int, int] | None:
     """(C, H, W) of an image input item, None for any other item."""
     match = _SHAPE.fullmatch(item) if isinstance(item, str) else None
-    return tuple(int(g) for g in match.groups()) if match else None
+    if not match:
+        return None
+    c, h, w = match.groups()
+    return int(c or 1), int(h), int(w)  # 28x28: one channel
 
 
 def image(shape: Sequence[int]) -> str:
@@ -85,9 +88,11 @@ def image(shape: Sequence[int]) -> str:
 def plan(layers: Sequence[int | str]) -> tuple[list[ConvPool], list[int]]:
     """The conv layers, and the fully connected sizes after them (their input first).
 
-    Raises SpecError, naming the item, for a spec that cannot be built.
+    Raises SpecError, naming the item, for a spec that cannot be built. Items are read
+    as ``parse`` reads them (``28x28``, ``Conv20x5:valid``), so a list typed in Python
+    is checked as the same spec on the command line.
     """
-    layers = list(layers)
+    layers = [_item(item) if isinstance(item, str) else item for item in layers]
     if len(layers) < 2:
         raise SpecError(f"a network needs an input and an output layer, got {text(layers)!r}")
     first, rest = layers[0], layers[1:]
@@ -143,7 +148,8 @@ def plan(layers: Sequence[int | str]) -> tuple[list[ConvPool], list[int]]:
 def check(layers: Sequence[int | str]) -> list[int | str]:
     """The spec normalized: an MLP's all-int sizes where it has no conv layer."""
     convs, sizes = plan(layers)
-    return list(layers) if convs else sizes
+    return [_item(item) if isinstance(item, str) else item for item in layers] if convs \
+        else sizes
 
 
 def widths(layers: Sequence[int | str]) -> list[int]:

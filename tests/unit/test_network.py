@@ -288,3 +288,55 @@ def test_the_linear_cost_is_the_seeds_quadratic_cost_on_an_identity_output() -> 
     g_w, g_b = net._views(grad)
     np.testing.assert_array_equal(g_w[0], [[1, 2], [-2, -4]])
     np.testing.assert_array_equal(g_b[0], [1, -2])
+
+
+def summed_cost_of_x(net: MLP, x: np.ndarray, y: np.ndarray, r0: np.ndarray | None) -> float:
+    """sum_x C_x as a function of the input, through the input's dropout mask r0."""
+    return summed_cost(net, x if r0 is None else x * r0, y)
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["no-mask", "input-mask"])
+@pytest.mark.parametrize("cost", list(COSTS))
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_input_delta_is_dc_dx_by_central_differences(activation, cost, masked) -> None:
+    """What a conv layer in front of the MLP receives: dC/dx of every input."""
+    net = MLP([6, 5, 4, 3], activation=activation, cost=cost, init="xavier", dtype="float64",
+              seed=2)
+    net.biases[0][...] = np.random.default_rng(7).standard_normal(net.biases[0].shape)
+    x, y = batch_away_from_kinks(net)
+    r0 = (np.random.default_rng(3).random(x.shape) < 0.5) * 2.0 if masked else None
+    masks = [r0, None, None] if masked else None
+    if masked:  # away from kinks with the input thinned too
+        assert min(np.abs(z).min() for z in pre_activations(net, x * r0)) > 1e-3
+    input_delta = np.full_like(x, np.nan)
+    net.gradient(x, y, masks=masks, input_delta=input_delta)
+    numerical = np.empty_like(x)
+    eps = 1e-6
+    for index in np.ndindex(x.shape):
+        old = x[index]
+        x[index] = old + eps
+        plus = summed_cost_of_x(net, x, y, r0)
+        x[index] = old - eps
+        minus = summed_cost_of_x(net, x, y, r0)
+        x[index] = old
+        numerical[index] = (plus - minus) / (2 * eps)
+    assert relative_error(input_delta, numerical) < 1e-7
+    if masked:  # a dropped input has no say
+        assert not input_delta[r0 == 0].any()
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["no-mask", "masks"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_input_delta_leaves_the_cost_and_gradient_bitwise_as_they_were(dtype, masked) -> None:
+    net = MLP([6, 5, 4, 3], activation="relu", cost="cross_entropy", dtype=dtype, seed=4)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((7, 6)).astype(dtype), rng.integers(0, 3, 7)
+    masks = [(rng.random((7, n)) < 0.5).astype(dtype) * 2 for n in (6, 5, 4)] if masked \
+        else None
+    cost, grad = net.gradient(x, y, masks=masks)
+    grad = grad.copy()
+    x_before = x.copy()
+    with_delta = net.gradient(x, y, masks=masks, input_delta=np.empty_like(x))
+    assert with_delta[0] == cost
+    np.testing.assert_array_equal(with_delta[1], grad)
+    np.testing.assert_array_equal(x, x_before)  # the caller's input untouched
