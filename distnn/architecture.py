@@ -68,7 +68,8 @@ def text(layers: Sequence[int | str]) -> str:
 
 def is_conv(layers: Sequence[int | str]) -> bool:
     """Whether the spec has a convolutional layer (else it is an MLP's sizes)."""
-    return any(isinstance(item, str) and item.startswith("conv") for item in layers)
+    return any(isinstance(item, str) and item.strip().lower().startswith("conv")
+               for item in layers)
 
 
 def shape_of(item: int | str) -> tuple[int, int, int] | None:

@@ -70,7 +70,7 @@ class ConvNet:
         dtype: str | np.dtype = "float32",
         seed: int = 0,
     ):
-        self.layers = list(layers)
+        self.layers = architecture.check(layers)  # as parse would read them: saved so
         self.convs, dense = architecture.plan(self.layers)
         if not self.convs:
             raise ValueError(f"{architecture.text(self.layers)} has no conv layer: build an MLP")
