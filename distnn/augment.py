@@ -15,7 +15,9 @@ theta, k, t and d are drawn per image from the caller's ``distnn.noise.Noise``
 (seeded by seed, epoch and step, laid out image by image: reproducible,
 different on every step, and the same for an image whichever rank serves it).
 With only ``shift``, s(p) = p - t lands on whole pixels, and the interpolation
-copies them exactly.
+copies them exactly. An image of C channels, (C, h, w), is moved as one: every
+channel by the same theta, k, t and d (one draw per image, as for one channel),
+so its colours stay in register.
 
 Everything is vectorised over the batch (no per-image loop); the smoothing is
 two small matrix products per image. numpy only: scipy.ndimage's
@@ -42,7 +44,8 @@ class AugmentError(ValueError):
 
 
 class Augment:
-    """Random distortions of a batch of (m, h*w) images of ``shape`` (h, w).
+    """Random distortions of a batch of (m, h*w) images of ``shape`` (h, w), or of
+    (m, c*h*w) images of ``shape`` (c, h, w).
 
     ``Augment()`` changes nothing; ``shape`` may be left out until the data is known.
     """
@@ -60,9 +63,9 @@ class Augment:
             raise AugmentError(f"sigma must be from 0.5 to 100 pixels, got {sigma}")
         self.shift, self.rotate, self.scale = int(shift), float(rotate), float(scale)
         self.elastic, self.sigma = float(elastic), float(sigma)
-        if shape is not None and self and len(shape) != 2:
-            raise AugmentError(f"--augment needs 2-D images; the data's image_shape is "
-                               f"{tuple(shape)}")
+        if shape is not None and self and len(shape) not in (2, 3):
+            raise AugmentError(f"--augment needs images (h, w) or (c, h, w); the data's "
+                               f"image_shape is {tuple(shape)}")
         self.shape = None if shape is None else tuple(int(n) for n in shape)
         self._smoothers: dict[int, np.ndarray] = {}
 
@@ -96,11 +99,12 @@ class Augment:
         return ",".join(parts)
 
     def __call__(self, x: np.ndarray, noise: Noise) -> np.ndarray:
-        """A distorted copy of the images x (m, h*w), one draw each from ``noise`` (for
+        """A distorted copy of the images x (m, c*h*w), one draw each from ``noise`` (for
         m samples); x itself if no distortion."""
         if not self:
             return x
-        h, w = self.shape
+        *c, h, w = self.shape
+        c = c[0] if c else 1
         m = x.shape[0]
         theta = k = t = d = None
         if self.rotate:
@@ -112,7 +116,10 @@ class Augment:
             t = np.minimum(noise.uniform(2, 0, n).astype(np.intp), n - 1).T - self.shift
         if self.elastic:
             d = self._displacement(noise, h, w, x.dtype)
-        return warp(x.reshape(m, h, w), theta, k, t, d).reshape(m, -1)
+        if c > 1:  # image i's channels, rows i c .. i c + c - 1 of (m c, h, w), share its draw
+            theta, k = (None if v is None else np.repeat(v, c) for v in (theta, k))
+            t, d = (None if v is None else np.repeat(v, c, axis=1) for v in (t, d))
+        return warp(x.reshape(m * c, h, w), theta, k, t, d).reshape(m, -1)
 
     def _displacement(self, noise: Noise, h: int, w: int, dtype: np.dtype) -> np.ndarray:
         """d = alpha (G * u) for u uniform in [-1, 1], (2, m, h, w): G u G^T per image."""

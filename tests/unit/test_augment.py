@@ -138,10 +138,26 @@ def test_a_bad_spec_is_one_clear_error(spec, message):
         Augment.parse(spec)
 
 
-def test_images_that_are_not_2d_cannot_be_augmented():
-    with pytest.raises(AugmentError, match="needs 2-D images"):
-        Augment.parse("shift=1", (784,))
+def test_rows_that_are_not_images_cannot_be_augmented():
+    for shape in ((784,), (2, 3, 28, 28)):
+        with pytest.raises(AugmentError, match=r"needs images \(h, w\) or \(c, h, w\)"):
+            Augment.parse("shift=1", shape)
     assert not Augment.parse("", (784,))  # no augmentation needs no shape
+
+
+@pytest.mark.parametrize("spec", ["shift=2", "shift=2,rotate=20,scale=0.2,elastic=3,sigma=1"])
+def test_the_channels_of_an_image_move_as_one(spec):
+    """(c, h, w) images: channel j of the result is what the same draws make of channel j
+    alone (one draw per image, not per channel), bit for bit, on the whole-pixel path and
+    the interpolating one."""
+    m, c, h, w = 6, 3, 7, 5
+    x = np.random.default_rng(8).random((m, c, h, w)).astype(np.float32)
+    out = Augment.parse(spec, (c, h, w))(x.reshape(m, -1), Noise(3, 1, 2, m))
+    out = out.reshape(m, c, h, w)
+    assert not np.array_equal(out, x)
+    for j in range(c):
+        alone = Augment.parse(spec, (h, w))(x[:, j].reshape(m, -1), Noise(3, 1, 2, m))
+        np.testing.assert_array_equal(out[:, j], alone.reshape(m, h, w))
 
 
 def test_warp_equals_a_pixel_by_pixel_reference_including_far_outside_samples():

@@ -227,7 +227,8 @@ def test_augmenting_images_that_are_not_2d_is_refused(tmp_path):
     result = run_cli("--data", str(flat), "--checkpoint", str(tmp_path / "c.h5"),
                      "--augment", "shift=1", *SMALL)
     assert result.returncode == 2
-    assert "--augment needs 2-D images; the data's image_shape is (16,)" in result.stderr
+    assert "--augment needs images (h, w) or (c, h, w); the data's image_shape is (16,)" \
+        in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "c.h5").exists()
 
 
