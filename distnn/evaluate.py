@@ -220,19 +220,36 @@ def _positions(wanted: list[str] | None, given: list[str] | None,
     return np.array([given.index(name) for name in wanted])
 
 
+def _pictures(rows: np.ndarray, info: dict, dtype: np.dtype) -> np.ndarray:
+    """Stored image rows as greyscale pictures (m, h, w) in [0, 1]: uint8 pixels / 255, as
+    the network reads them; other images each stretched from its darkest pixel to its
+    brightest (their standardized values are not brightness); several channels, their
+    mean."""
+    *_, h, w = info["image_shape"]
+    images = rows.reshape(len(rows), -1, h, w).astype(dtype).mean(axis=1)  # over channels
+    if info["feature_scaling"] == "divide_by_255":
+        return images / 255
+    low = images.min(axis=(1, 2), keepdims=True)
+    return (images - low) / np.maximum(images.max(axis=(1, 2), keepdims=True) - low, 1e-30)
+
+
 def _print_classes(counts: np.ndarray, show: int, data: str, net: Network, info: dict) -> None:
     """The report of a classifier, and its first ``show`` test images, when they are images."""
     from distnn.data import read_shard
+    from distnn.samples import scale_features
 
     try:
         print(report(counts, info["names"].get("classes")))
         if show > 0 and info["image_shape"] is not None:
             shown, show_y = read_shard(data, "test", 0, 1)
-            shown, show_y = shown[:show].astype(net.dtype) / 255, show_y[:show]
-            for pixels, label, guess in zip(shown, show_y, net.predict(shown)):
+            shown, show_y = shown[:show], show_y[:show]
+            guesses = net.predict(scale_features(shown, net.dtype, info["feature_scaling"],
+                                                 info.get("scaling", {})))
+            for pixels, label, guess in zip(_pictures(shown, info, net.dtype), show_y,
+                                            guesses):
                 mark = "right" if label == guess else "WRONG"
                 print(f"\nlabel {label}, predicted {guess} ({mark})")
-                print("\n".join(ascii_digit(pixels, tuple(info["image_shape"]))))
+                print("\n".join(ascii_digit(pixels, pixels.shape)))
         sys.stdout.flush()
     except BrokenPipeError:
         # The reader (``| head``) has what it wanted. Point stdout at /dev/null so
