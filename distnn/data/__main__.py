@@ -116,10 +116,13 @@ def _import_parser(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Write a table of features and targets (written atomically) from a CSV "
         "or TSV file (with or without a header line, gzipped or not), a Parquet or Feather "
-        "file, a .npy or .npz file, or any HDF5 file. The "
+        "file, a .npy or .npz file, or any HDF5 file; or images, arrays (N, H, W) or (N, C, "
+        "H, W) of a .npy, .npz or HDF5 file with --targets, kept as rows of pixels with "
+        "their image_shape. The "
         "training rows are stored permuted (any block of them is a fair sample), the test "
         "rows in the file's order; float features are standardized for training with the "
-        "training rows' mean and standard deviation, kept in the file. Memory holds a block "
+        "training rows' mean and standard deviation, kept in the file (images: uint8 ones "
+        "are divided by 255, as MNIST's, others standardized per channel). Memory holds a block "
         "of rows at a time, whatever the file's size; scratch files (about twice the data "
         "in float64) go next to --out and are removed at the end.",
         epilog="examples:\n"
@@ -130,7 +133,9 @@ def _import_parser(commands: argparse._SubParsersAction) -> None:
         "  python -m distnn.data import x.npy --targets y.npy --task regression --test-fraction "
         "0.2 --out data/xy.h5\n"
         "  python -m distnn.data import lab.h5 --features /scan/x --targets /scan/y --task "
-        "regression --test lab-test.h5 --out data/lab.h5")
+        "regression --test lab-test.h5 --out data/lab.h5\n"
+        "  python -m distnn.data import cells.npz --features x --targets y --task "
+        "classification --out data/cells.h5   # x: (N, H, W) or (N, C, H, W) images")
     m.add_argument("source", help="the rows: .csv, .tsv (or .txt, .tab; any of them .gz), "
                                   ".parquet, .feather (or .arrow: Parquet and Feather need the "
                                   "arrow extra), .npy, .npz, .h5 (or .hdf5)")
@@ -157,9 +162,10 @@ def _import_parser(commands: argparse._SubParsersAction) -> None:
                         "from --seed (default 0.1)")
     m.add_argument("--seed", type=int, default=0,
                    help="seed of the test split and of the training rows' order (default 0)")
-    m.add_argument("--dtype", choices=("float32", "float64"), default="float64",
+    m.add_argument("--dtype", choices=("float32", "float64"),
                    help="how the features are stored (default float64: exactly as read; "
-                        "float32 halves the file)")
+                        "float32 halves the file; uint8 images stay uint8 unless this is "
+                        "given, and are then standardized per channel)")
     csvfile.add_arguments(m)
 
 

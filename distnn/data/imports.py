@@ -2,6 +2,8 @@
 
     python -m distnn.data import runs.csv --task regression --target yield --out data/yield.h5
     python -m distnn.data import iris.csv --task classification --target species --out data/iris.h5
+    python -m distnn.data import cells.npz --features x --targets y --task classification \
+        --out data/cells.h5                  # x: images (N, H, W) or (N, C, H, W); y: (N,)
 
 Three passes, each a block of rows at a time, so that memory holds a block
 (and one bucket of the shuffle) whatever the file's size:
@@ -17,6 +19,16 @@ Three passes, each a block of rows at a time, so that memory holds a block
    each row's number in the source, the names of classes, features and
    targets, and the features' (a regression's targets') mean and standard
    deviation in float64.
+
+Images, arrays (N, H, W) or (N, C, H, W) of a .npy, .npz or HDF5 file with
+their targets in another array, are rows of their pixels in C order (channel by
+channel), and the file keeps their ``image_shape``, (H, W) or (C, H, W). uint8
+images stay bytes, read divided by 255 as MNIST's are; any other images (or
+uint8 ones stored as floats by ``dtype``) are standardized per channel: one mean
+and deviation over all the pixels of a channel, never one per pixel, since a
+convolution's filter slides over every position and must see the same scale at
+each (and a border pixel that is nearly always dark must not be blown up into
+noise).
 
 The scratch files (about twice the data, in float64) lie next to the output
 and are removed at the end; the output is written atomically. Bad input is one
@@ -152,7 +164,12 @@ class TableFile:
     def __init__(self, path: Path, layout: Layout, task: str) -> None:
         self.path, self.task, self.files = path, task, [path]
         self.rows = _open(path, layout.features, layout)
+        self.image_shape = self.rows.image_shape
         self.index = index_column(self.rows)
+        if layout.targets is None and self.image_shape:
+            raise DataError(f"{path}: images of shape {self.image_shape} have no column of "
+                            "targets; give them with --targets (an array or dataset of the "
+                            "same file, or a file of their own)")
         if layout.targets is None:
             self.target_rows = None
             specs = layout.target or (str(self.rows.n_columns),)
@@ -170,6 +187,10 @@ class TableFile:
                                 "features, so that a row is dropped whole")
             self.target_rows = _open(second, layout.targets if second == path else None,
                                      layout)
+            if self.target_rows.image_shape:
+                raise DataError(f"{second}: targets of shape (rows, "
+                                f"{', '.join(map(str, self.target_rows.image_shape))}); "
+                                "expected (rows,) or (rows, columns)")
             self.files = [path] if second == path else [path, second]
             self.targets = []
             names = None
@@ -282,14 +303,16 @@ class _Reblocked:
 
 def import_table(source: str | Path, out: str | Path, *, task: str, layout: Layout = Layout(),
                  test: str | Path | None = None, test_fraction: float = 0.1, seed: int = 0,
-                 dtype: str = "float64", passes: dict[str, float] | None = None) -> str:
+                 dtype: str | None = None, passes: dict[str, float] | None = None) -> str:
     """Write the table of ``source`` (and ``test``) to ``out``; returns what was written,
     in a line. Raises DataError for bad input, WriteFailed if ``out`` cannot be written.
-    ``passes``, a dict, is filled with the seconds of each pass (``Passes``)."""
+    ``dtype``: how the features are stored, one of DTYPES (None: float64, or uint8 for
+    uint8 images). ``passes``, a dict, is filled with the seconds of each pass
+    (``Passes``)."""
     started = time.perf_counter()
     clock = Passes()
     source, out = Path(source), Path(out)
-    if dtype not in DTYPES:
+    if dtype is not None and dtype not in DTYPES:
         raise DataError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if test is None and not 0 < test_fraction < 1:
         raise DataError(f"--test-fraction must be between 0 and 1, got {test_fraction}")
@@ -297,6 +320,10 @@ def import_table(source: str | Path, out: str | Path, *, task: str, layout: Layo
         raise DataError(f"--out {out} is a directory")
     table = TableFile(source, layout, task)
     test_table = None if test is None else TableFile(Path(test), layout, task)
+    if test_table is not None and test_table.image_shape != table.image_shape:
+        raise DataError(f"{test} holds {_form(test_table)}, {source} {_form(table)}: the test "
+                        "rows must be of the training rows' form")
+    dtype = dtype or _stored(table, test_table)
     if test_table is not None and table.feature_names and test_table.feature_names:
         test_table.align(table.feature_names)
     if test_table is not None and test_table.n_features != table.n_features:
@@ -310,7 +337,8 @@ def import_table(source: str | Path, out: str | Path, *, task: str, layout: Layo
     with writing(out), scratch_dir(out) as work, ThreadPoolExecutor(1) as hashing, \
             _setting(stop):
         digest = hashing.submit(_sha256, files, stop)  # beside the parse, on a core it leaves
-        rec = record(table.n_features, y_shape, y_dtype)
+        rec = record(table.n_features, y_shape, y_dtype,
+                     np.uint8 if dtype == "uint8" else np.float64)
         staged = Staged(work / "source", rec)
         counts = _stage(table, staged, labels, clock)
         test_staged = None
@@ -345,6 +373,7 @@ def import_table(source: str | Path, out: str | Path, *, task: str, layout: Layo
                     source=f"import {source.name}" + (f" (test: {Path(test).name})"
                                                       if test else ""),
                     source_sha256=checksum, seed=seed, feature_dtype=dtype,
+                    image_shape=table.image_shape,
                     names={k: v for k, v in kept.items() if v})
         clock.add("write", last.taken - write_started - clock.seconds["shuffle"] + scattered)
         clock.add("scaling", time.perf_counter() - last.taken)
@@ -356,10 +385,28 @@ def import_table(source: str | Path, out: str | Path, *, task: str, layout: Layo
         passes.update(clock.seconds, other=seconds - sequential)
     megabytes = sum(p.stat().st_size for p in files) / 1e6
     what = f"{len(names)} classes" if classes else f"{table.n_targets} target(s)"
+    features = f"{table.n_features} features" if not table.image_shape else (
+        f"{_form(table)} ({table.n_features} features, " +
+        ("uint8, read divided by 255)" if dtype == "uint8" else "standardized per channel)"))
     return "".join(f"{note}\n" for t in (table, test_table) if t for note in t.notes()) + (
         f"{out}: {sizes[0]} training rows (permuted), {sizes[1]} test rows, "
-        f"{table.n_features} features, {what}; read {megabytes:.3g} MB in {seconds:.3g} s "
+        f"{features}, {what}; read {megabytes:.3g} MB in {seconds:.3g} s "
         f"({megabytes / seconds:.3g} MB/s)")
+
+
+def _form(table: TableFile) -> str:
+    """What a file's rows are, for a line: "images of shape (28, 28)", or a table's."""
+    return f"images of shape {table.image_shape}" if table.image_shape else \
+        f"a table of {table.n_features} features a row"
+
+
+def _stored(table: TableFile, test_table: TableFile | None) -> str:
+    """How features are stored unless --dtype says: uint8 images (the test's too) as the
+    bytes they are, which the trainer divides by 255 as it does MNIST's; all else float64,
+    exactly as read."""
+    images = [t for t in (table, test_table) if t is not None]
+    return "uint8" if all(t.image_shape and t.rows.dtype == np.uint8 for t in images) \
+        else "float64"
 
 
 def _stage(table: TableFile, staged: Staged, labels: Labels | None,

@@ -21,6 +21,11 @@ were opened with ``missing="drop"``: then its row is left out, and counted in
 ``Rows.dropped``. Every call of ``blocks()`` reads the file afresh from its
 first row. A NumPy file that holds Python objects is refused, never unpickled
 (``allow_pickle=False`` throughout).
+
+A NumPy or HDF5 array of images, (N, H, W) or (N, C, H, W), is read as N rows
+of its pixels, flattened in C order a block of images at a time, and says its
+``image_shape``; an array of other dimensions, or with a dimension of 0, is one
+line.
 """
 
 from __future__ import annotations
@@ -96,13 +101,22 @@ def _csv(path: Path, header: bool | None, fmt: CsvFormat) -> Rows:
                 missing=fmt.missing, dialect=dialect.describe())
 
 
-def _as_rows(array: np.ndarray, path: Path, what: str) -> np.ndarray:
-    if array.dtype.kind not in "uifb":
-        raise DataError(f"{path}: {what} holds {array.dtype}, not numbers")
-    if array.ndim not in (1, 2) or 0 in array.shape:
-        raise DataError(f"{path}: {what} has shape {array.shape}; expected rows of numbers, "
-                        "(rows,) or (rows, columns)")
-    return array if array.ndim == 2 else array.reshape(-1, 1)
+def _row_shape(shape: tuple[int, ...], dtype: np.dtype, path: Path,
+               what: str) -> tuple[int, ...] | None:
+    """The image shape of an array's rows, (H, W) or (C, H, W), or None for rows of a
+    table; an array whose rows are neither, or are not numbers, is one line."""
+    if dtype.kind not in "uifb":
+        raise DataError(f"{path}: {what} holds {dtype}, not numbers")
+    if len(shape) not in (1, 2, 3, 4) or 0 in shape:
+        raise DataError(f"{path}: {what} has shape {tuple(shape)}; expected rows of numbers, "
+                        "(rows,) or (rows, columns), or images, (rows, height, width) or "
+                        "(rows, channels, height, width)")
+    return tuple(int(n) for n in shape[1:]) if len(shape) > 2 else None
+
+
+def _width(shape: tuple[int, ...]) -> int:
+    """Numbers a row: an image's pixels (C H W), a table's columns, or 1."""
+    return int(np.prod(shape[1:], dtype=np.int64))
 
 
 def _npy(path: Path) -> Rows:
@@ -111,13 +125,18 @@ def _npy(path: Path) -> Rows:
     except ValueError as err:  # "Object arrays cannot be loaded when allow_pickle=False"
         raise DataError(f"{path}: holds Python objects or is not a .npy file ({err}); "
                         "refused: distnn never unpickles") from None
-    array = _as_rows(array, path, "the array")
-    return Rows(path, array.shape[1], None, lambda _, use: _slices(array, use), count=len(array))
+    image_shape = _row_shape(array.shape, array.dtype, path, "the array")
+    width = _width(array.shape)
+    return Rows(path, width, None, lambda _, use: _slices(array, width, use), count=len(array),
+                image_shape=image_shape, dtype=array.dtype)
 
 
-def _slices(array, use: list[int]) -> Iterator[np.ndarray]:
+def _slices(array, width: int, use: list[int]) -> Iterator[np.ndarray]:
+    # A block of the memory map at a time, flattened in C order whatever the file's
+    # order: a Fortran-ordered image array is read as rows too, never whole.
     for start in range(0, len(array), BLOCK_ROWS):
-        yield _columns(np.asarray(array[start:start + BLOCK_ROWS], dtype=np.float64), use)
+        block = np.asarray(array[start:start + BLOCK_ROWS], dtype=np.float64)
+        yield _columns(block.reshape(len(block), width), use)
 
 
 def _columns(block: np.ndarray, use: list[int]) -> np.ndarray:
@@ -136,12 +155,13 @@ def _npz(path: Path, key: str | None) -> Rows:
     if key not in names:
         raise DataError(f"{path} has no array {key!r}; it holds {', '.join(names)}")
     shape, dtype, _ = _npz_header(archive, path, key)
-    width = 1 if len(shape) == 1 else shape[1]
+    width = _width(shape)
 
     def read(_: int | None, use: list[int]) -> Iterator[np.ndarray]:
         member = _npz_header(archive, path, key)[2]
         return (_columns(block, use) for block in _stream(member, shape[0], width, dtype))
-    return Rows(path, width, None, read, count=shape[0])
+    return Rows(path, width, None, read, count=shape[0],
+                image_shape=_row_shape(shape, dtype, path, f"array {key!r}"), dtype=dtype)
 
 
 def _npz_header(archive: zipfile.ZipFile, path: Path,
@@ -158,12 +178,10 @@ def _npz_header(archive: zipfile.ZipFile, path: Path,
     if dtype.hasobject:
         raise DataError(f"{path}: array {key!r} holds Python objects; refused: distnn never "
                         "unpickles")
-    if fortran and len(shape) == 2:
+    _row_shape(shape, dtype, path, f"array {key!r}")
+    if fortran and len(shape) >= 2:  # its bytes are not rows: streamed, they cannot be read
         raise DataError(f"{path}: array {key!r} is stored column by column (Fortran order); "
                         "save it with np.ascontiguousarray first")
-    _as_rows(np.empty((1,) * len(shape), dtype), path, f"array {key!r}")
-    if 0 in shape:
-        raise DataError(f"{path}: array {key!r} has shape {shape}; expected rows of numbers")
     return shape, dtype, member
 
 
@@ -196,13 +214,11 @@ def _hdf5(path: Path, dataset: str | None) -> Rows:
         ds = f.get(dataset)
         if not isinstance(ds, h5py.Dataset):
             raise DataError(f"{path} has no dataset {dataset!r}")
-        if ds.dtype.kind not in "uifb" or ds.ndim not in (1, 2) or 0 in ds.shape:
-            raise DataError(f"{path}: /{dataset} is {ds.dtype} {ds.shape}; expected rows of "
-                            "numbers")
-        width, count = (1 if ds.ndim == 1 else ds.shape[1]), len(ds)
+        image_shape = _row_shape(ds.shape, ds.dtype, path, f"/{dataset.lstrip('/')}")
+        width, count, dtype = _width(ds.shape), len(ds), ds.dtype
     return Rows(path, width, None,
                 lambda _, use: (_columns(b, use) for b in _h5_slices(path, dataset, width)),
-                count=count)
+                count=count, image_shape=image_shape, dtype=dtype)
 
 
 def _h5_slices(path: Path, dataset: str, width: int) -> Iterator[np.ndarray]:

@@ -7,7 +7,12 @@ labels) beside them. Rows with a missing value are an error naming the row and
 the column, or, where the file was opened with ``missing="drop"``, left out and
 counted (``dropped``), each kept row keeping its number in the data
 (``numbered``). How a person finds a row ("line 12" of a CSV, "row 11") and a
-column ("3 (pressure)") is said here once, for every reader's errors.
+column ("3 (pressure)", or in an image "17 (pixel [2, 4])") is said here once, for
+every reader's errors.
+
+An array of images, (N, H, W) or (N, C, H, W), is read as rows of its pixels,
+each image flattened in C order (channel by channel, then row by row), and keeps
+its ``image_shape``, (H, W) or (C, H, W).
 """
 
 from __future__ import annotations
@@ -29,8 +34,11 @@ class Rows:
     def __init__(self, path: Path, n_columns: int, columns: list[str] | None,
                  read: Callable[[int | None, list[int]], Iterator], first: str = "row 1",
                  count: int | None = None, text: bool = False, missing: str = "error",
-                 dialect: str = "") -> None:
+                 dialect: str = "", image_shape: tuple[int, ...] | None = None,
+                 dtype: np.dtype | None = None) -> None:
         self.path, self.n_columns, self.columns, self._read = path, n_columns, columns, read
+        self.image_shape = image_shape  # (H, W) or (C, H, W) of each row; None: a table
+        self.dtype = dtype  # the numbers' dtype where the file says (NumPy, HDF5), else None
         self.count = count  # rows, where the file says so without being read (not a CSV)
         self.text = text  # whether a column may hold text (class labels): a CSV's may
         self.missing = missing  # "error", or "drop": rows with a missing value left out
@@ -44,7 +52,10 @@ class Rows:
         return f"{self._unit} {self._first + row}"
 
     def name(self, col: int) -> str:
-        """Column ``col`` (from 0) as a person names it: "3 (pressure)", "3"."""
+        """Column ``col`` (from 0) as a person names it: "3 (pressure)", "3", or in an
+        image "17 (pixel [2, 4])", the pixel's index in the image counted from 0."""
+        if self.image_shape:
+            return f"{col + 1} (pixel {[int(i) for i in np.unravel_index(col, self.image_shape)]})"
         return column_name(col, self.columns)
 
     def blocks(self, text: int | None = None, use: list[int] | None = None) -> Iterator:

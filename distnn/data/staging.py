@@ -28,9 +28,11 @@ BLOCK = 1 << 16  # rows read back at a time; the shuffle draws the buckets of ea
 
 
 def record(n_features: int, target_shape: tuple[int, ...],
-           target_dtype: np.dtype | type) -> np.dtype:
-    """One staged row: its features (float64), its targets, its row in the source."""
-    return np.dtype([("x", np.float64, (n_features,)), ("y", target_dtype, target_shape),
+           target_dtype: np.dtype | type, feature_dtype: np.dtype | type = np.float64
+           ) -> np.dtype:
+    """One staged row: its features (float64, or uint8 for images kept as bytes, an
+    eighth of the scratch), its targets, its row in the source."""
+    return np.dtype([("x", feature_dtype, (n_features,)), ("y", target_dtype, target_shape),
                      ("row", np.int64)])
 
 

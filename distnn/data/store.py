@@ -182,6 +182,13 @@ def _check_table(f: h5py.File, path: Path) -> None:
     n_features = _attr_int(f, "n_features", 1, 1 << 31, path)
     width = (_attr_int(f, "n_classes", 2, MAX_CLASSES, path) if task == "classification"
              else _attr_int(f, "n_targets", 1, 1 << 16, path))
+    if "image_shape" in f.attrs:  # images: what augmentation and conv layers will rely on
+        shape = np.asarray(f.attrs["image_shape"])
+        if shape.ndim != 1 or len(shape) not in (2, 3) or shape.dtype.kind not in "iu" \
+                or np.any(shape < 1) or int(np.prod(shape)) != n_features:
+            raise DataError(f"{path}: attribute image_shape must be (H, W) or (C, H, W), "
+                            f"positive integers whose product is n_features {n_features}; "
+                            f"got {shape.tolist()}")
     for split in SPLITS:
         if not isinstance(f.get(split), h5py.Group):
             raise DataError(f"{path}: missing group /{split}")

@@ -13,6 +13,19 @@ reads as 0 everywhere, and carries no weight. Regression targets are
 standardized the same way for training, and every figure is reported back in
 their own units.
 
+Images that are not uint8 (``image_shape`` (H, W) or (C, H, W), rows of C H W
+pixels in C order) are standardized per channel, as torchvision's ``Normalize``
+does: channel c's mean and deviation are over all its pixels of all training
+images,
+
+    mu_c = sum_i sum_p x_icp / (n P),   sigma_c^2 = sum_i sum_p (x_icp - mu_c)^2 / (n P)
+
+(P = H W pixels), and are stored for each pixel of the channel in the same
+``/scaling`` arrays, so the trainer reads them as any table's. One scale for
+every position is what a convolution's filter, which slides over them all,
+needs; a scale of each pixel's own would blow up a border that is nearly always
+dark into noise.
+
 Memory is bounded by a block of rows: the blocks come from an iterator, the
 datasets grow as they arrive, and the statistics are read back a block at a
 time. The file is written atomically (``distnn.atomic``) and checked against
@@ -80,7 +93,8 @@ def write_table(path: str | Path, splits: dict[str, Blocks], *, task: str, n_fea
                 f.create_dataset(f"names/{kind}", data=np.array(values, dtype=object),
                                  dtype=h5py.string_dtype())
             if not images:
-                _store_stats(f, "feature", f["train/features"])
+                _store_stats(f, "feature", f["train/features"],
+                             _channels(image_shape) if image_shape is not None else None)
             if task == "regression":
                 _store_stats(f, "target", f["train/targets"])
         validate(tmp)
@@ -126,17 +140,34 @@ def _blockwise_max(ds: h5py.Dataset) -> int:
     return max(int(ds[i:i + STAT_BLOCK].max()) for i in range(0, len(ds), STAT_BLOCK))
 
 
-def _store_stats(f: h5py.File, kind: str, ds: h5py.Dataset) -> None:
-    """/scaling/KIND_mean and KIND_std of a dataset's columns, in float64, two passes."""
+def _channels(image_shape: tuple[int, ...]) -> int:
+    """C of (C, H, W); 1 of (H, W)."""
+    return int(image_shape[0]) if len(image_shape) == 3 else 1
+
+
+def _store_stats(f: h5py.File, kind: str, ds: h5py.Dataset, channels: int | None = None) -> None:
+    """/scaling/KIND_mean and KIND_std of a dataset's columns, in float64, two passes; with
+    ``channels``, of each channel's pixels together (the columns being that many blocks of
+    pixels), repeated for every pixel of the channel."""
     n, width = len(ds), ds.shape[1]
     total = np.zeros(width)
     for i in range(0, n, STAT_BLOCK):
         total += ds[i:i + STAT_BLOCK].astype(np.float64, copy=False).sum(axis=0)
-    mean = total / n
+    mean = _pooled(total, channels) / n
     squares = np.zeros(width)
     for i in range(0, n, STAT_BLOCK):
         squares += np.square(ds[i:i + STAT_BLOCK].astype(np.float64, copy=False) - mean).sum(axis=0)
-    std = np.sqrt(squares / n)
+    std = np.sqrt(_pooled(squares, channels) / n)
     std[std == 0] = 1.0  # a constant column reads as 0: no information, and no division by 0
     f.create_dataset(f"scaling/{kind}_mean", data=mean)
     f.create_dataset(f"scaling/{kind}_std", data=std)
+
+
+def _pooled(sums: np.ndarray, channels: int | None) -> np.ndarray:
+    """Column sums (width,) as they are, or (channels given) the mean of each channel's
+    P columns, repeated P times: sum over its pixels and rows / P, so that divided by n
+    it is the channel's mean over n P values."""
+    if channels is None:
+        return sums
+    per_channel = sums.reshape(channels, -1)  # (C, P)
+    return np.repeat(per_channel.mean(axis=1), per_channel.shape[1])
