@@ -98,6 +98,103 @@ def test_a_resumed_run_keeps_its_checkpoints_layers(table, tmp_path):
                                        "16,12,4 (the checkpoint's) expects 16 and 4")
 
 
+# A conv net on 4x4 images, with the regularisers a conv net takes (dropout of the fully
+# connected layers' inputs, the conv features among them; max-norm; distortions).
+CONV_HIDDEN = "conv3x3:same,pool2,conv4x2,6"
+CONV_LAYERS = ["1x4x4", "conv3x3:same", "pool2", "conv4x2", 6, 4]
+CONV_RUN = ["--batch-size", "16", "--epochs", "2", "--lr", "0.1", "--momentum", "0.9",
+            "--dropout", "0.2", "--max-norm", "1.5", "--augment", "rotate=5,scale=0.05",
+            "--no-progress", "--commit-every", "0", "--warmup-epochs", "0"]
+
+
+def test_a_resumed_conv_run_takes_its_checkpoints_layers_and_ends_bitwise(tmp_path, capsys):
+    """Stopped mid-epoch, then resumed with --hidden, with --layers or with neither: the
+    conv net is the checkpoint's, and each resumed run ends as the uninterrupted one, to
+    the bit; another --hidden is refused in one line."""
+    from distnn.convnet import ConvNet
+    from distnn.protocol import EXIT_INTERRUPTED
+    from tests.support.stopping import StopAtStep
+
+    data = make_dataset(tmp_path / "d.h5")
+    base = ["--data", str(data), *CONV_RUN]
+    whole = tmp_path / "whole.h5"
+    cfg, given = parse_args([*base, "--checkpoint", str(whole), "--hidden", CONV_HIDDEN])
+    assert run(cfg, given, SerialComm()) == 0
+    assert read_checkpoint(whole)["config"]["layers"] == CONV_LAYERS
+    assert isinstance(load_checkpoint(whole), ConvNet)
+    cut = tmp_path / "cut.h5"
+    cfg, given = parse_args([*base, "--checkpoint", str(cut), "--hidden", CONV_HIDDEN])
+    assert run(cfg, given, SerialComm(), stop=StopAtStep(40)) == EXIT_INTERRUPTED
+    stopped = cut.read_bytes()
+    assert read_checkpoint(cut)["position"]["step"] == 10  # 30 steps an epoch: epoch 2
+    for flags in ([], ["--hidden", CONV_HIDDEN], ["--layers", ",".join(map(str, CONV_LAYERS))]):
+        cut.write_bytes(stopped)
+        resume = [*base, "--checkpoint", str(cut), "--resume", *flags]
+        begun = start(resume)
+        assert (begun.cfg.layers, begun.layers_from) == (CONV_LAYERS, "the checkpoint's")
+        capsys.readouterr()
+        cfg, given = parse_args(resume)
+        assert run(cfg, given, SerialComm()) == 0, flags
+        assert capsys.readouterr().out.splitlines()[0] == (
+            "distnn: layers 1x4x4,conv3x3:same,pool2,conv4x2,6,4 (the checkpoint's)")
+        ends = read_checkpoint(cut)
+        assert np.array_equal(ends["params"], read_checkpoint(whole)["params"]), flags
+        assert np.array_equal(ends["optimizer"]["velocity"],
+                              read_checkpoint(whole)["optimizer"]["velocity"]), flags
+    with pytest.raises(UsageError, match=r"^--hidden \[12\] differs from the checkpoint's "
+                                         r"\['conv3x3:same', 'pool2', 'conv4x2', 6\]"):
+        start([*base, "--checkpoint", str(cut), "--resume", "--hidden", "12"])
+
+
+class _NoAbort(SerialComm):
+    """A job of one rank whose abort (after a traceback: a bug) fails the test instead of
+    ending pytest's process."""
+
+    def abort(self, code: int = 1) -> None:
+        raise AssertionError(f"the trainer aborted with status {code}")
+
+
+@pytest.mark.parametrize("file,flags,says", [
+    ("table", ["--hidden", "conv3x3,pool2,6"], "--hidden conv3x3,pool2,6 has conv layers, which "
+     "take images, and {data} is a table of 10 features without an image shape"),
+    ("table", ["--layers", "1x2x5,conv3x2,6,1"], "--layers 1x2x5,conv3x2,6,1 has conv layers, "
+     "which take images, and {data} is a table of 10 features without an image shape"),
+    ("images", ["--layers", "1x28x28,conv20x5,pool2,100,4"], "{data} has 16 features and 4 "
+     "classes, but --layers 1x28x28,conv20x5,pool2,100,4 expects 784 and 4"),
+    ("images", ["--layers", "1x2x8,conv3x2,6,4"], "{data} holds 1x4x4 images, but --layers "
+     "1x2x8,conv3x2,6,4 expects 1x2x8"),
+    ("images", ["--hidden", CONV_HIDDEN, "--input-dropout", "0.2"], "--input-dropout drops an "
+     "MLP's input pixels; a conv net's --dropout drops the inputs of its fully connected layers"),
+    ("images", ["--layers", "1x4x4,conv3x3,6,4", "--input-dropout", "0.2"], "--input-dropout "
+     "drops an MLP's input pixels"),
+    ("images", ["--hidden", "conv3x5,6"], "--hidden conv3x5,6 on 1x4x4 images: conv3x5: a 5x5 "
+     "kernel does not fit the 4x4 maps it gets"),
+    ("images", ["--layers", "1x4x4,conv3x3,conv3x3,6,4"], "--layers 1x4x4,conv3x3,conv3x3,6,4: "
+     "conv3x3: a 3x3 kernel does not fit the 2x2 maps it gets"),
+    ("images", ["--hidden", "conv3x3:same,pool5,6"], "pool5: a 5x5 window does not fit the 4x4 "
+     "maps it gets"),
+], ids=["hidden-on-table", "layers-on-table", "other-size", "other-shape", "input-dropout",
+        "input-dropout-layers", "kernel-hidden", "kernel-layers", "window"])
+def test_a_conv_net_the_data_cannot_take_is_one_line(tmp_path, capsys, file, flags, says):
+    """Conv layers on a table, an image shape that is not the file's, --input-dropout, a
+    kernel or a window larger than the maps it gets: status 2 (a usage error), the reason
+    in the last line, no traceback, nothing written."""
+    from distnn.train import main
+
+    data = (make_friedman(tmp_path / "t.h5", train_rows=40, test_rows=10, seed=1)
+            if file == "table" else make_dataset(tmp_path / "i.h5", n_train=40, n_test=10))
+    try:
+        status = main(["--data", str(data), "--checkpoint", str(tmp_path / "c.h5"), *FAST,
+                       *flags], _NoAbort())
+    except SystemExit as refused:  # argparse's refusal: its usage, then the one line
+        status = refused.code
+    err = capsys.readouterr().err
+    assert status == 2, err
+    lines = [line for line in err.splitlines() if "note:" not in line]
+    assert says.format(data=data) in lines[-1] and "error:" in lines[-1], err
+    assert "Traceback" not in err and not (tmp_path / "c.h5").exists()
+
+
 def test_a_checkpoint_from_before_hidden_has_its_layers_hidden_widths():
     saved = Config(layers=[784, 30, 10]).to_dict()
     del saved["hidden"]

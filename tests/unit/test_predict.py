@@ -139,6 +139,53 @@ def test_a_classifier_gives_classes_and_their_probabilities(tmp_path):
     assert np.mean(table[:, 0] == y) > 0.9
 
 
+def test_a_conv_nets_checkpoint_classifies_as_the_net_that_trained(tmp_path, monkeypatch):
+    """A conv net (--hidden conv layers; the input, 1x4x4, from the file): its checkpoint,
+    through load_model, python -m distnn.predict and python -m distnn.evaluate, gives the
+    test rows the classes and probabilities the network in memory gave them as its run
+    ended, to the bit."""
+    import subprocess
+    import sys
+
+    import distnn.train
+    from distnn.samples import scale_features
+
+    data = make_dataset(tmp_path / "d.h5")
+    nets, make_reducer = [], distnn.train.make_reducer
+    monkeypatch.setattr(distnn.train, "make_reducer", lambda comm, net, *args:
+                        nets.append(net) or make_reducer(comm, net, *args))
+    checkpoint = tmp_path / "c.h5"
+    assert train(["--data", str(data), "--checkpoint", str(checkpoint), "--hidden",
+                  "conv3x3:same,pool2,conv4x2,6", "--lr", "0.1", *COMMON], SerialComm()) == 0
+    [net] = nets  # as the run left it: float32, its conv layers and fully connected ones
+    assert type(net) is distnn.ConvNet and net.layers[0] == "1x4x4"
+    x, y = read_shard(data, "test")
+    a = net.forward(scale_features(x, net.dtype, "divide_by_255", {})).astype(np.float64)
+    classes = a.argmax(axis=1)
+    assert np.mean(classes == y) > 0.5  # it learned something (4 classes: chance is 0.25)
+
+    model = distnn.load_model(checkpoint)
+    assert type(model.net) is distnn.ConvNet and model.net.layers == net.layers
+    np.testing.assert_array_equal(model.outputs(x), a)
+    np.testing.assert_array_equal(model.predict(x), classes)
+    done = subprocess.run([sys.executable, "-m", "distnn.predict", str(checkpoint), str(data),
+                           "--dataset", "test/images", "--out", str(tmp_path / "p.h5")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    with h5py.File(tmp_path / "p.h5") as f:
+        np.testing.assert_array_equal(f["classes"][()], classes)
+        np.testing.assert_array_equal(f["probabilities"][()], a)
+    done = subprocess.run([sys.executable, "-m", "distnn.evaluate", str(checkpoint)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"test accuracy: {np.mean(classes == y):.2%}" in done.stdout
+    lines = done.stdout.splitlines()
+    heading = lines.index("confusion matrix (rows: true class, columns: predicted)")
+    counts = np.array([line.split()[1:] for line in lines[heading + 2:heading + 6]], int)
+    np.testing.assert_array_equal(counts, [[np.sum((y == i) & (classes == j)) for j in range(4)]
+                                           for i in range(4)])
+
+
 def test_rows_of_the_wrong_width_are_one_line(regression, tmp_path, capsys):
     _, checkpoint, _ = regression
     (tmp_path / "rows.csv").write_text("1,2,3\n")

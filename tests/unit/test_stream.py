@@ -26,6 +26,8 @@ RUN = ["--layers", "16,12,4", "--batch-size", "16", "--lr", "0.5", "--warmup-epo
        "--no-progress", "--partitions", "4", "--window", "32", "--epochs", "3",
        "--dtype", "float64"]
 STREAMED = ["--memory-budget", "5K"]
+# A conv net on the same 4x4 rows (its --lr one at which it trains stably).
+CONV = ["--layers", "1x4x4,conv3x3:same,pool2,conv4x2,6,4", "--lr", "0.1"]
 
 
 @pytest.fixture
@@ -68,9 +70,10 @@ def run_inprocess(argv, stop=None) -> int:
     return run(cfg, given, SerialComm(), stop=stop) if stop else run(cfg, given, SerialComm())
 
 
+@pytest.mark.parametrize("net", [[], CONV], ids=["mlp", "conv"])
 def test_a_streamed_run_is_the_held_run_bitwise_and_resumes_mid_epoch_bitwise(data, tmp_path,
-                                                                              capsys):
-    args = ["--data", str(data), *RUN]
+                                                                              capsys, net):
+    args = ["--data", str(data), *RUN, *net]
     assert run_inprocess([*args, "--checkpoint", str(tmp_path / "held.h5")]) == 0
     assert "stream" not in capsys.readouterr().err
     assert run_inprocess([*args, *STREAMED, "--checkpoint", str(tmp_path / "full.h5")]) == 0
