@@ -488,6 +488,8 @@ def parse_args(argv: list[str] | None = None, quiet: bool = False) -> tuple[Conf
         cfg.validate()
     except ConfigError as err:
         parser.error(str(err))
+    if "layers" in given:  # an image input without conv layers: an MLP of its C*H*W pixels
+        cfg.layers = given["layers"] = architecture.check(given["layers"])
     return cfg, given
 
 

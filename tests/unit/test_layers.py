@@ -39,6 +39,7 @@ def start(argv: list[str]) -> Start:
     (["--hidden", ""], [16, 4], "16 features and 4 classes from {data}, no hidden layer"),
     (["--hidden", "0"], [16, 4], "16 features and 4 classes from {data}, no hidden layer"),
     (["--layers", "16,12,4"], [16, 12, 4], "--layers"),
+    (["--layers", "1x4x4,12,4"], [16, 12, 4], "--layers"),  # no conv: an MLP of the pixels
 ])
 def test_the_layers_come_from_the_data_and_hidden_or_from_layers(table, tmp_path, flags,
                                                                  layers, origin):
@@ -193,6 +194,20 @@ def test_a_conv_net_the_data_cannot_take_is_one_line(tmp_path, capsys, file, fla
     lines = [line for line in err.splitlines() if "note:" not in line]
     assert says.format(data=data) in lines[-1] and "error:" in lines[-1], err
     assert "Traceback" not in err and not (tmp_path / "c.h5").exists()
+
+
+def test_an_image_input_without_conv_layers_is_an_mlp_of_its_pixels(table, tmp_path):
+    """--layers 1x4x4,12,4 is the MLP 16,12,4 (distnn.architecture), saved as its sizes,
+    and the same flag resumes it."""
+    ckpt = str(tmp_path / "c.h5")
+    args = ["--data", str(table), "--checkpoint", ckpt, *FAST, "--layers", "1x4x4,12,4"]
+    cfg, given = parse_args(args)
+    assert run(cfg, given, SerialComm()) == 0
+    assert read_checkpoint(ckpt)["model"]["sizes"] == [16, 12, 4]
+    assert read_checkpoint(ckpt)["config"]["layers"] == [16, 12, 4]
+    cfg, given = parse_args([*args, "--resume", "--epochs", "2"])
+    assert run(cfg, given, SerialComm()) == 0
+    assert read_checkpoint(ckpt)["position"]["epoch"] == 2
 
 
 def test_a_checkpoint_from_before_hidden_has_its_layers_hidden_widths():
