@@ -285,11 +285,10 @@ def _layers_for_data(cfg: Config, info: dict[str, Any], resumed: bool) -> tuple[
     outputs = ("class", "classes") if info["task"] == "classification" else ("target", "targets")
     hidden = f"hidden {architecture.text(cfg.hidden)}" if cfg.hidden else "no hidden layer"
     if architecture.is_conv(cfg.hidden):  # the input is the file's images
-        if info["image_shape"] is None:
+        first = _images(info)
+        if first is None:
             raise ConfigError(f"--hidden {architecture.text(cfg.hidden)} has conv layers, "
-                              f"which take images, and {cfg.data} is a table of "
-                              f"{n_in} features without an image shape")
-        first = architecture.image(info["image_shape"])
+                              f"which take images, and {_not_images(cfg.data, info)}")
         origin = f"{first} images and {n_out} {outputs[n_out != 1]} from {cfg.data}, {hidden}"
         layers = [first, *cfg.hidden, n_out]
         try:
@@ -302,6 +301,21 @@ def _layers_for_data(cfg: Config, info: dict[str, Any], resumed: bool) -> tuple[
                   f"{cfg.data}, {hidden}")
         layers = [n_in, *cfg.hidden, n_out]
     return dataclasses.replace(cfg, layers=layers), origin
+
+
+def _images(info: dict[str, Any]) -> str | None:
+    """The input item of the data file's images (1x28x28), which conv layers take; None
+    for a table, or for rows whose image shape is not H x W or C x H x W."""
+    shape = info["image_shape"]
+    return architecture.image(shape) if shape is not None and len(shape) in (2, 3) else None
+
+
+def _not_images(data: str, info: dict[str, Any]) -> str:
+    """Why conv layers cannot take the rows of ``data`` (``_images`` is None)."""
+    if info["image_shape"] is None:
+        return f"{data} is a table of {info['n_features']} features without an image shape"
+    return (f"{data} holds images of shape {'x'.join(map(str, info['image_shape']))}, not "
+            "H x W or C x H x W")
 
 
 def _cost_for_task(cfg: Config, info: dict[str, Any], given: dict[str, Any]) -> Config:
@@ -332,14 +346,14 @@ def _check_fit(cfg: Config, info: dict[str, Any], ranks: int,
             f"{cfg.data} has {info['n_features']} features and {info['n_outputs']} {outputs}, "
             f"but {network} expects {n_in} and {cfg.layers[-1]}"
         )
-    image = architecture.shape_of(cfg.layers[0])
-    if architecture.is_conv(cfg.layers) and info["image_shape"] is None:
-        raise ConfigError(f"{network} has conv layers, which take images, and {cfg.data} is "
-                          f"a table of {n_in} features without an image shape")
-    if image and architecture.is_conv(cfg.layers) \
-            and architecture.image(info["image_shape"]) != cfg.layers[0]:
-        raise DataError(f"{cfg.data} holds {architecture.image(info['image_shape'])} images, "
-                        f"but {network} expects {cfg.layers[0]}")
+    if architecture.is_conv(cfg.layers):  # its first layer is an image shape
+        images = _images(info)
+        if images is None:
+            raise ConfigError(f"{network} has conv layers, which take images, and "
+                              f"{_not_images(cfg.data, info)}")
+        if images != cfg.layers[0]:
+            raise DataError(f"{cfg.data} holds {images} images, but {network} expects "
+                            f"{cfg.layers[0]}")
     if cfg.augment and info["image_shape"] is None:
         raise ConfigError(f"--augment distorts images, and {cfg.data} holds none")
     if cfg.batch_size < ranks:

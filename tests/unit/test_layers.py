@@ -174,16 +174,25 @@ class _NoAbort(SerialComm):
      "conv3x3: a 3x3 kernel does not fit the 2x2 maps it gets"),
     ("images", ["--hidden", "conv3x3:same,pool5,6"], "pool5: a 5x5 window does not fit the 4x4 "
      "maps it gets"),
+    ((16,), ["--hidden", "conv3x3,6"], "--hidden conv3x3,6 has conv layers, which take images, "
+     "and {data} holds images of shape 16, not H x W or C x H x W"),
+    ((16,), ["--layers", "1x4x4,conv3x3,6,4"], "--layers 1x4x4,conv3x3,6,4 has conv layers, "
+     "which take images, and {data} holds images of shape 16, not H x W or C x H x W"),
+    ((1, 1, 4, 4), ["--hidden", "conv3x3,6"], "and {data} holds images of shape 1x1x4x4, not "
+     "H x W or C x H x W"),
 ], ids=["hidden-on-table", "layers-on-table", "other-size", "other-shape", "input-dropout",
-        "input-dropout-layers", "kernel-hidden", "kernel-layers", "window"])
+        "input-dropout-layers", "kernel-hidden", "kernel-layers", "window", "hidden-on-1d",
+        "layers-on-1d", "hidden-on-4d"])
 def test_a_conv_net_the_data_cannot_take_is_one_line(tmp_path, capsys, file, flags, says):
-    """Conv layers on a table, an image shape that is not the file's, --input-dropout, a
-    kernel or a window larger than the maps it gets: status 2 (a usage error), the reason
-    in the last line, no traceback, nothing written."""
+    """Conv layers on a table or on rows that are not H x W (or C x H x W) images, an
+    image shape that is not the file's, --input-dropout, a kernel or a window larger than
+    the maps it gets: status 2 (a usage error), the reason in the last line, no traceback,
+    nothing written."""
     from distnn.train import main
 
     data = (make_friedman(tmp_path / "t.h5", train_rows=40, test_rows=10, seed=1)
-            if file == "table" else make_dataset(tmp_path / "i.h5", n_train=40, n_test=10))
+            if file == "table" else make_dataset(tmp_path / "i.h5", n_train=40, n_test=10,
+                                                 shape=(4, 4) if file == "images" else file))
     try:
         status = main(["--data", str(data), "--checkpoint", str(tmp_path / "c.h5"), *FAST,
                        *flags], _NoAbort())
