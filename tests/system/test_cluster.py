@@ -659,7 +659,7 @@ def test_an_elastic_conv_net_that_loses_a_host_ends_as_if_it_had_not(hosts, elas
     """What holds for an MLP holds for a conv net (issue 38): dnn2 killed mid-run, the run
     goes on on dnn1 from its last commit and ends with the parameters of an uninterrupted
     one. (8 epochs; --lr 0.03, at which this small net trains and stays stable.)"""
-    train = ("--layers", "1x4x4,conv3x3:same,pool2,conv4x2,6,4", "--lr", "0.03")
+    train = ("--layers", "1x4x4,conv3x2,conv4x3:same,pool2,6,4", "--lr", "0.03")
     uninterrupted = _alone(elastic_data, tmp_path, [*ELASTIC, *train], timeout=300)(8)
     run = Supervised(tmp_path, elastic_data, ["--hosts", "dnn1:1,dnn2:1"],
                      train=(*train, "--epochs", "8"))
@@ -673,7 +673,7 @@ def test_an_elastic_conv_net_that_loses_a_host_ends_as_if_it_had_not(hosts, elas
     [record] = run.records()
     assert (record["change"], record["ranks_before"], record["ranks_after"]) == ("lost", 2, 1)
     assert 0 <= record["steps_redone"] <= COMMIT_STEPS, record
-    assert "distnn: layers 1x4x4,conv3x3:same,pool2,conv4x2,6,4 (--layers)" in run.output()
+    assert "distnn: layers 1x4x4,conv3x2,conv4x3:same,pool2,6,4 (--layers)" in run.output()
     assert "going on with 1 ranks on dnn1" in run.output()
     accuracy = re.search(r"final test accuracy: ([\d.]+)%", run.output())
     assert accuracy and float(accuracy[1]) > 90, run.output()  # it learned: 4 classes

@@ -99,10 +99,11 @@ def test_a_resumed_run_keeps_its_checkpoints_layers(table, tmp_path):
                                        "16,12,4 (the checkpoint's) expects 16 and 4")
 
 
-# A conv net on 4x4 images, with the regularisers a conv net takes (dropout of the fully
-# connected layers' inputs, the conv features among them; max-norm; distortions).
-CONV_HIDDEN = "conv3x3:same,pool2,conv4x2,6"
-CONV_LAYERS = ["1x4x4", "conv3x3:same", "pool2", "conv4x2", 6, 4]
+# A conv net on 4x4 images (as tests/mpi/test_train_mpi.py's), with the regularisers a
+# conv net takes (dropout of the fully connected layers' inputs, the conv features among
+# them; max-norm; distortions).
+CONV_HIDDEN = "conv3x2,conv4x3:same,pool2,6"
+CONV_LAYERS = ["1x4x4", "conv3x2", "conv4x3:same", "pool2", 6, 4]
 CONV_RUN = ["--batch-size", "16", "--epochs", "2", "--lr", "0.1", "--momentum", "0.9",
             "--dropout", "0.2", "--max-norm", "1.5", "--augment", "rotate=5,scale=0.05",
             "--no-progress", "--commit-every", "0", "--warmup-epochs", "0"]
@@ -137,13 +138,13 @@ def test_a_resumed_conv_run_takes_its_checkpoints_layers_and_ends_bitwise(tmp_pa
         cfg, given = parse_args(resume)
         assert run(cfg, given, SerialComm()) == 0, flags
         assert capsys.readouterr().out.splitlines()[0] == (
-            "distnn: layers 1x4x4,conv3x3:same,pool2,conv4x2,6,4 (the checkpoint's)")
+            "distnn: layers 1x4x4,conv3x2,conv4x3:same,pool2,6,4 (the checkpoint's)")
         ends = read_checkpoint(cut)
         assert np.array_equal(ends["params"], read_checkpoint(whole)["params"]), flags
         assert np.array_equal(ends["optimizer"]["velocity"],
                               read_checkpoint(whole)["optimizer"]["velocity"]), flags
     with pytest.raises(UsageError, match=r"^--hidden \[12\] differs from the checkpoint's "
-                                         r"\['conv3x3:same', 'pool2', 'conv4x2', 6\]"):
+                                         r"\['conv3x2', 'conv4x3:same', 'pool2', 6\]"):
         start([*base, "--checkpoint", str(cut), "--resume", "--hidden", "12"])
 
 

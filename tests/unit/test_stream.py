@@ -26,8 +26,9 @@ RUN = ["--layers", "16,12,4", "--batch-size", "16", "--lr", "0.5", "--warmup-epo
        "--no-progress", "--partitions", "4", "--window", "32", "--epochs", "3",
        "--dtype", "float64"]
 STREAMED = ["--memory-budget", "5K"]
-# A conv net on the same 4x4 rows (its --lr one at which it trains stably).
-CONV = ["--layers", "1x4x4,conv3x3:same,pool2,conv4x2,6,4", "--lr", "0.1"]
+# A conv net on the same 4x4 rows (tests/mpi/test_train_mpi.py's), at an --lr at which
+# it trains stably.
+CONV = ["--layers", "1x4x4,conv3x2,conv4x3:same,pool2,6,4", "--lr", "0.1"]
 
 
 @pytest.fixture
