@@ -195,6 +195,25 @@ def test_reproducible_with_seed() -> None:
     np.testing.assert_array_equal(a.params, d.params.astype(np.float32))
 
 
+def test_a_conv_nets_layers_start_from_draws_of_their_own() -> None:
+    """A ConvNet's fully connected layers start as the MLP of their sizes and seed does,
+    and its filters from other draws of the seed, not scaled copies of those (He draws
+    N(0, 1) * sqrt(2 / fan_in) for both). Runs compared with runs cannot see which draws
+    a layer took; a filter copied from another layer's draws learns worse."""
+    from distnn.convnet import ConvNet
+
+    net = ConvNet(["1x6x6", "conv4x3", "pool2", 8, 3], dtype="float64", seed=4)
+    head = MLP(net.dense_sizes, init="he", dtype="float64", seed=4)  # 16 features, 8, 3
+    np.testing.assert_array_equal(net.head.params, head.params)
+    filters = net.filters[0] / np.sqrt(2 / 9)  # (4, 9): a filter a row, as drawn
+    fc = head.weights[0].ravel() / np.sqrt(2 / 16)  # the MLP's draws, in the order drawn
+    assert not np.isclose(filters.ravel(), fc[:filters.size]).any()
+    assert filters.std() == pytest.approx(1.0, rel=0.5)  # 36 draws of N(0, 1)
+    again, other = (ConvNet(net.layers, dtype="float64", seed=s) for s in (4, 5))
+    np.testing.assert_array_equal(again.params, net.params)
+    assert not np.isclose(other.filters[0], net.filters[0]).any()
+
+
 def test_initializer_scales() -> None:
     n_in, n_out = 400, 300
     standard = MLP([n_in, n_out], init="standard", dtype="float64", seed=0)
