@@ -94,7 +94,7 @@ def runs(world, where: Path) -> tuple[dict[str, np.ndarray], list[str]]:
     """Every run of ``RUNS`` (collective over ``world``, of 2 ranks or more; ``where`` the
     same directory on every rank): on rank 0 their parameters and velocities, as
     ``{"<run>/params": ..., "<run>/velocity": ...}``, and the runs that did not end with
-    status 0 (on every rank)."""
+    status 0, and how (on every rank)."""
     from distnn.checkpoint import read_checkpoint
     from tests.support.ranks import first_ranks
     from tests.support.synthetic import make_dataset
@@ -108,9 +108,13 @@ def runs(world, where: Path) -> tuple[dict[str, np.ndarray], list[str]]:
         comm = first_ranks(world, p)
         status = 0
         if comm is not None:
-            status = _train(args(data, where / f"{name}.h5", reduce, dtype), comm)
-        if world.allreduce(status != 0):  # every rank goes on together, whatever happened
-            failed.append(name)
+            try:
+                status = _train(args(data, where / f"{name}.h5", reduce, dtype), comm)
+            except Exception as err:  # the ranks that did not raise must not wait for it
+                status = f"{type(err).__name__}: {err}"
+        statuses = [s for s in world.allgather(status) if s != 0]
+        if statuses:  # every rank goes on together, whatever happened
+            failed.append(f"{name} ({statuses[0]})")
             continue
         if world.rank == 0:
             ckpt = read_checkpoint(where / f"{name}.h5")
