@@ -24,6 +24,7 @@ import pytest
 
 from distnn import architecture
 from distnn.convnet import ConvNet, build
+from tests.support.conv_layout import flat_of, layers_of
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "conv"
 CASES = sorted(p.stem for p in FIXTURES.glob("*.npz"))
@@ -46,30 +47,6 @@ def load(name: str, dtype: str = "float64") -> tuple[ConvNet, dict[str, np.ndarr
 
 def masks_of(net: ConvNet, data: dict[str, np.ndarray]) -> list[np.ndarray | None]:
     return [data.get(f"mask_{l}") for l in range(len(net.dense_sizes) - 1)]
-
-
-def layers_of(net: ConvNet, flat: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(w, b) per layer of a vector laid out like ``params``: conv filters as
-    (C_out, k, k, C_in), the (i, j, c) order of their columns; dense w as (n_out, n_in)."""
-    saved = net.params
-    net.bind(flat)
-    layers = [(w.reshape(c.c_out, c.k, c.k, c.c_in).copy(), b.copy())
-              for c, w, b in zip(net.convs, net.filters, net.conv_biases)]
-    layers += [(w.copy(), b.copy()) for w, b in zip(net.head.weights, net.head.biases)]
-    net.bind(saved)
-    return layers
-
-
-def flat_of(net: ConvNet, layers: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """The inverse of ``layers_of``."""
-    flat, saved = np.empty_like(net.params), net.params
-    net.bind(flat)
-    for w_view, b_view, (w, b) in zip([*net.filters, *net.head.weights],
-                                      [*net.conv_biases, *net.head.biases], layers):
-        w_view[...] = w.reshape(w_view.shape)
-        b_view[...] = b
-    net.bind(saved)
-    return flat
 
 
 def random_net(spec: str, activation: str = "tanh", cost: str = "cross_entropy",
