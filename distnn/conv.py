@@ -33,13 +33,28 @@ adding one b_f to the whole window and with every one of the seed's
 activations (they never decrease), so this is the layer conv, sigma, pool of
 the lecture, with the bias and sigma computed on 1/p^2 of the positions.
 
-On BLAS (im2col): the patches of a^{l-1} are copied, through a strided view,
-into the rows of ``cols`` (m*H'*W', k*k*C_in), one patch a row. Then (FF) is
-one matrix product for the whole batch, z = cols w^T + b; (BP4c) is
-dC/dw = delta^T cols; and (BP2c) is d cols = delta w followed by col2im, which
-adds every patch entry back onto the pixel it was copied from (k*k strided
-adds, one per kernel offset): the sum over patches of a pixel's entries is
-exactly the full convolution with the flipped kernel.
+On BLAS (im2col): the patches of a^{l-1} are copied, through strided views,
+into the rows of ``cols`` (M, k*k*C_in), one patch a row: first the k-wide
+windows along each row of the maps (runs of k*C_in numbers), then k of those
+rows stacked (runs of k*k*C_in, a whole patch), since one copy straight from
+the maps moves k*C_in numbers at a time, 5 for an MNIST image. Then (FF) is a
+matrix product, z = cols w^T + b; (BP4c) is dC/dw = delta^T cols, one product
+for the whole batch; and (BP2c) is d cols = delta w followed by col2im, which
+adds every patch entry back onto the pixel it was copied from, one strided add
+per kernel row i and position y (a run of k*C_in numbers, j and c together):
+the sum over patches of a pixel's entries is exactly the full convolution with
+the flipped kernel.
+
+The rows come window position first: the p*p positions (i', j') of a pooling
+window each own a block of m*H''*W'' rows, the position (pX + i', pY + j') of
+every window (X, Y). Pooling is then p*p - 1 elementwise maxima of whole
+blocks, and routing delta back one product, where a row-major order of
+positions would make every numpy call walk the maps C numbers at a time.
+Positions past the last whole window feed no output, so they get no row at
+all. The forward product and d cols run one block at a time, right after that
+block's im2col and right before its col2im, so that what a block holds (4 MB
+for Nielsen's second layer at batch 128) is read again while it is in cache;
+d cols is kept for one block only.
 
 Non-goals: strides other than 1 (pooling does the downsampling), dilation,
 groups, even kernels with ``same`` padding.
@@ -96,47 +111,55 @@ class ConvPool:
         Keeps in ``ws`` what backprop needs: cols, z^l, a^l and which position won.
         Returns a^l, (m, H'', W'', C_out).
         """
-        self._im2col(a_prev, ws)
-        np.matmul(ws.cols, w.T, out=ws.conv.reshape(-1, self.c_out))  # (m*H'*W', C_out)
-        self._max_pool(ws.conv, ws)  # into ws.z, (m, H'', W'', C_out)
+        patches = self.patches(a_prev, ws)
+        for o, (cols, conv) in enumerate(zip(ws.cols_blocks, ws.conv_blocks)):
+            self.im2col(patches, ws, o)  # block by block: the product finds it in cache
+            np.matmul(cols, w.T, out=conv)  # (m*H''*W'', C_out), window position o
+        self.max_pool(ws)  # into ws.z, (m, H'', W'', C_out)
         ws.z += b
         return sigma.fn(ws.z, out=ws.a)
 
-    def _im2col(self, a_prev: np.ndarray, ws: ConvWorkspace) -> None:
-        """The k x k x C_in patch at every output position, one a row of ``ws.cols``."""
+    def patches(self, a_prev: np.ndarray, ws: ConvWorkspace) -> np.ndarray:
+        """The k x k x C_in patch at every position of a whole window, as
+        (p, p, m, H'', W'', k, k, C_in), window position first: a strided view of
+        ``ws.rows``, which this fills with a^{l-1}'s k-wide windows along each row."""
         if self.pad:  # the zero border was set when the workspace was made
             p = self.pad
             ws.padded[:, p:p + self.h, p:p + self.w, :] = a_prev
             a_prev = ws.padded
-        hc, wc, _ = self.conv_shape
-        # (m, H', W', C_in, k, k): the window's axes come last
-        patches = sliding_window_view(a_prev, (self.k, self.k), axis=(1, 2))
-        cols = ws.cols.reshape(len(a_prev), hc, wc, self.k, self.k, self.c_in)
-        np.copyto(cols, patches.transpose(0, 1, 2, 4, 5, 3))  # (m, H', W', k, k, C_in)
+        m, h, _, c = a_prev.shape
+        p, k = self.pool, self.k
+        ho, wo, _ = self.out_shape
+        # Along the rows: (m, H, W', C_in, j), whole windows only; position y = pY + j'.
+        across = sliding_window_view(a_prev, k, axis=2)[:, :, :wo * p]
+        across = across.reshape(m, h, wo, p, c, k)  # (m, r, Y, j', c, j)
+        np.copyto(ws.rows, across.transpose(3, 0, 2, 1, 5, 4))  # (j', m, Y, r, j, c)
+        # Down the columns: k rows of windows, x = pX + i', a run of k*k*C_in each.
+        down = sliding_window_view(ws.rows, k, axis=3)[:, :, :, :ho * p]  # (.., x, j, c, i)
+        down = down.reshape(p, m, wo, ho, p, k, c, k)  # (j', m, Y, X, i', j, c, i)
+        return down.transpose(4, 0, 1, 3, 2, 7, 5, 6)  # (i', j', m, X, Y, i, j, c)
 
-    def _windows(self, maps: np.ndarray) -> list[np.ndarray]:
-        """The p*p strided views of ``maps`` (m, H', W', C), one per position in a window:
-        view (i, j) holds position (i, j) of every window, row by row."""
-        p = self.pool
-        hp, wp, _ = self.out_shape
-        return [maps[:, i:hp * p:p, j:wp * p:p, :] for i in range(p) for j in range(p)]
+    def im2col(self, patches: np.ndarray, ws: ConvWorkspace, o: int) -> None:
+        """Window position o's patches, one a row of its block of ``ws.cols``."""
+        i_w, j_w = divmod(o, self.pool)
+        np.copyto(ws.patches[i_w, j_w], patches[i_w, j_w])  # (m, H'', W'', k, k, C_in)
 
-    def _max_pool(self, conv: np.ndarray, ws: ConvWorkspace) -> None:
-        """z = the max of every p x p window of ``conv``; ``ws.won[o]`` marks where position
-        o of a window won (the first of equals)."""
-        if self.pool == 1:
-            ws.z[...] = conv
+    def max_pool(self, ws: ConvWorkspace) -> None:
+        """z = the max of every p x p window of ``ws.conv``; ``ws.won[o]`` marks where
+        position o of a window won (the first of equals)."""
+        if self.pool == 1:  # z is ws.conv's one block
             return
-        views = self._windows(conv)
-        np.copyto(ws.z, views[0])
-        for v in views[1:]:
-            np.maximum(ws.z, v, out=ws.z)
-        taken = ws.taken
-        taken[...] = False
-        for o, v in enumerate(views):  # the first position equal to the max wins
-            np.equal(v, ws.z, out=ws.won[o])
-            ws.won[o] &= ~taken
-            taken |= ws.won[o]
+        conv, z = ws.conv, ws.z  # (p*p, m, H'', W'', C): block o is position o of each window
+        np.maximum(conv[0], conv[1], out=z)
+        for block in conv[2:]:
+            np.maximum(z, block, out=z)
+        # The first position equal to the max wins: equal, and none before it was.
+        np.equal(conv[0], z, out=ws.won[0])
+        np.copyto(ws.taken, ws.won[0])
+        for o in range(1, len(conv)):
+            np.equal(conv[o], z, out=ws.equal)
+            np.greater(ws.equal, ws.taken, out=ws.won[o])  # equal and not taken
+            ws.taken |= ws.equal
 
     # -- backward ---------------------------------------------------------------
 
@@ -146,34 +169,37 @@ class ConvPool:
         with ``below``, also dC/da^{l-1} (m, H, W, C_in), the sum in (BP2c) before sigma'."""
         delta = ws.delta.reshape(-1, self.c_out)
         np.matmul(ws.ones, delta, out=nabla_b)  # (BP3c): sum over the batch and positions
-        delta_conv = self._unpool(ws)  # dC/d(cols w^T), (m*H'*W', C_out)
+        delta_conv = self.unpool(ws)  # dC/d(cols w^T), (p*p*m*H''*W'', C_out)
         np.matmul(delta_conv.T, ws.cols, out=nabla_w)  # (BP4c), (C_out, k*k*C_in)
         if not below:  # the input has no delta to carry
             return None
-        np.matmul(delta_conv, w, out=ws.cols_delta)  # d cols, (m*H'*W', k*k*C_in)
-        return self._col2im(ws)
+        ws.input_delta[...] = 0
+        for o, delta_o in enumerate(np.split(delta_conv, self.pool ** 2)):
+            np.matmul(delta_o, w, out=ws.cols_delta)  # d cols of window position o
+            self.col2im(ws, o)  # block by block: col2im finds d cols in cache
+        p = self.pad
+        return ws.input_delta[:, p:p + self.h, p:p + self.w, :] if p else ws.input_delta
 
-    def _unpool(self, ws: ConvWorkspace) -> np.ndarray:
+    def unpool(self, ws: ConvWorkspace) -> np.ndarray:
         """delta of the convolution's output: delta^l at the position that won, else 0."""
         if self.pool == 1:
             return ws.delta.reshape(-1, self.c_out)
-        for won, v in zip(ws.won, self._windows(ws.conv_delta)):
-            np.multiply(ws.delta, won, out=v)
-        # Rows and columns past the last whole window stay the zeros they were made.
+        np.multiply(ws.delta, ws.won, out=ws.conv_delta)  # delta^l to every block, masked
         return ws.conv_delta.reshape(-1, self.c_out)
 
-    def _col2im(self, ws: ConvWorkspace) -> np.ndarray:
-        """Each patch entry of d cols added back onto the pixel it was copied from."""
-        m = len(ws.a)
-        hc, wc, _ = self.conv_shape
-        d_cols = ws.cols_delta.reshape(m, hc, wc, self.k, self.k, self.c_in)
+    def col2im(self, ws: ConvWorkspace, o: int) -> None:
+        """Each entry of window position o's d cols added onto ``ws.input_delta`` at the
+        pixel it was copied from."""
+        p, k = self.pool, self.k
+        i_w, j_w = divmod(o, p)
+        ho, wo, _ = self.out_shape
+        d_patches = ws.cols_delta.reshape(-1, ho, wo, k, k, self.c_in)  # (m, X, Y, i, j, c)
         d_input = ws.input_delta  # padded like the input
-        d_input[...] = 0
-        for i in range(self.k):  # k*k strided adds, one per kernel offset
-            for j in range(self.k):
-                d_input[:, i:i + hc, j:j + wc, :] += d_cols[:, :, :, i, j, :]
-        p = self.pad
-        return d_input[:, p:p + self.h, p:p + self.w, :] if p else d_input
+        for i in range(k):
+            for y_win in range(wo):  # position (x, y) = (pX + i_w, pY + j_w) of window (X, Y)
+                y = p * y_win + j_w
+                # (m, H'', k*C_in): pixels (x + i, y + j) of every X, j and c together
+                d_input[:, i + i_w:i + i_w + p * ho:p, y:y + k, :] += d_patches[:, :, y_win, i]
 
     def workspace(self, m: int, dtype: np.dtype, below: bool) -> ConvWorkspace:
         """Buffers for a batch of m; ``below``: the layer passes a delta to the one below."""
@@ -184,20 +210,30 @@ class ConvWorkspace:
     """One layer's buffers for one batch size m, reused by every step of that size."""
 
     def __init__(self, layer: ConvPool, m: int, dtype: np.dtype, below: bool) -> None:
-        hc, wc, c = layer.conv_shape
-        ho, wo, _ = layer.out_shape
-        hp, wp = layer.h + 2 * layer.pad, layer.w + 2 * layer.pad
-        self.padded = np.zeros((m, hp, wp, layer.c_in), dtype) if layer.pad else None
-        self.cols = np.empty((m * hc * wc, layer.fan_in), dtype)  # the patches, a row each
-        self.conv = np.empty((m, hc, wc, c), dtype)  # cols w^T, before pooling
-        self.z = np.empty((m, ho, wo, c), dtype)  # z^l
+        ho, wo, c = layer.out_shape
+        h_in, w_in = layer.h + 2 * layer.pad, layer.w + 2 * layer.pad
+        p = layer.pool
+        block = m * ho * wo  # rows of one window position: one per window
+        self.padded = np.zeros((m, h_in, w_in, layer.c_in), dtype) if layer.pad else None
+        # im2col's first copy: (p, m, W'', H, k, C_in), the k-wide windows along each row
+        self.rows = np.empty((p, m, wo, h_in, layer.k, layer.c_in), dtype)
+        self.cols = np.empty((p * p * block, layer.fan_in), dtype)  # the patches, a row each
+        # ... as (p, p, m, H'', W'', k, k, C_in): window position, window, patch
+        self.patches = self.cols.reshape(p, p, m, ho, wo, layer.k, layer.k, layer.c_in)
+        self.cols_blocks = np.split(self.cols, p * p)  # a window position's rows each
+        self.conv = np.empty((p * p, m, ho, wo, c), dtype)  # cols w^T, before pooling
+        self.conv_blocks = [b.reshape(block, c) for b in self.conv]
+        self.z = self.conv[0] if p == 1 else np.empty((m, ho, wo, c), dtype)  # z^l
         self.a = np.empty((m, ho, wo, c), dtype)  # a^l
         self.delta = np.empty((m, ho, wo, c), dtype)  # delta^l
         self.prime = np.empty((m, ho, wo, c), dtype)  # sigma'(z^l)
-        self.ones = np.ones(m * ho * wo, dtype)  # (BP3c) as a product, as MLP does
-        if layer.pool > 1:
-            self.won = np.empty((layer.pool ** 2, m, ho, wo, c), bool)
+        self.ones = np.ones(block, dtype)  # (BP3c) as a product, as MLP does
+        if p > 1:
+            self.won = np.empty((p * p, m, ho, wo, c), bool)  # where each position won
+            self.equal = np.empty((m, ho, wo, c), bool)
             self.taken = np.empty((m, ho, wo, c), bool)
-            self.conv_delta = np.zeros((m, hc, wc, c), dtype)
-        self.cols_delta = np.empty_like(self.cols) if below else None
-        self.input_delta = np.empty((m, hp, wp, layer.c_in), dtype) if below else None
+            self.conv_delta = np.empty_like(self.conv)
+        # d cols of one window position at a time, row by row
+        self.cols_delta = np.empty((block, layer.fan_in), dtype) if below else None
+        self.input_delta = np.empty((m, h_in, w_in, layer.c_in), dtype) if below else None
+

@@ -45,7 +45,9 @@ class _Workspace:
 
     def __init__(self, convs: Sequence[ConvPool], m: int, dtype: np.dtype) -> None:
         first = convs[0]
-        self.images = np.empty((m, first.h, first.w, first.c_in), dtype)  # a^0
+        # a^0 in (m, H, W, C), where x's rows, an image channel by channel, are not
+        self.images = np.empty((m, first.h, first.w, first.c_in), dtype) if first.c_in > 1 \
+            else None
         # The first layer has no delta to pass down: the input is data.
         self.layers = [layer.workspace(m, dtype, below=l > 0) for l, layer in enumerate(convs)]
         self.features_delta = np.empty((m, self.layers[-1].a[0].size), dtype)  # dC/dx of the MLP
@@ -165,8 +167,11 @@ class ConvNet:
         if x.ndim != 2 or x.shape[1] != self.sizes[0]:
             raise ValueError(f"x must have shape (m, {self.sizes[0]}), got {x.shape}")
         c, h, w = self.image_shape
-        np.copyto(ws.images, x.reshape(len(x), c, h, w).transpose(0, 2, 3, 1))  # (m, H, W, C)
-        a = ws.images
+        if c == 1:  # (m, H, W, 1) is the rows as they are
+            a = x.reshape(len(x), h, w, 1)
+        else:
+            a = ws.images
+            np.copyto(a, x.reshape(len(x), c, h, w).transpose(0, 2, 3, 1))  # (m, H, W, C)
         for layer, w_l, b_l, lws in zip(self.convs, self.filters, self.conv_biases, ws.layers):
             a = layer.forward(a, w_l, b_l, self.activation, lws)
         return a.reshape(len(a), -1)
