@@ -5,6 +5,8 @@ One command runs the whole matrix; it launches the P ranks itself:
     python -m distnn.bench                 # full matrix + peers + reducers (< 15 min)
     python -m distnn.bench --smoke         # one tiny cell at P = 1, 2 (CI, < 30 s)
     python -m distnn.bench --sizes 784,100,10 --batches 128 --ranks 1 2 --dtypes float32
+    python -m distnn.bench --sizes 1x28x28,conv20x5,pool2,conv40x5,pool2,100,10 \
+        --batches 128 --ranks 1 2 --dtypes float32   # a conv net's spec (distnn.architecture)
     python -m distnn.bench --alphabeta     # allreduce alpha/beta fit + multi-node projection
     python -m distnn.bench --commits       # a commit's cost (--commit-every) beside the step
     python -m distnn.bench --stream        # rows streamed from the file against rows held
@@ -13,9 +15,12 @@ One command runs the whole matrix; it launches the P ranks itself:
 
 Writes ``results.md`` (the table), ``results.json`` (every round) and
 ``scaling.png`` (needs matplotlib) to ``--out`` (default bench-results/).
-Peers (``pip install -e '.[bench]'``: torch==2.13.0, matplotlib): PyTorch in one
-process and DDP over gloo with the same net, batch and P; and the seed's
-per-sample loop on the seed's recipe.
+The matrix's nets are MLPs with the seed's sigmoid and quadratic cost; beside
+them, the conv row: Nielsen's chapter 6 network (ReLU, cross-entropy) at batch
+128, float32, each P (``--no-conv`` leaves it out). Peers (``pip install -e
+'.[bench]'``: torch==2.13.0, matplotlib): PyTorch in one process and DDP over
+gloo with the same net, batch and P; and the seed's per-sample loop on the
+seed's recipe.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from distnn import architecture
 from distnn.bench import report
 from distnn.bench.matrix import Config, run
 from distnn.config import parse_layers
@@ -35,11 +41,12 @@ from distnn.protocol import EXIT_IOERR
 from distnn.writes import WriteFailed, write_text
 
 
-def _sizes(text: str) -> list[int]:
-    sizes = parse_layers(text)
-    if len(sizes) < 2 or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"need >= 2 positive layer sizes, got {text!r}")
-    return sizes
+def _sizes(text: str) -> list[int | str]:
+    """An MLP's sizes (784,100,10) or a conv net's spec (1x28x28,conv20x5,pool2,100,10)."""
+    try:
+        return architecture.check(parse_layers(text))
+    except architecture.SpecError as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -59,7 +66,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                       help="time a checkpoint write beside the step: the cost of --commit-every "
                            "(checkpoints written under --out)")
     parser.add_argument("--sizes", type=_sizes, nargs="+", metavar="N,N,...",
-                        help="nets (default 784,30,10 784,100,10 784,800,10)")
+                        help="nets: MLP sizes or conv specs, as --layers of distnn.train "
+                             "(default 784,30,10 784,100,10 784,800,10)")
     parser.add_argument("--batches", type=int, nargs="+",
                         help="global batches (default 10 128 1024)")
     parser.add_argument("--ranks", type=int, nargs="+", help="values of P (default 1 2 4)")
@@ -71,6 +79,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="also time the target cell with --reduce allreduce at P > 1, "
                              "beside the default auto (shm on one node) (default: on, off "
                              "with --smoke)")
+    parser.add_argument("--conv", action=argparse.BooleanOptionalAction, default=None,
+                        help="also time the conv row: Nielsen's conv net (1x28x28,conv20x5,"
+                             "pool2,conv40x5,pool2,100,10) at batch 128, float32, each P "
+                             "(default: on, off with --smoke)")
     parser.add_argument("--rounds", type=int,
                         help="interleaved rounds; medians kept (default 3)")
     parser.add_argument("--launcher", metavar="CMD",
@@ -95,12 +107,14 @@ def config(args: argparse.Namespace) -> Config:
             dtypes=["float32"],
             peers=False,
             reducers=False,
+            conv=False,
             rounds=1,
             budget=0.1,
             repeats=3,
             seed_budget=0.2,
         )
-    for name in ("sizes", "batches", "ranks", "dtypes", "peers", "reducers", "rounds", "budget"):
+    for name in ("sizes", "batches", "ranks", "dtypes", "peers", "reducers", "conv", "rounds",
+                 "budget"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
     if min(cfg.ranks) < 1 or cfg.rounds < 1 or cfg.budget <= 0:

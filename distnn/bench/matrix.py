@@ -1,8 +1,8 @@
 """Run the benchmark matrix: launch P ranks per cell group, repeat in rounds, keep medians.
 
 For each round, for each P: one ``mpirun -n P`` of ``distnn.bench.worker`` timing
-every cell (sizes x batches x dtypes, plus, when asked, the target cell with
-each reducer), then, with peers, one ``mpirun -n P`` of ``distnn.bench.peers_torch``
+every cell (sizes x batches x dtypes, the conv row, plus, when asked, the target
+cell with each reducer), then, with peers, one ``mpirun -n P`` of ``distnn.bench.peers_torch``
 on the same cells; at P = 1 also the seed's per-sample loop. Rounds interleave
 all of it, so a burst of load from another job hits one round of everything
 rather than every round of one thing; each figure reported is the median over
@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distnn import blas
+from distnn import architecture, blas
 from distnn.bench.peak import gemm_peak
 from distnn.comm import mpi_library_version
 from distnn.protocol import EXIT_IOERR
@@ -34,6 +34,10 @@ from distnn.writes import WriteFailed, write_text
 
 TARGET = {"sizes": [784, 100, 10], "batch": 128, "dtype": "float32"}  # the targets' cell
 SEED_RECIPE = {"sizes": [784, 30, 10], "batch": 10}
+# The conv row (issue 38): Nielsen's chapter 6 network, two conv-pool layers and two
+# fully connected ones, at every P.
+CONV_TARGET = {"sizes": ["1x28x28", "conv20x5", "pool2", "conv40x5", "pool2", 100, 10],
+               "batch": 128, "dtype": "float32"}
 # Beside the matrix's cells (--reduce auto: shm on one node), the target cell with
 # the reducer any placement of ranks can use, at every P > 1.
 REDUCERS = ["allreduce"]
@@ -50,6 +54,7 @@ class Config:
     out: str = "bench-results"
     peers: bool = True
     reducers: bool = True  # the target cell with each of REDUCERS too
+    conv: bool = True  # the conv row, CONV_TARGET, too
     rounds: int = 3
     budget: float = 0.6  # seconds of timed steps per cell per round
     repeats: int = 5  # timed repeats per cell per round; the median is kept
@@ -117,13 +122,23 @@ def launch(
     return json.loads(out_path.read_text())["results"]
 
 
+def cell(sizes: list[int | str], batch: int, dtype: str) -> dict[str, Any]:
+    """One cell of the benchmark: an MLP with the seed's sigmoid and quadratic cost, or a
+    conv net with the choices of Nielsen's chapter 6, ReLU and a softmax's cross-entropy."""
+    if architecture.is_conv(sizes):
+        return {"sizes": sizes, "batch": batch, "dtype": dtype, "activation": "relu",
+                "cost": "cross_entropy"}
+    return {"sizes": sizes, "batch": batch, "dtype": dtype}
+
+
 def main_cells(cfg: Config) -> list[dict[str, Any]]:
-    return [
-        {"sizes": s, "batch": b, "dtype": d}
-        for s in cfg.sizes
-        for b in cfg.batches
-        for d in cfg.dtypes
-    ]
+    return [cell(s, b, d) for s in cfg.sizes for b in cfg.batches for d in cfg.dtypes]
+
+
+def conv_cells(cfg: Config) -> list[dict[str, Any]]:
+    """The conv row, unless it is off or already a cell of the matrix."""
+    conv = cell(**CONV_TARGET)
+    return [conv] if cfg.conv and conv not in main_cells(cfg) else []
 
 
 def reducer_cells(cfg: Config, P: int) -> list[dict[str, Any]]:
@@ -224,7 +239,7 @@ def run_round(cfg: Config, r: int, workdir: Path, has_torch: bool) -> list[dict[
     rows: list[dict[str, Any]] = []
     spec_base = {"budget": cfg.budget, "repeats": cfg.repeats}
     for P in cfg.ranks:
-        cells = main_cells(cfg) + reducer_cells(cfg, P)
+        cells = main_cells(cfg) + conv_cells(cfg) + reducer_cells(cfg, P)
         log(f"round {r + 1}/{cfg.rounds}: distnn, P={P}, {len(cells)} cells")
         rows += launch("distnn.bench.worker", P, {**spec_base, "cells": cells}, workdir)
         if has_torch:
@@ -232,7 +247,7 @@ def run_round(cfg: Config, r: int, workdir: Path, has_torch: bool) -> list[dict[
             rows += launch(
                 "distnn.bench.peers_torch",
                 P,
-                {**spec_base, "cells": main_cells(cfg)},
+                {**spec_base, "cells": main_cells(cfg) + conv_cells(cfg)},
                 workdir,
                 extra_args=["--port", str(_free_port())],
             )

@@ -2,6 +2,12 @@
 
 One process (P = 1): a plain ``nn.Sequential`` of ``Linear`` + ``Sigmoid``,
 quadratic cost 0.5 ||a - onehot(y)||^2 summed over the batch, ``torch.optim.SGD``.
+A conv net (a cell whose ``sizes`` is a conv spec, ``distnn.architecture``) is
+``Conv2d``, ``MaxPool2d``, activation per conv layer (pooling before the
+activation, as Nielsen's network3 and distnn have it), then ``Linear`` layers,
+the last without activation, and ``cross_entropy`` summed over the batch: the
+softmax and log-likelihood of distnn's cross-entropy cost. Images are NCHW,
+torch's default layout on the CPU.
 P > 1: the same model wrapped in ``DistributedDataParallel`` over gloo (CPU,
 TCP on 127.0.0.1), launched by mpirun (rank and size read from MPICH's
 PMI_RANK/PMI_SIZE), each rank on m/P samples of the global batch. One intra-op
@@ -25,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 
+from distnn import architecture
 from distnn.bench.worker import LEARNING_RATE, batches, synthetic_shard, write_results
 
 ACTIVATIONS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "ReLU"}
@@ -51,13 +58,25 @@ def time_cell(torch, dist, cell: dict[str, Any], budget: float, repeats: int) ->
 def _model(torch, cell: dict[str, Any], dtype):
     sizes = cell["sizes"]
     torch.manual_seed(0)
-    layers = []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        layers += [
-            torch.nn.Linear(n_in, n_out),
-            getattr(torch.nn, ACTIVATIONS[cell.get("activation", "sigmoid")])(),
-        ]
-    return torch.nn.Sequential(*layers).to(dtype)
+
+    def sigma():
+        return getattr(torch.nn, ACTIVATIONS[cell.get("activation", "sigmoid")])()
+
+    if not architecture.is_conv(sizes):
+        layers = []
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            layers += [torch.nn.Linear(n_in, n_out), sigma()]
+        return torch.nn.Sequential(*layers).to(dtype)
+    convs, dense = architecture.plan(sizes)
+    layers = [torch.nn.Unflatten(1, architecture.shape_of(sizes[0]))]  # rows -> (C, H, W)
+    for layer in convs:
+        layers.append(torch.nn.Conv2d(layer.c_in, layer.c_out, layer.k, padding=layer.pad))
+        layers += [torch.nn.MaxPool2d(layer.pool)] if layer.pool > 1 else []
+        layers.append(sigma())
+    layers.append(torch.nn.Flatten())
+    for n_in, n_out in zip(dense[:-1], dense[1:]):
+        layers += [torch.nn.Linear(n_in, n_out), sigma()]
+    return torch.nn.Sequential(*layers[:-1]).to(dtype)  # the loss takes the last layer's z
 
 
 def make_step(torch, dist, cell: dict[str, Any]) -> Callable[[], None]:
@@ -65,22 +84,26 @@ def make_step(torch, dist, cell: dict[str, Any]) -> Callable[[], None]:
     partitions (the worker's own data and order), backprop, SGD."""
     rank, size = (dist.get_rank(), dist.get_world_size()) if dist else (0, 1)
     dtype = {"float32": torch.float32, "float64": torch.float64}[cell["dtype"]]
-    sizes = cell["sizes"]
+    n_out = architecture.widths(cell["sizes"])[-1]
     model = _model(torch, cell, dtype)
     if dist:
         model = torch.nn.parallel.DistributedDataParallel(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
     x, y, order = synthetic_shard(cell, rank, size)
     x_shard, y_shard = torch.from_numpy(x), torch.from_numpy(y)
-    eye = torch.eye(sizes[-1], dtype=dtype)
+    eye = torch.eye(n_out, dtype=dtype)
     rows = batches(order, rank, size)
+    cross_entropy = cell.get("cost", "quadratic") == "cross_entropy"
 
     def step() -> None:
         idx = torch.from_numpy(next(rows))
         x, y = x_shard[idx], y_shard[idx]  # (m/P, n_in), (m/P,)
         optimizer.zero_grad(set_to_none=True)
         a = model(x)
-        loss = 0.5 * (a - eye[y]).pow(2).sum()
+        if cross_entropy:  # a is z^L: the softmax is the loss's
+            loss = torch.nn.functional.cross_entropy(a, y, reduction="sum")
+        else:
+            loss = 0.5 * (a - eye[y]).pow(2).sum()
         loss.backward()
         optimizer.step()
 

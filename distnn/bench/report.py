@@ -10,14 +10,16 @@ Definitions used in the table:
   compute seconds / (single-core GEMM peak x cores in use), cores in use =
   min(P, cores); not shown where P > cores (oversubscribed ranks compute while
   others wait, so their compute seconds do not measure a shared core).
-  float32 cells use the sgemm peak, float64 cells the dgemm peak.
+  float32 cells use the sgemm peak, float64 cells the dgemm peak. A conv
+  net's FLOPs are the conventional 6 multiply-adds' worth per forward MAC
+  (``peak.conv_macs``): 9.8 MFLOP a sample for Nielsen's network.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from distnn.bench.matrix import SEED_RECIPE, TARGET
+from distnn.bench.matrix import CONV_TARGET, SEED_RECIPE, TARGET
 from distnn.bench.peak import step_flops
 from distnn.writes import save_figure
 
@@ -79,6 +81,12 @@ def _target_values(res: list[dict[str, Any]], data: dict[str, Any]) -> list[tupl
         if p:
             s = pct_peak(p, data)
             out.append((f"compute share of sgemm peak, P={p['P']}", s, f"{s:.0f}%", ">= 70%", 70))
+    for P, goal, peer in ((1, "PyTorch, 1 process, 1 thread", ">= 1x"),
+                          (2, "PyTorch DDP (gloo), P=2", "> 1x")):
+        ours, theirs = find(res, **CONV_TARGET, P=P), find(res, **CONV_TARGET, P=P, peer="torch")
+        if ours and theirs:  # issue 38: at least as fast in one process, ahead of DDP
+            r = ours["samples_per_s"] / theirs["samples_per_s"]
+            out.append((f"conv net P={P} vs {goal}", r, f"{r:.2f}x", peer, 1.0))
     seed = next((r for r in res if r.get("peer") == "seed"), None)
     for dtype in ("float32", "float64"):
         ours = find(res, **SEED_RECIPE, dtype=dtype, P=1)
@@ -115,7 +123,8 @@ def targets(data: dict[str, Any]) -> list[tuple[str, str, str, bool, str]]:
 
 def markdown(data: dict[str, Any]) -> str:
     """results.md: the run's facts, then each table the results hold."""
-    sections = (_header, _matrix, _reducers, _where_the_step_goes, _seed_loop, _targets)
+    sections = (_header, _matrix, _conv_row, _reducers, _where_the_step_goes, _seed_loop,
+                _targets)
     return "\n".join(line for section in sections for line in section(data)) + "\n"
 
 
@@ -143,9 +152,10 @@ def _header(data: dict[str, Any]) -> list[str]:
         + (f" Note: {m['blas_warning']}." if m.get("blas_warning") else ""),
         "",
         "Step = gather the rank's m/P rows, backprop, sum [grad, cost, stop] over ranks,",
-        "SGD step of the mean; sigmoid, quadratic cost, synthetic MNIST-shaped data;",
-        "one BLAS thread per rank. The sum is --reduce auto's (shm on one node), except",
-        "in the reducers table.",
+        "SGD step of the mean; synthetic MNIST-shaped data; MLPs with sigmoid and the",
+        "quadratic cost, conv nets with ReLU and cross-entropy (softmax); one BLAS thread",
+        "per rank. The sum is --reduce auto's (shm on one node), except in the reducers",
+        "table.",
         "compute = time outside MPI (mean over ranks); comm = time inside MPI, waiting included;",
         "% peak = GEMM FLOPs / compute s / (single-core peak x P), for P <= cores.",
     ]
@@ -195,6 +205,35 @@ def _matrix_row(row: dict[str, Any], torch: dict[str, Any] | None, data: dict[st
         f"| {row['compute_s'] * 1e3:.3f} | {row['comm_s'] * 1e3:.3f} "
         f"| {comm_pct:.0f} | {_pct_peak_cell(row, data)} {vs_torch}"
     )
+
+
+def _conv_row(data: dict[str, Any]) -> list[str]:
+    """The conv row (issue 38): Nielsen's conv net at each P, beside PyTorch's."""
+    res = data["results"]
+    rows = [r for r in (find(res, **CONV_TARGET, P=P) for P in data["config"]["ranks"]) if r]
+    if not rows or CONV_TARGET["sizes"] in data["config"]["sizes"]:  # else in the matrix
+        return []
+    lines = [
+        "",
+        f"## Conv net ({_net(CONV_TARGET['sizes'])}, batch {CONV_TARGET['batch']}, "
+        f"{CONV_TARGET['dtype']}; ReLU, cross-entropy)",
+        "",
+        "| P | samples/s | step ms | compute ms | comm ms | % peak | torch samples/s "
+        "| x torch |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        star = "*" if row["P"] > data["machine"]["cores"] else ""
+        torch = find(res, **CONV_TARGET, P=row["P"], peer="torch")
+        vs_torch = (f"| {torch['samples_per_s']:,.0f} "
+                    f"| {row['samples_per_s'] / torch['samples_per_s']:.2f} |" if torch
+                    else "| | |")
+        lines.append(
+            f"| {row['P']}{star} | {row['samples_per_s']:,.0f} | {row['step_s'] * 1e3:.3f} "
+            f"| {row['compute_s'] * 1e3:.3f} | {row['comm_s'] * 1e3:.3f} "
+            f"| {_pct_peak_cell(row, data)} {vs_torch}"
+        )
+    return lines
 
 
 def _reducers(data: dict[str, Any]) -> list[str]:
@@ -300,7 +339,9 @@ def plot(data: dict[str, Any], path: str) -> bool:
     for i, dtype in enumerate(dtypes):
         for j, batch in enumerate(batches):
             ax = axes[i][j]
-            for k, sizes in enumerate(cfg["sizes"]):
+            nets = cfg["sizes"] + ([CONV_TARGET["sizes"]] if cfg.get("conv")
+                                   and CONV_TARGET["sizes"] not in cfg["sizes"] else [])
+            for k, sizes in enumerate(nets):
                 color = f"C{k}"
                 for peer, style in (("distnn", "-o"), ("torch", "--x")):
                     pts = [

@@ -5,9 +5,11 @@ Launched by ``python -m distnn.bench`` as
     mpirun -n P python -m distnn.bench.worker --spec cells.json --out result.json
 
 (one process without mpirun works too: P = 1). A cell is a JSON object with
-``sizes``, ``batch`` (global), ``dtype`` and optionally ``reducer`` ("auto" |
-"allreduce" | "shm", as ``distnn.train --reduce``; default "auto"). Rank 0
-writes one result per cell to ``--out``.
+``sizes`` (an MLP's, or a conv net's spec: ``distnn.architecture``), ``batch``
+(global), ``dtype``, optionally ``activation`` and ``cost`` (default sigmoid
+and quadratic, the seed's) and ``reducer`` ("auto" | "allreduce" | "shm", as
+``distnn.train --reduce``; default "auto"). Rank 0 writes one result per cell
+to ``--out``.
 
 The timed step is the trainer's own, ``distnn.step.step``: gather this rank's
 rows of the batch from its partitions (``distnn.data.order``, as the trainer
@@ -40,9 +42,10 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from distnn import architecture
 from distnn.comm import Comm, world
+from distnn.convnet import build
 from distnn.data import Partitions, default_partitions
-from distnn.network import MLP
 from distnn.optim import SGD
 from distnn.reduce import make_reducer
 from distnn.samples import Shard
@@ -57,7 +60,7 @@ def synthetic_shard(cell: dict[str, Any], rank: int, size: int
                     ) -> tuple[np.ndarray, np.ndarray, Partitions]:
     """This rank's rows of a synthetic training set for ``cell`` (pixels uniform in
     [0, 1) in the cell's dtype, random labels), and the partitions that order it."""
-    sizes, m = cell["sizes"], int(cell["batch"])
+    sizes, m = architecture.widths(cell["sizes"]), int(cell["batch"])  # flat, input first
     n = size * max(4096, 4 * -(-m // size))  # enough rows that an epoch has many steps
     order = Partitions(n, m, default_partitions(m, size))
     start, stop = order.rows_of(rank, size)
@@ -77,7 +80,7 @@ class Step:
 
     def __init__(self, comm: Comm, cell: dict[str, Any]) -> None:
         self.global_batch = int(cell["batch"])
-        net = MLP(
+        net = build(
             cell["sizes"],
             activation=cell.get("activation", "sigmoid"),
             cost=cell.get("cost", "quadratic"),

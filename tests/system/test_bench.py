@@ -27,6 +27,7 @@ from distnn.network import MLP
 from tests.support.mpi_envs import FLAVOURS, mpi_env
 
 SIZES = [784, 30, 20, 10]
+CONV = ["1x6x6", "conv2x3", "pool2", "conv3x3:same", 4]  # a tiny conv net, pooled and padded
 
 
 def _under_mpi() -> bool:
@@ -85,14 +86,18 @@ def comm():
 
 @pytest.mark.mpi(min_size=2)
 @pytest.mark.parametrize("reducer", ["allreduce", "shm"])
-def test_timed_step_is_the_trainers_update(comm, reducer):
+@pytest.mark.parametrize("sizes", [SIZES, CONV])
+def test_timed_step_is_the_trainers_update(comm, reducer, sizes):
     """One timed step with either reducer moves the parameters as one process would
-    on every rank's samples together: w - (eta/m) sum_x grad C_x."""
+    on every rank's samples together: w - (eta/m) sum_x grad C_x; an MLP or a conv net."""
+    from distnn.bench.matrix import cell as make_cell
     from distnn.bench.worker import LEARNING_RATE, Step
+    from distnn.convnet import build
 
-    cell = {"sizes": SIZES, "batch": 32, "dtype": "float64", "reducer": reducer}
+    cell = {**make_cell(sizes, 32, "float64"), "reducer": reducer}
     step = Step(comm, cell)
-    reference = MLP(SIZES, dtype="float64", seed=0)  # the net Step starts from
+    settings = {k: cell[k] for k in ("activation", "cost") if k in cell}
+    reference = build(sizes, dtype="float64", seed=0, **settings)  # the net Step starts from
     step()
     mine = step.shard.batch(step.last_rows)  # this rank's samples of the batch
     batches = [comm.bcast(mine if comm.rank == r else None, root=r) for r in range(comm.size)]
@@ -145,6 +150,67 @@ def test_step_flops_count_the_products_the_step_benchmark_times(sizes, monkeypat
     monkeypatch.setattr(np, "matmul", counting_matmul)
     gemms()
     assert sum(counted) == step_flops(sizes, m)
+
+
+NIELSEN = ["1x28x28", "conv20x5", "pool2", "conv40x5", "pool2", 100, 10]
+
+
+def test_a_conv_nets_flops_are_its_layers_multiply_adds_times_six():
+    """Issue 38's 9.8 MFLOP a sample, from the layer shapes: forward 2 MACs, backward
+    twice that, the first layer included."""
+    from distnn.bench.matrix import CONV_TARGET
+    from distnn.bench.peak import step_flops
+
+    macs = [24 * 24 * 20 * 5 * 5 * 1,  # conv20x5 on 28x28x1: 24x24 positions
+            8 * 8 * 40 * 5 * 5 * 20,  # conv40x5 on the pooled 12x12x20: 8x8 positions
+            4 * 4 * 40 * 100, 100 * 10]  # the pooled 4x4x40 features, then 100, 10
+    assert CONV_TARGET["sizes"] == NIELSEN
+    assert step_flops(NIELSEN, 128) == 6 * 128 * sum(macs) == 128 * 9_798_000
+
+
+def test_the_torch_peers_conv_net_is_the_spec_and_runs_the_products_counted():
+    """The PyTorch peer builds the spec's layers (the same parameters) and its step
+    computes what ``step_flops`` counts less the first layer's delta below (data)."""
+    torch = pytest.importorskip("torch")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from distnn.architecture import n_params
+    from distnn.bench.matrix import cell
+    from distnn.bench.peak import conv_macs, step_flops
+    from distnn.bench.peers_torch import _model
+
+    spec = ["1x12x12", "conv4x3", "pool2", "conv5x3:same", "pool2", 7, 3]
+    model = _model(torch, cell(spec, 8, "float32"), torch.float32)
+    assert sum(p.numel() for p in model.parameters()) == n_params(spec)
+    x, y = torch.rand(8, 144), torch.randint(0, 3, (8,))
+    with FlopCounterMode(display=False) as counter:
+        torch.nn.functional.cross_entropy(model(x), y, reduction="sum").backward()
+    assert counter.get_total_flops() == step_flops(spec, 8) - 2 * 8 * conv_macs(spec)[0]
+
+
+def test_the_conv_row_and_its_targets_are_reported():
+    from dataclasses import asdict
+
+    from distnn.bench.matrix import CONV_TARGET, Config, cell, median_rows
+    from distnn.bench.report import markdown
+
+    def row(P, samples_per_s, peer="distnn"):
+        step = CONV_TARGET["batch"] / samples_per_s
+        return {**cell(**CONV_TARGET), "P": P, "peer": peer, "samples_per_s": samples_per_s,
+                "step_s": step, "compute_s": step, "comm_s": 0.0, "round": 0}
+
+    rows = [row(1, 3000.0), row(2, 5000.0), row(1, 2900.0, "torch"), row(2, 5500.0, "torch")]
+    cfg = asdict(Config(sizes=[], batches=[128], ranks=[1, 2], dtypes=["float32"], rounds=1))
+    machine = {"cores": 2, "cpu": "AMD EPYC", "versions": {}, "load_start": [0.0] * 3,
+               "load_end": [0.0] * 3, "seconds": 1.0}
+    text = markdown({"config": cfg, "machine": machine, "peak_gflops": {"float32": 100.0},
+                     "rows": rows, "results": median_rows(rows)})
+    assert "## Conv net ([1x28x28, conv20x5, pool2, conv40x5, pool2, 100, 10], batch 128" in text
+    # % peak: 9.798 MFLOP x 3,000 samples/s over 100 GFLOP/s
+    assert "| 1 | 3,000 | 42.667 | 42.667 | 0.000 | 29 | 2,900 | 1.03 |" in text
+    assert "| conv net P=1 vs PyTorch, 1 process, 1 thread | 1.03x | >= 1x | yes | 1 of 1 |" \
+        in text
+    assert "| conv net P=2 vs PyTorch DDP (gloo), P=2 | 0.91x | > 1x | **no** | 0 of 1 |" in text
 
 
 @pytest.mark.parametrize("p,latency,bandwidth", [
