@@ -213,6 +213,21 @@ def test_the_conv_row_and_its_targets_are_reported():
     assert "| conv net P=2 vs PyTorch DDP (gloo), P=2 | 0.91x | > 1x | **no** | 0 of 1 |" in text
 
 
+def test_the_conv_step_breakdown_names_every_part_and_adds_up(capsys):
+    """``python -m distnn.bench.convstep`` on a tiny net: every kind of part is timed,
+    and the parts are the gradient's calls (no timing asserted)."""
+    from distnn.bench import convstep
+
+    convstep.main(["--layers", "2x8x8,conv3x3,pool2,conv4x3:same,pool2,5,3", "--batch", "4",
+                   "--repeats", "1", "--inner", "1"])
+    out = capsys.readouterr().out
+    for part in ("conv1 im2col", "conv1 cols w^T", "conv1 max-pool", "conv2 col2im",
+                 "conv2 delta w", "conv1 delta^T cols", "head: MLP forward and backward",
+                 "images to (m, H, W, C)", "SGD update", "sum of the parts", "peak RSS"):
+        assert part in out, part
+    assert "conv1 col2im" not in out  # the first layer's input is data: no delta below
+
+
 @pytest.mark.parametrize("p,latency,bandwidth", [
     (2, 2, 1.0),  # reduce-scatter and allgather, one exchange of n/2 each
     (4, 4, 1.5),  # two halvings, two doublings: 2 log2 p messages, 2 (p-1)/p n bytes
