@@ -6,8 +6,11 @@ A conv net (a cell whose ``sizes`` is a conv spec, ``distnn.architecture``) is
 ``Conv2d``, ``MaxPool2d``, activation per conv layer (pooling before the
 activation, as Nielsen's network3 and distnn have it), then ``Linear`` layers,
 the last without activation, and ``cross_entropy`` summed over the batch: the
-softmax and log-likelihood of distnn's cross-entropy cost. Images are NCHW,
-torch's default layout on the CPU.
+softmax and log-likelihood of distnn's cross-entropy cost. A conv net is timed
+twice: as "torch", in torch's default layout on the CPU (NCHW: a map's pixels
+together), and as "torch channels_last", model and images in the layout that
+PyTorch's CPU performance guide recommends for convolutions (NHWC: a pixel's
+channels together, as distnn stores maps), which the oneDNN kernels run faster.
 P > 1: the same model wrapped in ``DistributedDataParallel`` over gloo (CPU,
 TCP on 127.0.0.1), launched by mpirun (rank and size read from MPICH's
 PMI_RANK/PMI_SIZE), each rank on m/P samples of the global batch. One intra-op
@@ -35,6 +38,8 @@ from distnn import architecture
 from distnn.bench.worker import LEARNING_RATE, batches, synthetic_shard, write_results
 
 ACTIVATIONS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "ReLU"}
+# A conv net's layouts: peer name -> torch.memory_format's name
+LAYOUTS = {"torch": "contiguous_format", "torch channels_last": "channels_last"}
 
 
 def rank_and_size() -> tuple[int, int]:
@@ -44,12 +49,14 @@ def rank_and_size() -> tuple[int, int]:
     return 0, 1
 
 
-def time_cell(torch, dist, cell: dict[str, Any], budget: float, repeats: int) -> dict[str, Any]:
-    wall = median_step_seconds(torch, dist, make_step(torch, dist, cell), budget, repeats)
+def time_cell(torch, dist, cell: dict[str, Any], budget: float, repeats: int,
+              peer: str = "torch") -> dict[str, Any]:
+    step = make_step(torch, dist, cell, getattr(torch, LAYOUTS[peer]))
+    wall = median_step_seconds(torch, dist, step, budget, repeats)
     return {
         **cell,
         "P": dist.get_world_size() if dist else 1,
-        "peer": "torch",
+        "peer": peer,
         "step_s": wall,
         "samples_per_s": cell["batch"] / wall,
     }
@@ -68,7 +75,7 @@ def _model(torch, cell: dict[str, Any], dtype):
             layers += [torch.nn.Linear(n_in, n_out), sigma()]
         return torch.nn.Sequential(*layers).to(dtype)
     convs, dense = architecture.plan(sizes)
-    layers = [torch.nn.Unflatten(1, architecture.shape_of(sizes[0]))]  # rows -> (C, H, W)
+    layers = []  # on images (m, C, H, W)
     for layer in convs:
         layers.append(torch.nn.Conv2d(layer.c_in, layer.c_out, layer.k, padding=layer.pad))
         layers += [torch.nn.MaxPool2d(layer.pool)] if layer.pool > 1 else []
@@ -79,13 +86,19 @@ def _model(torch, cell: dict[str, Any], dtype):
     return torch.nn.Sequential(*layers[:-1]).to(dtype)  # the loss takes the last layer's z
 
 
-def make_step(torch, dist, cell: dict[str, Any]) -> Callable[[], None]:
+def make_step(torch, dist, cell: dict[str, Any], layout=None) -> Callable[[], None]:
     """The worker's step in torch: this rank's rows of the batch from the trainer's
-    partitions (the worker's own data and order), backprop, SGD."""
+    partitions (the worker's own data and order), backprop, SGD; a conv net's model
+    and images in ``layout`` (a torch.memory_format; default NCHW)."""
     rank, size = (dist.get_rank(), dist.get_world_size()) if dist else (0, 1)
     dtype = {"float32": torch.float32, "float64": torch.float64}[cell["dtype"]]
     n_out = architecture.widths(cell["sizes"])[-1]
     model = _model(torch, cell, dtype)
+    image = architecture.shape_of(cell["sizes"][0]) if architecture.is_conv(cell["sizes"]) \
+        else None
+    layout = layout or torch.contiguous_format
+    if image:
+        model = model.to(memory_format=layout)
     if dist:
         model = torch.nn.parallel.DistributedDataParallel(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
@@ -98,6 +111,8 @@ def make_step(torch, dist, cell: dict[str, Any]) -> Callable[[], None]:
     def step() -> None:
         idx = torch.from_numpy(next(rows))
         x, y = x_shard[idx], y_shard[idx]  # (m/P, n_in), (m/P,)
+        if image:  # rows -> (m/P, C, H, W)
+            x = x.view(len(x), *image).contiguous(memory_format=layout)
         optimizer.zero_grad(set_to_none=True)
         a = model(x)
         if cross_entropy:  # a is z^L: the softmax is the loss's
@@ -161,7 +176,9 @@ def main(argv: list[str] | None = None) -> None:
     with open(args.spec) as f:
         spec = json.load(f)
     results = [
-        time_cell(torch, dist, c, spec["budget"], spec.get("repeats", 5)) for c in spec["cells"]
+        time_cell(torch, dist, c, spec["budget"], spec.get("repeats", 5), peer)
+        for c in spec["cells"]
+        for peer in (LAYOUTS if architecture.is_conv(c["sizes"]) else ["torch"])
     ]
     if rank == 0:
         write_results(args.out, size, results)

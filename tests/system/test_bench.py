@@ -182,7 +182,7 @@ def test_the_torch_peers_conv_net_is_the_spec_and_runs_the_products_counted():
     spec = ["1x12x12", "conv4x3", "pool2", "conv5x3:same", "pool2", 7, 3]
     model = _model(torch, cell(spec, 8, "float32"), torch.float32)
     assert sum(p.numel() for p in model.parameters()) == n_params(spec)
-    x, y = torch.rand(8, 144), torch.randint(0, 3, (8,))
+    x, y = torch.rand(8, 1, 12, 12), torch.randint(0, 3, (8,))
     with FlopCounterMode(display=False) as counter:
         torch.nn.functional.cross_entropy(model(x), y, reduction="sum").backward()
     assert counter.get_total_flops() == step_flops(spec, 8) - 2 * 8 * conv_macs(spec)[0]
@@ -199,7 +199,8 @@ def test_the_conv_row_and_its_targets_are_reported():
         return {**cell(**CONV_TARGET), "P": P, "peer": peer, "samples_per_s": samples_per_s,
                 "step_s": step, "compute_s": step, "comm_s": 0.0, "round": 0}
 
-    rows = [row(1, 3000.0), row(2, 5000.0), row(1, 2900.0, "torch"), row(2, 5500.0, "torch")]
+    rows = [row(1, 3000.0), row(2, 5000.0), row(1, 2900.0, "torch"), row(2, 5500.0, "torch"),
+            row(1, 4000.0, "torch channels_last")]
     cfg = asdict(Config(sizes=[], batches=[128], ranks=[1, 2], dtypes=["float32"], rounds=1))
     machine = {"cores": 2, "cpu": "AMD EPYC", "versions": {}, "load_start": [0.0] * 3,
                "load_end": [0.0] * 3, "seconds": 1.0}
@@ -207,9 +208,12 @@ def test_the_conv_row_and_its_targets_are_reported():
                      "rows": rows, "results": median_rows(rows)})
     assert "## Conv net ([1x28x28, conv20x5, pool2, conv40x5, pool2, 100, 10], batch 128" in text
     # % peak: 9.798 MFLOP x 3,000 samples/s over 100 GFLOP/s
-    assert "| 1 | 3,000 | 42.667 | 42.667 | 0.000 | 29 | 2,900 | 1.03 |" in text
+    assert "| 1 | 3,000 | 42.667 | 42.667 | 0.000 | 29 | 2,900 | 1.03 | 4,000 | 0.75 |" in text
+    assert "| 2 | 5,000 | 25.600 | 25.600 | 0.000 | 24 | 5,500 | 0.91 | | |" in text
     assert "| conv net P=1 vs PyTorch, 1 process, 1 thread | 1.03x | >= 1x | yes | 1 of 1 |" \
         in text
+    assert ("| conv net P=1 vs PyTorch, 1 process, 1 thread, channels_last | 0.75x | >= 1x "
+            "| **no** | 0 of 1 |") in text
     assert "| conv net P=2 vs PyTorch DDP (gloo), P=2 | 0.91x | > 1x | **no** | 0 of 1 |" in text
 
 
