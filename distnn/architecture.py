@@ -172,15 +172,15 @@ def n_params(layers: Sequence[int | str]) -> int:
 def workspace(layers: Sequence[int | str]) -> int:
     """About the floats a network's buffers take for each sample of a batch: the batch and
     its dropout copy, four per unit of a fully connected layer (``distnn.network``), and a
-    conv layer's (``distnn.conv``): its patches, one window position's d patches, the
-    k-wide windows along its input's rows, its maps before pooling twice, six per output,
-    its input padded and its delta."""
+    conv layer's (``distnn.conv``): its patches, one window position's d patches, for short
+    patch rows the k-wide windows along its input's rows, its maps before pooling twice,
+    six per output, its input padded and its delta."""
     convs, sizes = plan(layers)
     floats = 2 * sizes[0] + 4 * sum(sizes[1:])
     for layer in convs:
         hc, wc, c = layer.conv_shape
         h_in, w_in = layer.h + 2 * layer.pad, layer.w + 2 * layer.pad
         floats += hc * wc * (layer.fan_in + 2 * c) + hc * wc * layer.fan_in // layer.pool ** 2 \
-            + layer.pool * layer.out_shape[1] * h_in * layer.k * layer.c_in \
+            + layer.short_rows * layer.pool * layer.out_shape[1] * h_in * layer.k * layer.c_in \
             + 6 * math.prod(layer.out_shape) + 2 * h_in * w_in * layer.c_in
     return floats

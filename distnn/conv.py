@@ -34,16 +34,18 @@ activations (they never decrease), so this is the layer conv, sigma, pool of
 the lecture, with the bias and sigma computed on 1/p^2 of the positions.
 
 On BLAS (im2col): the patches of a^{l-1} are copied, through strided views,
-into the rows of ``cols`` (M, k*k*C_in), one patch a row: first the k-wide
-windows along each row of the maps (runs of k*C_in numbers), then k of those
-rows stacked (runs of k*k*C_in, a whole patch), since one copy straight from
-the maps moves k*C_in numbers at a time, 5 for an MNIST image. Then (FF) is a
-matrix product, z = cols w^T + b; (BP4c) is dC/dw = delta^T cols, one product
-for the whole batch; and (BP2c) is d cols = delta w followed by col2im, which
-adds every patch entry back onto the pixel it was copied from, one strided add
-per kernel row i and position y (a run of k*C_in numbers, j and c together):
-the sum over patches of a pixel's entries is exactly the full convolution with
-the flipped kernel.
+into the rows of ``cols`` (M, k*k*C_in), one patch a row. A copy straight from
+the maps moves a patch's rows, k*C_in numbers at a time; where that is short
+(under 16 numbers: 5 for an MNIST image) the copy takes two steps, first the
+k-wide windows along each row of the maps, then k of those rows stacked, a
+whole patch at a time. Then (FF) is a matrix product, z = cols w^T + b;
+(BP4c) is dC/dw = delta^T cols, one product for the whole batch; and (BP2c) is
+d cols = delta w followed by col2im, which adds every patch entry back onto the
+pixel it was copied from, one strided add per kernel row i and position y (a
+run of k*C_in numbers, j and c together): the sum over patches of a pixel's
+entries is exactly the full convolution with the flipped kernel. The products
+take w, and make dC/dw, row by row, which BLAS does faster than on the flat
+vector's column-by-column layout; each is copied across.
 
 The rows come window position first: the p*p positions (i', j') of a pooling
 window each own a block of m*H''*W'' rows, the position (pX + i', pY + j') of
@@ -120,10 +122,17 @@ class ConvPool:
         ws.z += b
         return sigma.fn(ws.z, out=ws.a)
 
+    @property
+    def short_rows(self) -> bool:
+        """Whether a patch's rows (k*C_in numbers each) are shorter than a 64-byte cache
+        line of float32: im2col then copies in two steps (``patches``)."""
+        return self.k * self.c_in < 16
+
     def patches(self, a_prev: np.ndarray, ws: ConvWorkspace) -> np.ndarray:
         """The k x k x C_in patch at every position of a whole window, as
         (p, p, m, H'', W'', k, k, C_in), window position first: a strided view of
-        ``ws.rows``, which this fills with a^{l-1}'s k-wide windows along each row."""
+        a^{l-1} or, for short rows, of ``ws.rows``, which this fills with a^{l-1}'s
+        k-wide windows along each row."""
         if self.pad:  # the zero border was set when the workspace was made
             p = self.pad
             ws.padded[:, p:p + self.h, p:p + self.w, :] = a_prev
@@ -131,6 +140,10 @@ class ConvPool:
         m, h, _, c = a_prev.shape
         p, k = self.pool, self.k
         ho, wo, _ = self.out_shape
+        if not self.short_rows:  # (m, H', W', C_in, i, j), whole windows only
+            patches = sliding_window_view(a_prev, (k, k), axis=(1, 2))[:, :ho * p, :wo * p]
+            patches = patches.reshape(m, ho, p, wo, p, c, k, k)  # (m, X, i', Y, j', c, i, j)
+            return patches.transpose(2, 4, 0, 1, 3, 6, 7, 5)  # (i', j', m, X, Y, i, j, c)
         # Along the rows: (m, H, W', C_in, j), whole windows only; position y = pY + j'.
         across = sliding_window_view(a_prev, k, axis=2)[:, :, :wo * p]
         across = across.reshape(m, h, wo, p, c, k)  # (m, r, Y, j', c, j)
@@ -222,8 +235,10 @@ class ConvWorkspace:
         # w and dC/dw row by row: the flat vector keeps them column by column
         self.w = np.empty((c, layer.fan_in), dtype)
         self.nabla_w = np.empty((c, layer.fan_in), dtype)
-        # im2col's first copy: (p, m, W'', H, k, C_in), the k-wide windows along each row
-        self.rows = np.empty((p, m, wo, h_in, layer.k, layer.c_in), dtype)
+        # im2col's first copy for short rows: (p, m, W'', H, k, C_in), the k-wide windows
+        # along each row
+        self.rows = np.empty((p, m, wo, h_in, layer.k, layer.c_in), dtype) \
+            if layer.short_rows else None
         self.cols = np.empty((p * p * block, layer.fan_in), dtype)  # the patches, a row each
         # ... as (p, p, m, H'', W'', k, k, C_in): window position, window, patch
         self.patches = self.cols.reshape(p, p, m, ho, wo, layer.k, layer.k, layer.c_in)

@@ -5,8 +5,8 @@ col2im are ways to compute equations (FF), (BP2c)-(BP4c) of ``distnn.conv``
 fast; the loops below are those equations as written, in float64, with max-pooling
 routing delta to the first of equal maxima in row-major order, pooling before the
 bias and sigma. Geometries: one and several channels, ``same`` padding, pooling
-windows that do not tile the map, no pooling, and inputs with zero regions, whose
-windows tie.
+windows that do not tile the map, no pooling, patch rows short and long (im2col's
+two ways), and inputs with zero regions, whose windows tie.
 """
 
 from __future__ import annotations
@@ -76,6 +76,8 @@ def loop_backward(layer: ConvPool, padded, w, delta, winner):
     ConvPool(11, 10, 2, 2, 4, pool=3),  # 8x7 conv, 3x3 windows: rows and columns left over
     ConvPool(6, 5, 2, 3, 3, pad=1),  # no pooling
     ConvPool(5, 5, 1, 2, 1, pool=2),  # 1x1 kernel
+    ConvPool(8, 8, 6, 3, 3, pool=2),  # patch rows of 18 numbers: im2col in one copy
+    ConvPool(7, 6, 8, 2, 3, pad=1, pool=3),  # ... padded, partial windows
 ])
 @pytest.mark.parametrize("m", [1, 4])
 def test_a_conv_pool_layer_is_its_loops(layer, m):
