@@ -4,7 +4,8 @@ The step is the trainer's own (``distnn.step``, as ``distnn.bench.step`` times
 it for an MLP) on one process: ``ConvNet.gradient`` and the SGD update, on a
 synthetic batch (pixels uniform in [0, 1), random labels). Beside it, each part
 of the gradient alone, called on the workspace the step left behind, in the
-order the step runs them:
+order the step runs them (the calls of ``ConvPool.forward`` and ``backward``,
+repeated here one kind at a time):
 
     images      the batch's rows as (m, H, W, C) maps (none for one channel)
     im2col      the patches into ``cols`` (``ConvPool.im2col``)
@@ -16,8 +17,10 @@ order the step runs them:
     head        the fully connected layers, forward and backward (``MLP.gradient``)
     update      the SGD step of every parameter
 
-The parts' sum should come within a few percent of the step (the rest is
-Python between the calls and the caches the parts share). Each product is
+The parts' sum should come within a few percent of the step: the rest is
+Python between the calls, less what running im2col and the product, or d cols
+and col2im, block by block saves (the step finds each block in cache; a part
+timed alone over all blocks does not). Each product is
 also given in GFLOP/s and as a share of this core's sgemm peak; the step's
 share uses the conventional FLOP count (``distnn.bench.peak``: 9.8 MFLOP a
 sample for Nielsen's network).
@@ -87,8 +90,9 @@ def parts(net: ConvNet, x: np.ndarray, y: np.ndarray
                 layer.im2col(patches, lws, o)
 
         def forward_product(lws=lws, w_l=w_l):
+            np.copyto(lws.w, w_l)  # w row by row, as ConvPool.forward
             for cols, conv in zip(lws.cols_blocks, lws.conv_blocks):
-                np.matmul(cols, w_l.T, out=conv)
+                np.matmul(cols, lws.w.T, out=conv)
 
         out += [
             (f"conv{l} im2col", "im2col", im2col, 0.0),
@@ -117,15 +121,17 @@ def parts(net: ConvNet, x: np.ndarray, y: np.ndarray
                  lws.ones, lws.delta.reshape(-1, c_out), out=nabla_b[l - 1]), 0.0),
             (f"conv{l} unpool", "pooling", lambda lyr=layer, lws=lws: lyr.unpool(lws), 0.0),
             (f"conv{l} delta^T cols", "products",
-             lambda l=l, d=delta_conv, lws=lws: np.matmul(d.T, lws.cols, out=nabla_w[l - 1]),
+             lambda l=l, d=delta_conv, lws=lws: (np.matmul(d.T, lws.cols, out=lws.nabla_w),
+                                                 np.copyto(nabla_w[l - 1], lws.nabla_w)),
              product),
         ]
         if l > 1:
             blocks = np.split(delta_conv, layer.pool ** 2)
 
             def backward_product(blocks=blocks, lws=lws, w_l=w_l):
+                np.copyto(lws.w, w_l)  # as ConvPool.backward
                 for delta_o in blocks:
-                    np.matmul(delta_o, w_l, out=lws.cols_delta)
+                    np.matmul(delta_o, lws.w, out=lws.cols_delta)
 
             def col2im(layer=layer, lws=lws, blocks=blocks):
                 lws.input_delta[...] = 0
