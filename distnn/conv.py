@@ -104,6 +104,12 @@ class ConvPool:
         """k*k*C_in: the inputs of one filter, the columns of ``cols`` and of w."""
         return self.k * self.k * self.c_in
 
+    @property
+    def short_rows(self) -> bool:
+        """Whether a patch's rows (k*C_in numbers each) are shorter than a 64-byte cache
+        line of float32: im2col then copies in two steps (``patches``)."""
+        return self.k * self.c_in < 16
+
     # -- forward ----------------------------------------------------------------
 
     def forward(self, a_prev: np.ndarray, w: np.ndarray, b: np.ndarray,
@@ -121,12 +127,6 @@ class ConvPool:
         self.max_pool(ws)  # into ws.z, (m, H'', W'', C_out)
         ws.z += b
         return sigma.fn(ws.z, out=ws.a)
-
-    @property
-    def short_rows(self) -> bool:
-        """Whether a patch's rows (k*C_in numbers each) are shorter than a 64-byte cache
-        line of float32: im2col then copies in two steps (``patches``)."""
-        return self.k * self.c_in < 16
 
     def patches(self, a_prev: np.ndarray, ws: ConvWorkspace) -> np.ndarray:
         """The k x k x C_in patch at every position of a whole window, as
@@ -156,7 +156,7 @@ class ConvPool:
     def im2col(self, patches: np.ndarray, ws: ConvWorkspace, o: int) -> None:
         """Window position o's patches, one a row of its block of ``ws.cols``."""
         i_w, j_w = divmod(o, self.pool)
-        np.copyto(ws.patches[i_w, j_w], patches[i_w, j_w])  # (m, H'', W'', k, k, C_in)
+        np.copyto(ws.cols_as_patches[i_w, j_w], patches[i_w, j_w])  # (m, H'', W'', k, k, C_in)
 
     def max_pool(self, ws: ConvWorkspace) -> None:
         """z = the max of every p x p window of ``ws.conv``; ``ws.won[o]`` marks where
@@ -241,7 +241,8 @@ class ConvWorkspace:
             if layer.short_rows else None
         self.cols = np.empty((p * p * block, layer.fan_in), dtype)  # the patches, a row each
         # ... as (p, p, m, H'', W'', k, k, C_in): window position, window, patch
-        self.patches = self.cols.reshape(p, p, m, ho, wo, layer.k, layer.k, layer.c_in)
+        self.cols_as_patches = self.cols.reshape(p, p, m, ho, wo, layer.k, layer.k,
+                                                 layer.c_in)
         self.cols_blocks = np.split(self.cols, p * p)  # a window position's rows each
         self.conv = np.empty((p * p, m, ho, wo, c), dtype)  # cols w^T, before pooling
         self.conv_blocks = [b.reshape(block, c) for b in self.conv]
