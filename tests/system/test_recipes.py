@@ -51,3 +51,24 @@ def test_the_99_percent_recipe_reaches_99_percent_on_2_ranks(tmp_path):
     seconds = sum(e["seconds"] for e in epochs)
     print(f"test accuracy {accuracy:.2%} after {len(epochs)} epochs, {seconds:.0f} s training")
     assert accuracy >= 0.99
+
+
+@pytest.mark.slow
+@pytest.mark.time_limit(30 * 60)
+def test_the_conv_net_recipe_reaches_99_5_percent_on_2_ranks(tmp_path):
+    accuracy, epochs = run_recipe("mnist-cnn.sh", tmp_path, "-n", "2", timeout=25 * 60)
+    seconds = sum(e["seconds"] for e in epochs)
+    print(f"test accuracy {accuracy:.2%} after {len(epochs)} epochs, {seconds:.0f} s training")
+    assert accuracy >= 0.995
+
+
+@pytest.mark.slow
+@pytest.mark.time_limit(30 * 60)
+def test_the_fashion_conv_net_recipe_reaches_92_percent_on_2_ranks(tmp_path):
+    if not (ROOT / "data" / "fashion-mnist.h5").exists() \
+            and not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("Fashion-MNIST is not here (apt-get install dataset-fashion-mnist)")
+    accuracy, epochs = run_recipe("fashion-mnist-cnn.sh", tmp_path, "-n", "2",
+                                  timeout=25 * 60)
+    print(f"test accuracy {accuracy:.2%} after {len(epochs)} epochs")
+    assert accuracy >= 0.92
