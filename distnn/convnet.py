@@ -23,6 +23,7 @@ Non-goals: anything distributed (numpy only), as for the MLP.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,11 +34,11 @@ from distnn.activations import Activation
 from distnn.conv import ConvPool
 from distnn.costs import Cost
 from distnn.initializers import Initializer
-from distnn.network import MLP
+from distnn.network import MLP, Workspaces
 
 __all__ = ["ConvNet", "Network", "build", "from_config"]
 
-_FORWARD_ROWS = 256  # forward() takes larger batches in pieces: im2col copies k*k of each pixel
+_FORWARD_ROWS = 256  # forward() takes larger batches in pieces of this many rows
 
 
 class _Workspace:
@@ -60,8 +61,6 @@ class ConvNet:
     are rows of C*H*W features, an image channel by channel (as the data files
     store them); labels y as for the MLP.
     """
-
-    _max_workspaces = 4  # full batch, last partial batch, evaluation pieces
 
     def __init__(
         self,
@@ -106,7 +105,7 @@ class ConvNet:
         for layer, w, b in zip(self.convs, self.filters, self.conv_biases):
             w[...], b[...] = self.init(rng, layer.c_out, layer.fan_in)
 
-        self._workspaces: dict[int, _Workspace] = {}
+        self._workspace = Workspaces(functools.partial(_Workspace, self.convs, dtype=self.dtype))
         self._grad_views: tuple[np.ndarray, Any] | None = None
 
     # -- layout -----------------------------------------------------------------
@@ -152,15 +151,6 @@ class ConvNet:
 
     # -- forward ------------------------------------------------------------------
 
-    def _workspace(self, m: int) -> _Workspace:
-        ws = self._workspaces.pop(m, None)
-        if ws is None:
-            ws = _Workspace(self.convs, m, self.dtype)
-            if len(self._workspaces) >= self._max_workspaces:
-                del self._workspaces[next(iter(self._workspaces))]  # least recently used
-        self._workspaces[m] = ws  # most recently used last
-        return ws
-
     def _features(self, x: np.ndarray, ws: _Workspace) -> np.ndarray:
         """(FF) through the conv layers: the MLP's input, (m, H*W*C) of the last maps."""
         x = np.asarray(x)
@@ -178,11 +168,13 @@ class ConvNet:
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Output activations a^L for a batch x of shape (m, C*H*W)."""
-        pieces = [self.head.forward(self._features(x[i:i + _FORWARD_ROWS],
-                                                   self._workspace(len(x[i:i + _FORWARD_ROWS]))))
-                  for i in range(0, len(x), _FORWARD_ROWS)]
-        return np.concatenate(pieces) if pieces else self.head.forward(
-            np.empty((0, self.head.sizes[0]), self.dtype))
+        x = np.asarray(x)
+        a = np.empty((len(x), self.sizes[-1]), self.dtype)
+        for i in range(0, len(x), _FORWARD_ROWS):  # in pieces: im2col copies each pixel k*k times
+            piece = x[i:i + _FORWARD_ROWS]
+            a[i:i + len(piece)] = self.head.forward(self._features(piece,
+                                                                   self._workspace(len(piece))))
+        return a
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Class indices (or, for regression, the outputs), as ``MLP.predict``."""

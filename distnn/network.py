@@ -32,7 +32,8 @@ first layer with weights; layer 1 is the input), and ``weights[-1]`` is w^L.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,7 +42,26 @@ from distnn.activations import Activation, get_activation
 from distnn.costs import Cost, get_cost
 from distnn.initializers import Initializer, get_initializer
 
-__all__ = ["MLP"]
+__all__ = ["MLP", "Workspaces"]
+
+
+class Workspaces:
+    """A network's buffers for each of the last few batch sizes m: made by ``make(m)`` the
+    first time, reused by every later call of that size, the least recently used dropped
+    beyond ``most`` (the full batch, the last partial batch, evaluation batches)."""
+
+    def __init__(self, make: Callable[[int], Any], most: int = 4) -> None:
+        self.make, self.most = make, most
+        self.held: dict[int, Any] = {}  # most recently used last
+
+    def __call__(self, m: int) -> Any:
+        ws = self.held.pop(m, None)
+        if ws is None:
+            ws = self.make(m)
+            if len(self.held) >= self.most:
+                del self.held[next(iter(self.held))]  # least recently used
+        self.held[m] = ws
+        return ws
 
 
 class _Workspace:
@@ -74,8 +94,6 @@ class MLP:
     Labels y are integer classes of shape (m,), or for regression (the linear cost)
     real values of shape (m, sizes[-1]).
     """
-
-    _max_workspaces = 4  # full batch, last partial batch, evaluation batches
 
     def __init__(
         self,
@@ -115,7 +133,7 @@ class MLP:
         for w, b in zip(self.weights, self.biases):
             w[...], b[...] = self.init(rng, *w.shape)
 
-        self._workspaces: dict[int, _Workspace] = {}
+        self._workspace = Workspaces(functools.partial(_Workspace, self.sizes, dtype=self.dtype))
         # (nabla_w, nabla_b) views of the last ``out`` given to ``gradient``: the trainer
         # passes the same buffer every step, so they are built once.
         self._grad_views: tuple[np.ndarray, tuple[list[np.ndarray], list[np.ndarray]]] | None
@@ -192,15 +210,6 @@ class MLP:
         return a if self.cost.name == "linear" else np.argmax(a, axis=1)
 
     # -- backprop -------------------------------------------------------------
-
-    def _workspace(self, m: int) -> _Workspace:
-        ws = self._workspaces.pop(m, None)
-        if ws is None:
-            ws = _Workspace(self.sizes, m, self.dtype)
-            if len(self._workspaces) >= self._max_workspaces:
-                del self._workspaces[next(iter(self._workspaces))]  # least recently used
-        self._workspaces[m] = ws  # most recently used last
-        return ws
 
     def gradient(
         self,

@@ -395,11 +395,11 @@ def test_config_rebuilds_the_same_network():
 
 def buffers(net: ConvNet, m: int) -> list[int]:
     """The ids of every buffer the network keeps for batches of m."""
-    ws = net._workspaces[m]
+    ws = net._workspace.held[m]
     arrays = [ws.images, ws.features_delta]
     for lws in ws.layers:
         arrays += [v for v in vars(lws).values() if isinstance(v, np.ndarray)]
-    head = net.head._workspaces[m]
+    head = net.head._workspace.held[m]
     arrays += [a for v in vars(head).values() for a in (v if isinstance(v, list) else [v])]
     return [id(a) for a in arrays]
 
