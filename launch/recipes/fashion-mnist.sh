@@ -12,16 +12,7 @@
 # mnist-99.sh.
 set -uo pipefail
 
-data=data/fashion-mnist.h5
-idx=/usr/share/datasets/fashion-mnist
-if [[ ! -e $data ]]; then
-    if [[ ! -d $idx ]]; then
-        echo "fashion-mnist.sh: error: $data is missing, and so is $idx (apt-get install" \
-            "dataset-fashion-mnist, or python -m distnn.data prepare --idx DIR --out $data)" >&2
-        exit 2
-    fi
-    "${PYTHON:-python}" -m distnn.data prepare --idx "$idx" --out "$data" || exit 1
-fi
+source "$(dirname "$0")/fashion-data.sh"  # data, prepared on first use
 ranks=()
 if [[ ${1:-} == -n ]]; then
     ranks=(-n "${2:-}")
