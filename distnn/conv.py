@@ -177,10 +177,11 @@ class ConvPool:
 
     # -- backward ---------------------------------------------------------------
 
-    def backward(self, w: np.ndarray, nabla_w: np.ndarray, nabla_b: np.ndarray,
-                 ws: ConvWorkspace, below: bool) -> np.ndarray | None:
+    def backward(self, nabla_w: np.ndarray, nabla_b: np.ndarray, ws: ConvWorkspace,
+                 below: bool) -> np.ndarray | None:
         """(BP3c), (BP4c) into nabla_b, nabla_w from delta^l, ``ws.delta`` (m, H'', W'', C_out);
-        with ``below``, also dC/da^{l-1} (m, H, W, C_in), the sum in (BP2c) before sigma'."""
+        with ``below``, also dC/da^{l-1} (m, H, W, C_in), the sum in (BP2c) before sigma',
+        with the w that ``forward`` took into ``ws``."""
         delta = ws.delta.reshape(-1, self.c_out)
         np.matmul(ws.ones, delta, out=nabla_b)  # (BP3c): sum over the batch and positions
         delta_conv = self.unpool(ws)  # dC/d(cols w^T), (p*p*m*H''*W'', C_out)
@@ -189,8 +190,7 @@ class ConvPool:
         np.copyto(nabla_w, ws.nabla_w)
         if not below:  # the input has no delta to carry
             return None
-        np.copyto(ws.w, w)  # w row by row
-        ws.input_delta[...] = 0
+        ws.input_delta[...] = 0  # ws.w still holds w row by row: forward() copied it
         for o, delta_o in enumerate(np.split(delta_conv, self.pool ** 2)):
             np.matmul(delta_o, ws.w, out=ws.cols_delta)  # d cols of window position o
             self.col2im(ws, o)  # block by block: col2im finds d cols in cache

@@ -208,7 +208,7 @@ class ConvNet:
             # delta^l = dC/da^l (.) sigma'(z^l)
             np.multiply(below, self.activation.prime(lws.z, lws.a, out=lws.prime),
                         out=lws.delta)
-            below = layer.backward(self.filters[l], nabla_w[l], nabla_b[l], lws, below=l > 0)
+            below = layer.backward(nabla_w[l], nabla_b[l], lws, below=l > 0)
         return cost, grad
 
 

@@ -97,7 +97,7 @@ def test_a_conv_pool_layer_is_its_loops(layer, m):
 
     ws.delta[...] = rng.normal(size=ws.delta.shape)
     nabla_w, nabla_b = np.empty_like(w), np.empty_like(b)
-    d_input = layer.backward(w, nabla_w, nabla_b, ws, below=True)
+    d_input = layer.backward(nabla_w, nabla_b, ws, below=True)
     expected_w, expected_b, expected_input = loop_backward(layer, padded, w, ws.delta, winner)
     np.testing.assert_allclose(nabla_w, expected_w, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(nabla_b, expected_b, rtol=1e-12, atol=1e-12)
@@ -107,6 +107,6 @@ def test_a_conv_pool_layer_is_its_loops(layer, m):
     layer.forward(a_prev[::-1].copy(), w, b, relu, ws)
     z, winner, padded = loop_forward(layer, a_prev[::-1], w, b)
     np.testing.assert_allclose(ws.z, z, rtol=1e-12, atol=1e-12)
-    d_input = layer.backward(w, nabla_w, nabla_b, ws, below=True)
+    d_input = layer.backward(nabla_w, nabla_b, ws, below=True)
     np.testing.assert_allclose(d_input, loop_backward(layer, padded, w, ws.delta, winner)[2],
                                rtol=1e-12, atol=1e-12)
