@@ -189,9 +189,11 @@ class ConvNet:
         y: np.ndarray,
         out: np.ndarray | None = None,
         masks: Sequence[np.ndarray | None] | None = None,
+        weights: np.ndarray | None = None,
     ) -> tuple[float, np.ndarray]:
         """``(sum_x C_x, sum_x grad C_x)`` on a mini-batch, as ``MLP.gradient``; ``masks``
-        are the dropout masks of the fully connected layers' inputs."""
+        are the dropout masks of the fully connected layers' inputs, ``weights`` the
+        samples' weights."""
         ws = self._workspace(len(x))
         grad = np.empty(self.params.size, self.dtype) if out is None else out
         if self._grad_views is None or self._grad_views[0] is not grad:
@@ -201,7 +203,7 @@ class ConvNet:
         features = self._features(x, ws)
         # (BP1)-(BP4) through the fully connected layers, and dC/dx of their input
         cost, _ = self.head.gradient(features, y, out=head_grad, masks=masks,
-                                     input_delta=ws.features_delta)
+                                     input_delta=ws.features_delta, weights=weights)
         below = ws.features_delta.reshape(ws.layers[-1].a.shape)  # dC/da^l of the last maps
         for l in range(len(self.convs) - 1, -1, -1):
             layer, lws = self.convs[l], ws.layers[l]

@@ -6,6 +6,7 @@ The network asks a cost for three things about the output layer L:
 - ``output(z, activation, out)``: a^L; the quadratic cost keeps the hidden
   activation, the cross-entropy cost uses a softmax;
 - ``fn(z, a, y) -> float``: the cost SUMMED over the batch, sum_x C_x;
+- ``each(z, a, y)``: C_x for every sample, shape (m,), to weigh samples;
 - ``delta(z, a, y, activation, out)``: delta^L for every sample, shape (m, n_L);
 - ``fn_and_delta(z, a, y, activation, out) -> (fn, delta)``: both at once, which
   backprop uses (the quadratic cost computes a^L - y once for the two).
@@ -36,6 +37,8 @@ class Cost(Protocol):
     ) -> np.ndarray: ...
 
     def fn(self, z: np.ndarray, a: np.ndarray, y: np.ndarray) -> float: ...
+
+    def each(self, z: np.ndarray, a: np.ndarray, y: np.ndarray) -> np.ndarray: ...
 
     def delta(
         self,
@@ -92,6 +95,10 @@ class QuadraticCost:
         diff = _minus_one_hot(a, y, None)
         return 0.5 * float(np.vdot(diff, diff))  # sum_x 1/2 ||a - y||^2
 
+    def each(self, z: np.ndarray, a: np.ndarray, y: np.ndarray) -> np.ndarray:
+        diff = _minus_one_hot(a, y, None)
+        return 0.5 * np.einsum("ij,ij->i", diff, diff)  # 1/2 ||a - y||^2 per sample
+
     def delta(
         self,
         z: np.ndarray,
@@ -141,6 +148,10 @@ class CrossEntropyCost:
         log_sum_exp = z_max + np.log(np.exp(z - z_max[:, None]).sum(axis=1))  # (m,)
         return float(np.sum(log_sum_exp - z[np.arange(len(y)), y]))
 
+    def each(self, z: np.ndarray, a: np.ndarray, y: np.ndarray) -> np.ndarray:
+        z_max = z.max(axis=1)  # -ln a_y per sample, as fn
+        return z_max + np.log(np.exp(z - z_max[:, None]).sum(axis=1)) - z[np.arange(len(y)), y]
+
     def delta(
         self,
         z: np.ndarray,
@@ -184,6 +195,10 @@ class LinearCost:
     def fn(self, z: np.ndarray, a: np.ndarray, y: np.ndarray) -> float:
         diff = a - y
         return 0.5 * float(np.vdot(diff, diff))  # sum_x 1/2 ||a - y||^2
+
+    def each(self, z: np.ndarray, a: np.ndarray, y: np.ndarray) -> np.ndarray:
+        diff = a - y
+        return 0.5 * np.einsum("ij,ij->i", diff, diff)  # 1/2 ||a - y||^2 per sample
 
     def delta(
         self,

@@ -218,6 +218,7 @@ class MLP:
         out: np.ndarray | None = None,
         masks: Sequence[np.ndarray | None] | None = None,
         input_delta: np.ndarray | None = None,
+        weights: np.ndarray | None = None,
     ) -> tuple[float, np.ndarray]:
         """Backpropagation (BP1)-(BP4) on a mini-batch: ``(sum_x C_x, sum_x grad C_x)``.
 
@@ -232,6 +233,9 @@ class MLP:
 
         ``input_delta``, where given, receives dC/dx, shape (m, sizes[0]): (BP2) carried
         down to the input, for the layers in front of this network (``distnn.convnet``).
+
+        ``weights``, where given, weigh the samples, shape (m,): the cost and gradient
+        are sum_x w_x C_x and sum_x w_x grad C_x (delta^L of sample x times w_x).
         """
         x = self._as_input(x)
         y = np.asarray(y)
@@ -268,6 +272,9 @@ class MLP:
         cost, delta = self.cost.fn_and_delta(
             zs[-1], activations[-1], y, sigma, out=deltas[-1]
         )  # delta: (m, n_L)
+        if weights is not None:  # sample x counts w_x times
+            cost = float(np.dot(weights, self.cost.each(zs[-1], activations[-1], y)))
+            delta *= weights.astype(self.dtype, copy=False)[:, None]
         for l in range(L - 1, -1, -1):
             a_prev = x if l == 0 else activations[l - 1]  # (m, n_in); a~ where dropped
             # (BP3), (BP4) summed over the batch: the product sums over the m rows.

@@ -73,6 +73,7 @@ class SGD:
         lr: float,
         scale: float = 1.0,
         part: slice | None = None,
+        decay_scale: float = 1.0,
     ) -> None:
         """Update ``params`` in place from the batch-mean gradient ``scale * grad_mean``.
 
@@ -83,8 +84,12 @@ class SGD:
         ``part`` updates only ``params[part]`` (and that part of the velocity), and
         ``grad_mean`` then holds the gradient of that part alone: ranks that share
         one parameter vector each update their own part of it.
+
+        ``decay_scale`` multiplies the weight decay of this step alone: a batch of
+        weighted samples decays by weight_decay * m / (its total weight), as
+        scikit-learn's alpha does.
         """
-        lr, scale = float(lr), float(scale)
+        lr, scale, decay_scale = float(lr), float(scale), float(decay_scale)
         if part is None:
             v, scratch, mean, decay = self.velocity, self._scratch, self._mean, self._decay
         else:
@@ -97,7 +102,10 @@ class SGD:
             return
         g = grad_mean if scale == 1.0 else np.multiply(grad_mean, scale, out=mean)
         if decay is not None:
-            g = np.add(np.multiply(params, decay, out=scratch), g, out=scratch)  # g + lmbda w
+            lmbda_w = np.multiply(params, decay, out=scratch)
+            if decay_scale != 1.0:
+                lmbda_w *= decay_scale
+            g = np.add(lmbda_w, g, out=scratch)  # g + lmbda w
         if self.momentum == 0.0:
             params -= np.multiply(g, lr, out=scratch)
             return

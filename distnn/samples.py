@@ -91,6 +91,7 @@ class Shard:
     x: np.ndarray | Scaled  # (n_r, n_features): images / 255, or standardized features
     y: np.ndarray  # (n_r,) class labels, or (n_r, n_targets) standardized targets
     units: np.ndarray | None = None  # regression: the targets in their own units, float64
+    w: np.ndarray | None = None  # (n_r,) the samples' weights, where they have them
 
     @classmethod
     def load(cls, path: str, split: str, comm: Comm, dtype: np.dtype, info: dict[str, Any],
@@ -125,3 +126,7 @@ class Shard:
     def batch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The samples ``rows``: (len(rows), n_features) and their targets."""
         return self.x.take(rows, axis=0), self.y[rows]  # take(): a faster x[rows]
+
+    def weights(self, rows: np.ndarray) -> np.ndarray | None:
+        """The weights of the samples ``rows``, or None where every sample counts once."""
+        return None if self.w is None else self.w[rows]

@@ -26,7 +26,7 @@ from typing import Any
 from distnn.checkpoint import save_checkpoint
 from distnn.comm import Comm
 from distnn.config import Config
-from distnn.start import Position
+from distnn.loop import Position
 from distnn.writes import WriteFailed
 
 # An HDF5 attribute holds up to 64 KiB: the names of up to a few thousand classes.

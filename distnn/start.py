@@ -29,6 +29,7 @@ from distnn.costs import REGRESSION
 from distnn.data import (DataError, Partitions, default_partitions, default_window, describe,
                          prepare)
 from distnn.data.stream import held_bytes, stream_bytes
+from distnn.loop import Position
 from distnn.memory import Room, parse_bytes, room, shortfall
 from distnn.memory import size as show_size
 from distnn.convnet import Network, build
@@ -42,24 +43,6 @@ USER_ERRORS = (ConfigError, DataError, CheckpointError, OutputError)
 
 class UsageError(Exception):
     """Raised identically on every rank before training: bad settings or data."""
-
-
-@dataclass
-class Position:
-    """Where in the run training is: the next step of an epoch, and that epoch's cost so far."""
-    epoch: int = 0
-    step: int = 0
-    epoch_cost: float = 0.0
-
-    @classmethod
-    def resumed(cls, saved: dict[str, Any], steps: int) -> Position:
-        """The position a checkpoint saved, for a run of ``steps`` steps per epoch.
-
-        With other steps per epoch (a data file of another size), the run goes on at
-        the same fraction of the epoch.
-        """
-        step = saved["step"] if saved["steps"] == steps else saved["step"] * steps // saved["steps"]
-        return cls(saved["epoch"], step, saved["epoch_cost"])
 
 
 @dataclass(frozen=True)

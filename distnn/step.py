@@ -81,7 +81,8 @@ class _Never:
 
 
 def step(replica: Replica, recipe: Recipe, shard: Shard, rows: np.ndarray, epoch: int, k: int,
-         eta: float, stop: Any = _Never, watch: Any = UNWATCHED) -> tuple[float, bool]:
+         eta: float, stop: Any = _Never, watch: Any = UNWATCHED,
+         total: float | None = None) -> tuple[float, bool]:
     """Step ``k`` of ``epoch`` on the samples ``rows`` of this rank's ``shard``.
 
     Returns the cost summed over the whole batch and whether any rank asked to
@@ -90,10 +91,15 @@ def step(replica: Replica, recipe: Recipe, shard: Shard, rows: np.ndarray, epoch
     step. ``watch`` (``distnn.stall``) learns when the replica starts to change.
     Raises Diverged, on every rank alike, before the update if the cost is not
     finite.
+
+    Samples with weights (``shard.weights``): the gradient and cost are sums of
+    w_x dC_x/dw, and ``total``, the whole batch's sum of w_x, takes the place of m
+    in the update and in the weight decay (as scikit-learn's MLP weighs them).
     """
     net, optimizer, reducer, lap = replica.net, replica.optimizer, replica.reducer, replica.lap
     lap.start()
     x, y = shard.batch(rows)  # this rank's part of the global batch
+    weights = shard.weights(rows)
     lap("batch")
     masks = None
     if recipe.augment or recipe.dropout:  # its samples' own draws: no communication
@@ -102,7 +108,7 @@ def step(replica: Replica, recipe: Recipe, shard: Shard, rows: np.ndarray, epoch
         masks = recipe.dropout.masks(noise) if recipe.dropout else None
         lap("draws")
     # sum_x dC_x/dw over this rank's samples (BP1-BP4), then over every rank's
-    cost, _ = net.gradient(x, y, out=reducer.local_grad(), masks=masks)
+    cost, _ = net.gradient(x, y, out=reducer.local_grad(), masks=masks, weights=weights)
     lap("backprop")
     cost, stopping = reducer.sum(cost, stop.requested, lap)  # MPI (its waiting: lap("wait"))
     lap("sum")
@@ -110,7 +116,9 @@ def step(replica: Replica, recipe: Recipe, shard: Shard, rows: np.ndarray, epoch
         raise Diverged(f"the training cost became {cost} at epoch {epoch + 1}, step {k}")
     # w -> w - (eta/m) sum_x dC_x/dw, on the part of w that this rank updates
     watch.updating()  # from here until the next step, no checkpoint of this replica
-    optimizer.step(net.params, reducer.grad, eta, scale=1 / recipe.m, part=reducer.part)
+    m = recipe.m if total is None else total
+    optimizer.step(net.params, reducer.grad, eta, scale=1 / m, part=reducer.part,
+                   decay_scale=recipe.m / m)
     lap("update")
     reducer.publish(lap)  # MPI (shm: a barrier, so the next forward pass sees every part)
     if recipe.max_norm:  # |w_j| <= c for every hidden unit j (this rank's share of them)

@@ -49,13 +49,12 @@ from distnn.replicas import check as check_replicas
 from distnn.data.stream import Stream
 from distnn.samples import Shard, training_rows
 from distnn.saving import Saver
-from distnn.data import Partitions
-from distnn.schedules import Schedule, make_schedule
+from distnn.schedules import make_schedule
 from distnn.stall import Watch, watch
-from distnn.start import (USER_ERRORS, OnThisRank, Position, Start, UsageError,
-                          agree_on_start, crowded_note, memory_line, network_and_optimizer,
-                          streaming_note)
-from distnn.step import Diverged, Recipe, Replica, step
+from distnn.loop import Course, Position, run_epochs
+from distnn.start import (USER_ERRORS, OnThisRank, Start, UsageError, agree_on_start,
+                          crowded_note, memory_line, network_and_optimizer, streaming_note)
+from distnn.step import Diverged, Recipe, Replica
 from distnn.trace import Trace
 from distnn.writes import WriteFailed
 
@@ -97,71 +96,88 @@ class StopRequest:
 
 @dataclass
 class Plan:
-    """The run's fixed numbers (what each step does, how many, learning rates, where to
-    start), and where its state goes."""
+    """The run's fixed numbers (what each step does, in what order, at what rate, from
+    where: ``distnn.loop.Course``), and where its state goes."""
     cfg: Config
     data: dict[str, Any]  # the data file's shape, task and scaling (distnn.data.describe)
-    recipe: Recipe  # the batch, this rank's share of it, its draws, max-norm
-    steps: int  # per epoch
-    order: Partitions  # which samples make up each batch, whatever the number of ranks
-    eta: Schedule  # the learning rate at each step of the run
-    first: Position
+    course: Course
     commits: CommitClock  # when to write the checkpoint mid-epoch (--commit-every)
     saver: Saver  # writes the checkpoints, and knows the last one written
     trace: Trace  # the timeline of a stretch of steps (--trace)
 
     @property
     def m(self) -> int:
-        return self.recipe.m
+        return self.course.recipe.m
+
+    @property
+    def steps(self) -> int:  # per epoch
+        return self.course.steps
+
+
+class RunHooks:
+    """What a run of the command line does around the loop's steps (``distnn.loop``):
+    where it is, for a stall report and a supervisor; its progress; a trace; replica
+    checks and commits between steps; and after each epoch the test split's scores,
+    the ranks' times, the epoch's record and its checkpoint."""
+
+    def __init__(self, replica: Replica, test_set: Shard, plan: Plan, comm: Comm, log: RunLog,
+                 stop: StopRequest, stall: Watch) -> None:
+        self.replica, self.test_set, self.plan, self.comm, self.log = (replica, test_set, plan,
+                                                                        comm, log)
+        self.stop, self.watch = stop, stall
+        self.lapped = dict(replica.lap.seconds)  # this rank's times at the last record
+        self.stragglers = ranktimes.Stragglers()
+        self.bar: Any = None
+
+    def epoch_begins(self, epoch: int, start: Position) -> None:
+        self.bar = self.log.progress(self.plan.steps, start.step, epoch)
+
+    def step_begins(self, epoch: int, k: int, epoch_cost: float) -> None:
+        self.watch.at(epoch, k, epoch_cost)  # where a stall report will say the job was
+        self.log.position(epoch, k)  # where a supervisor will say the job was
+        if self.plan.trace.active:
+            self.plan.trace.before(self.replica.lap)  # MPI, on the first
+
+    def step_done(self, done: Position, cost: float, stopping: bool) -> None:
+        if self.plan.trace.active:
+            self.log.warn(self.plan.trace.after(self.replica.lap, done.epoch, done.step - 1)
+                          or "")  # MPI, on the last
+        self.bar.step(cost)
+        if stopping:
+            self.bar.close()
+        else:
+            _after_step(self.comm, self.replica, self.plan, done)
+
+    def epoch_done(self, epoch: int, start: Position, epoch_cost: float,
+                   seconds: float) -> bool:
+        comm, replica, plan = self.comm, self.replica, self.plan
+        self.bar.close()
+        check_replicas(comm, replica.net.params, replica.optimizer.velocity,
+                       f"after epoch {epoch + 1}")  # MPI
+        scores, _ = _test(comm, replica, self.test_set, plan)  # MPI
+        parts = ranktimes.since(replica.lap.seconds, self.lapped, replica.reducer.waited())  # MPI
+        self.lapped = dict(replica.lap.seconds)  # the next record has this epoch's save in it
+        # The ranks' record (and a straggler's line) first: an epoch's record stays the
+        # last line of its epoch in the metrics file, as scripts that read it expect.
+        _rank_times(comm, parts, epoch, seconds, self.stragglers, self.log)  # MPI
+        self.log.epoch(_epoch_record(epoch, epoch_cost, scores, seconds,
+                                     plan.steps - start.step, plan, parts))
+        plan.saver.save(Position(epoch + 1))  # MPI
+        plan.commits.reset()
+        return False
 
 
 def fit(replica: Replica, train_set: Shard | Stream, test_set: Shard, plan: Plan, comm: Comm,
         log: RunLog, stop: StopRequest, stall: Watch) -> int:
-    """The seed's mini-batch SGD, epoch by epoch; returns the exit status.
+    """The seed's mini-batch SGD, epoch by epoch (``distnn.loop``); returns the exit status.
 
     Each step (``distnn.step``): this rank's part of the batch, its gradient by
     backprop, the sum over all ranks, and the update w -> w - (eta/m) sum_x dC_x/dw.
     """
-    cfg, steps = plan.cfg, plan.steps
-    lapped = dict(replica.lap.seconds)  # where this rank's time had gone at the last record
-    stragglers = ranktimes.Stragglers()
-    for epoch in range(plan.first.epoch, cfg.epochs):
-        batches = plan.order.epoch(cfg.seed, epoch, comm.rank, comm.size)  # this rank's parts
-        start = plan.first if epoch == plan.first.epoch else Position(epoch)
-        epoch_cost = start.epoch_cost
-        train_set.begin(epoch, start.step)  # a stream starts reading the epoch's windows
-        bar = log.progress(steps, start.step, epoch)
-        t0 = time.perf_counter()
-        for k in range(start.step, steps):
-            stall.at(epoch, k, epoch_cost)  # where a stall report will say the job was
-            log.position(epoch, k)  # where a supervisor will say the job was
-            if plan.trace.active:
-                plan.trace.before(replica.lap)  # MPI, on the first
-            cost, stopping = step(replica, plan.recipe, train_set, batches[k], epoch, k,
-                                  plan.eta(epoch * steps + k), stop, stall)
-            if plan.trace.active:
-                log.warn(plan.trace.after(replica.lap, epoch, k) or "")  # MPI, on the last
-            epoch_cost += cost
-            bar.step(cost)
-            done = Position(epoch, k + 1, epoch_cost)
-            if stopping:
-                bar.close()
-                return _interrupted(plan, done, log)
-            _after_step(comm, replica, plan, done)
-        bar.close()
-        seconds = time.perf_counter() - t0
-        check_replicas(comm, replica.net.params, replica.optimizer.velocity,
-                       f"after epoch {epoch + 1}")  # MPI
-        scores, _ = _test(comm, replica, test_set, plan)  # MPI
-        parts = ranktimes.since(replica.lap.seconds, lapped, replica.reducer.waited())  # MPI
-        lapped = dict(replica.lap.seconds)  # the next record has this epoch's save in it
-        # The ranks' record (and a straggler's line) first: an epoch's record stays the
-        # last line of its epoch in the metrics file, as scripts that read it expect.
-        _rank_times(comm, parts, epoch, seconds, stragglers, log)  # MPI
-        log.epoch(_epoch_record(epoch, epoch_cost, scores, seconds, steps - start.step, plan,
-                                parts))
-        plan.saver.save(Position(epoch + 1))  # MPI
-        plan.commits.reset()
+    hooks = RunHooks(replica, test_set, plan, comm, log, stop, stall)
+    done, stopped = run_epochs(replica, train_set, plan.course, comm.rank, comm.size, hooks)
+    if stopped:
+        return _interrupted(plan, done, log)
     if plan.trace.active:  # the run was shorter than the stretch: the steps it took
         log.warn(plan.trace.write() or "")  # MPI
     return EXIT_OK
@@ -251,18 +267,19 @@ def train(start: Start, mine: OnThisRank, comm: Comm, stop: StopRequest, log: Ru
     plan = _plan(start, comm, replica, log)
     log.note(reducer.note)
     log.say(banner(cfg, start.info, comm.size, reducer.describe(), mine.threads,
-                   plan.recipe.share[1], plan.steps))
+                   plan.course.recipe.share[1], plan.steps))
     log.note(streaming_note(start, comm.size))
     libraries = blas.libraries()  # what does the arithmetic, most of a step's time
     library = blas.describe(libraries)
     log.say(f"distnn: BLAS: {library} each")
     log.note(blas.kernel_warning(libraries) or "")  # advice on speed, not a fault of the run
+    first = plan.course.first
     log.record({"event": "start", "ranks": comm.size, "config": cfg.to_dict(),
-                "epoch": plan.first.epoch, "step": plan.first.step, "blas": library})
+                "epoch": first.epoch, "step": first.step, "blas": library})
     if comm.rank == 0:  # a signal during a stall: what rank 0 writes before the job ends
         stall.keep(lambda where: plan.saver.write_or_say(Position(*where)), cfg.checkpoint)
     stall.listen(getattr(stop, "wakeup", None))
-    log.event(TRAINING, epoch=plan.first.epoch, step=plan.first.step, resumed=start.resumed)
+    log.event(TRAINING, epoch=first.epoch, step=first.step, resumed=start.resumed)
     # Leaving the block normally (or on a stop) frees shared memory; a crash just exits.
     with reducer:
         status = fit(replica, train_set, test_set, plan, comm, log, stop, stall)
@@ -287,8 +304,9 @@ def _plan(start: Start, comm: Comm, replica: Replica, log: RunLog) -> Plan:
                     Augment.parse(cfg.augment, start.info["image_shape"]), dropout, cfg.max_norm)
     saver = Saver(cfg, steps, comm, replica, log, start.position if start.resumed else None,
                   start.info)
-    return Plan(cfg, start.info, recipe, steps, order, eta, start.position,
-                CommitClock(cfg.commit_every), saver, Trace(cfg.trace, cfg.trace_steps, comm))
+    course = Course(recipe, order, eta, cfg.epochs, start.position)
+    return Plan(cfg, start.info, course, CommitClock(cfg.commit_every), saver,
+                Trace(cfg.trace, cfg.trace_steps, comm))
 
 
 def run(cfg: Config, given: dict[str, Any], comm: Comm, stop: StopRequest | None = None) -> int:

@@ -246,6 +246,10 @@ class Stream:
         at = self._where[self._col_base + local // self.block] * self.block + local % self.block
         return self.x_of(self._x.take(at, axis=0)), self.y_of(self._y[at])
 
+    def weights(self, rows: np.ndarray) -> None:
+        """A data file's samples count once each (as ``Shard.weights`` of unweighted rows)."""
+        return None
+
     def _finish(self) -> None:
         if self._thread is not None:
             with self._cond:
