@@ -76,6 +76,7 @@ class Partitions:
     m: int  # the global mini-batch
     count: int  # C
     window: int = 0  # W, rows of a partition shuffled together; 0: the whole partition
+    shuffle: bool = True  # False: each partition's rows in the file's order, every epoch
 
     def problem(self, ranks: int) -> str | None:
         """Why ``ranks`` ranks cannot train with these partitions, or None."""
@@ -151,6 +152,8 @@ class Partitions:
     def order(self, seed: int, epoch: int, c: int) -> np.ndarray:
         """Partition c's rows in this epoch's order, counted from its first row."""
         rows = _size(self.rows(c))
+        if not self.shuffle:
+            return np.arange(rows)
         if self.whole:
             return np.random.default_rng([seed, epoch, c]).permutation(rows)
         out = []

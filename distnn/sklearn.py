@@ -1,0 +1,399 @@
+"""scikit-learn's MLPClassifier and MLPRegressor, trained by distnn: in a notebook, or
+data-parallel under mpirun with the script unchanged.
+
+    from distnn.sklearn import MLPClassifier        # in place of sklearn.neural_network's
+    clf = MLPClassifier(hidden_layer_sizes=(128,), learning_rate_init=0.01, max_iter=60)
+    clf.fit(X_train, y_train).score(X_test, y_test)
+
+    mpirun -n 4 python my_script.py                  # the same script, on 4 ranks
+
+Under mpirun every rank runs the script and calls ``fit`` with the same arrays;
+each trains on its partitions of every batch and the ranks sum their gradients
+(``distnn.estimator``, the trainer's own steps), so every rank ends with the
+model one process gets. Only rank 0 prints. Inside ``GridSearchCV`` or
+``cross_val_score`` each fit is one such data-parallel fit; leave their
+``n_jobs`` unset: the ranks are the parallelism (a worker process they start
+would fit alone).
+
+Parameters mean what scikit-learn's mean, with the same defaults, except
+``solver``: distnn trains by SGD, so ``solver="sgd"`` is the default and the
+only value. ``alpha`` is scikit-learn's L2 term, added to the batch's summed
+gradient before it is divided by the batch's size: distnn's weight decay
+alpha / m. distnn's own: ``dropout``, ``max_norm`` and ``schedule``. Needs the
+``sklearn`` extra (``pip install "distnn[sklearn]"``); nothing else in distnn
+imports scikit-learn. docs/sklearn.md has the differences in full.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import (_check_sample_weight, check_is_fitted, column_or_1d,
+                                      validate_data)
+
+from distnn import estimator
+from distnn.activations import ACTIVATIONS
+from distnn.network import MLP
+from distnn.optim import SGD
+from distnn.schedules import SCHEDULES
+
+__all__ = ["MLPClassifier", "MLPRegressor"]
+
+# scikit-learn's names for distnn's activations; distnn's own names are taken too
+ACTIVATION_NAMES = {"logistic": "sigmoid", **{name: name for name in ACTIVATIONS}}
+
+
+class _MLP(BaseEstimator):
+    """What the classifier and the regressor share: parameters, checks, the fit."""
+
+    _cost = ""  # distnn.costs: the output layer and its cost
+    _out_activation = ""  # scikit-learn's name for it
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="sgd",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, max_iter=200, shuffle=True, random_state=None,
+                 tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 n_iter_no_change=10, dropout=0.0, max_norm=0.0, schedule="constant"):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.dropout = dropout
+        self.max_norm = max_norm
+        self.schedule = schedule
+
+    # -- checks -------------------------------------------------------------------
+
+    def _hidden(self) -> list[int]:
+        sizes = self.hidden_layer_sizes
+        sizes = [sizes] if isinstance(sizes, numbers.Integral) else list(sizes)
+        if not all(isinstance(n, numbers.Integral) and n >= 1 for n in sizes):
+            raise ValueError(f"hidden_layer_sizes must be positive integers, got "
+                             f"{self.hidden_layer_sizes!r}")
+        return [int(n) for n in sizes]
+
+    def _check_params(self) -> None:
+        """One line for a value distnn cannot train with, saying what it offers instead."""
+        if self.solver != "sgd":
+            raise ValueError(f"solver={self.solver!r}: distnn trains by mini-batch SGD with "
+                             "momentum (Nesterov's by default): solver='sgd' is its only "
+                             "solver; for a rate that decays, schedule='cosine'")
+        if self.learning_rate != "constant":
+            raise ValueError(f"learning_rate={self.learning_rate!r}: distnn's rate follows "
+                             f"schedule= (one of {', '.join(SCHEDULES)}); leave learning_rate "
+                             "'constant'")
+        if self.activation == "identity":
+            raise ValueError("activation='identity': distnn's hidden layers are not linear; "
+                             "hidden_layer_sizes=() fits a linear model, or choose one of "
+                             f"{', '.join(ACTIVATION_NAMES)}")
+        if self.activation not in ACTIVATION_NAMES:
+            raise ValueError(f"activation={self.activation!r}: choose one of "
+                             f"{', '.join(ACTIVATION_NAMES)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule={self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
+        if not (self.batch_size == "auto" or isinstance(self.batch_size, numbers.Integral)
+                and not isinstance(self.batch_size, bool) and self.batch_size >= 1):
+            raise ValueError(f"batch_size must be 'auto' or a positive integer, got "
+                             f"{self.batch_size!r}")
+        checks = [("max_iter", self.max_iter >= 1, "at least 1"),
+                  ("n_iter_no_change", self.n_iter_no_change >= 1, "at least 1"),
+                  ("alpha", self.alpha >= 0, ">= 0"), ("tol", self.tol >= 0, ">= 0"),
+                  ("learning_rate_init", self.learning_rate_init > 0, "> 0"),
+                  ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
+                  ("validation_fraction", 0 < self.validation_fraction < 1, "in (0, 1)"),
+                  ("dropout", 0 <= self.dropout < 1, "in [0, 1)"),
+                  ("max_norm", self.max_norm >= 0, ">= 0")]
+        for name, good, should in checks:
+            if not good:  # NaN too
+                raise ValueError(f"{name} must be {should}, got {getattr(self, name)!r}")
+        self._hidden()
+
+    # -- fitting ------------------------------------------------------------------
+
+    def fit(self, X, y, sample_weight=None):
+        """Train on X (n_samples, n_features) and y, under mpirun on every rank (each
+        passing the same X, y and sample_weight); returns self."""
+        self._check_params()
+        warm = self.warm_start and hasattr(self, "coefs_")
+        X, y = self._validate_input(X, y, reset=not warm)
+        weights = None
+        if sample_weight is not None:
+            weights = _check_sample_weight(sample_weight, X, dtype=X.dtype,
+                                           ensure_non_negative=True)
+        self._fit(X, y, weights, warm)
+        return self
+
+    def _fit(self, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None,
+             warm: bool) -> None:
+        comm = estimator.job()  # MPI: every rank of the job, or this process
+        try:
+            self._rank = comm.rank
+            estimator.same_everywhere(comm, X, y, weights)  # MPI
+            seed = self._seed(comm)  # MPI
+            self._fit_on(comm, X, y, weights, warm, seed)
+        finally:
+            estimator.comm_done(comm)  # MPI
+
+    def _seed(self, comm) -> int:
+        state = self.random_state
+        if state is not None and not isinstance(state, numbers.Integral):
+            state = int(check_random_state(state).randint(np.iinfo(np.int32).max))
+        return estimator.shared_seed(comm, state)
+
+    def _fit_on(self, comm, X, y, weights, warm: bool, seed: int) -> None:
+        n_outputs = self._n_outputs(y)
+        if self.early_stopping:
+            X, X_val, y, y_val, weights, w_val = self._split(X, y, weights, seed)
+        n = len(X)
+        m = min(200, n) if self.batch_size == "auto" else int(self.batch_size)
+        if m > n:
+            warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
+                          "going to be clipped", stacklevel=3)
+            m = n
+        sizes = [X.shape[1], *self._hidden(), n_outputs]
+        net = self._network(sizes, X.dtype, seed)
+        if warm:
+            if [c.shape for c in self.coefs_] != list(zip(sizes[:-1], sizes[1:])):
+                raise ValueError("warm_start: hidden_layer_sizes, the features or the outputs "
+                                 "differ from those of the previous fit")
+            estimator.set_parameters(net, self.coefs_, self.intercepts_)
+        else:  # a new fit: its curves start afresh (a warm start extends them)
+            self.loss_curve_ = []
+            self.best_loss_ = np.inf
+            self.validation_scores_ = [] if self.early_stopping else None
+            self.best_validation_score_ = -np.inf if self.early_stopping else None
+            self.t_ = 0
+        if self.early_stopping:
+            self.best_loss_ = None
+        nesterov = bool(self.nesterovs_momentum and self.momentum > 0)
+        optimizer = SGD(net.params, momentum=self.momentum, nesterov=nesterov,
+                        weight_decay=self.alpha / m, decay_mask=net.weight_mask)
+        settings = estimator.Settings(
+            m=m, epochs=self.max_iter, lr=self.learning_rate_init, seed=seed,
+            schedule=self.schedule, shuffle=bool(self.shuffle), dropout=self.dropout,
+            max_norm=self.max_norm, alpha=self.alpha,
+            cost_scale=1.0 if is_classifier(self) else 1.0 / n_outputs)
+        self._no_improvement_count, self._best = 0, None
+        self.n_iter_ = 0
+
+        def on_epoch(epoch: int, loss: float) -> bool:
+            self.n_iter_ = epoch + 1
+            self.t_ += settings.m * (n // settings.m)
+            self.loss_ = loss
+            self.loss_curve_.append(loss)
+            self._say(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
+            if self.early_stopping:
+                return self._improved(net, self._score_of(net, X_val, y_val, w_val))
+            return self._improved(net, None)
+
+        estimator.fit_arrays(net, optimizer, X, y, settings, comm, on_epoch, weights)
+        if self.early_stopping and self._best is not None:  # the best epoch's parameters
+            estimator.set_parameters(net, *self._best)
+        self.coefs_, self.intercepts_ = estimator.parameters(net)
+        self.n_layers_ = len(sizes)
+        self.n_outputs_ = n_outputs
+        self.out_activation_ = self._out_activation
+        self._partitions = estimator.fullest_partitions(n, m)
+        self._batch = m
+        if self.n_iter_ == self.max_iter and comm.rank == 0:
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
+                          "and the optimization hasn't converged yet.", ConvergenceWarning,
+                          stacklevel=3)
+
+    def _improved(self, net: MLP, score: float | None) -> bool:
+        """scikit-learn's rule: stop once the training loss (or with early_stopping, the
+        validation score) has not improved by tol for n_iter_no_change epochs."""
+        if score is None:
+            last = self.loss_curve_[-1]
+            self._no_improvement_count = (self._no_improvement_count + 1
+                                          if last > self.best_loss_ - self.tol else 0)
+            self.best_loss_ = min(self.best_loss_, last)
+        else:
+            self.validation_scores_.append(score)
+            self._say(f"Validation score: {score:f}")
+            self._no_improvement_count = (self._no_improvement_count + 1
+                                          if score < self.best_validation_score_ + self.tol
+                                          else 0)
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best = estimator.parameters(net)
+        if self._no_improvement_count > self.n_iter_no_change:
+            what = "Validation score" if score is not None else "Training loss"
+            self._say(f"{what} did not improve more than tol={self.tol:f} for "
+                      f"{self.n_iter_no_change} consecutive epochs. Stopping.")
+            return True
+        return False
+
+    def _split(self, X, y, weights, seed: int):
+        """The validation rows of early_stopping, drawn alike on every rank."""
+        stratify = y if is_classifier(self) else None
+        parts = train_test_split(X, y, *([] if weights is None else [weights]),
+                                 random_state=seed, test_size=self.validation_fraction,
+                                 stratify=stratify)
+        X, X_val, y, y_val = parts[:4]
+        weights, w_val = (None, None) if weights is None else parts[4:]
+        if len(X_val) < 2:
+            raise ValueError("The validation set is too small. Increase 'validation_fraction' "
+                             "or the size of your dataset.")
+        return X, X_val, y, y_val, weights, w_val
+
+    def _say(self, text: str) -> None:
+        if self.verbose and self._rank == 0:
+            print(text)
+
+    def _network(self, sizes: list[int], dtype: np.dtype, seed: int = 0) -> MLP:
+        activation = ACTIVATION_NAMES[self.activation]
+        return MLP(sizes, activation=activation, cost=self._cost,
+                   init="he" if "relu" in activation or activation == "elu" else "xavier",
+                   dtype=dtype, seed=seed)
+
+    def _fitted_network(self) -> MLP:
+        check_is_fitted(self, "coefs_")
+        sizes = [self.coefs_[0].shape[0], *(c.shape[1] for c in self.coefs_)]
+        net = self._network(sizes, self.coefs_[0].dtype)
+        estimator.set_parameters(net, self.coefs_, self.intercepts_)
+        return net
+
+    def _outputs(self, X) -> np.ndarray:
+        """a^L for the rows X: class probabilities, or the predicted values."""
+        net = self._fitted_network()
+        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        return net.forward(X.astype(net.dtype, copy=False))
+
+    # -- saving -------------------------------------------------------------------
+
+    def save(self, path) -> None:
+        """Write the fitted model as a distnn checkpoint, which ``distnn.load_model``,
+        ``python -m distnn.predict`` and ``python -m distnn.evaluate`` read. Under mpirun
+        rank 0 writes it; call it on every rank, or on rank 0 alone."""
+        from distnn.checkpoint import save_checkpoint
+        from distnn.config import Config
+
+        net = self._fitted_network()
+        if getattr(self, "_rank", 0) != 0:
+            return
+        hidden = net.sizes[1:-1]
+        cfg = Config(data="", layers=net.sizes, hidden=hidden, activation=net.activation.name,
+                     cost=self._cost, init=net.init.name, dtype=net.dtype.name,
+                     dropout=self.dropout, max_norm=self.max_norm, epochs=self.n_iter_,
+                     batch_size=self._batch, lr=self.learning_rate_init,
+                     momentum=self.momentum, nesterov=bool(self.nesterovs_momentum
+                                                           and self.momentum > 0),
+                     weight_decay=self.alpha / self._batch, schedule=self.schedule,
+                     warmup_epochs=0.0, partitions=self._partitions)
+        optimizer = SGD(net.params, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                        weight_decay=cfg.weight_decay, decay_mask=net.weight_mask)
+        names = self._names()
+        if hasattr(self, "feature_names_in_"):
+            names["features"] = [str(f) for f in self.feature_names_in_]
+        data = {"task": "classification" if is_classifier(self) else "regression",
+                "feature_scaling": "none", "n_outputs": net.sizes[-1], "names": names}
+        zeros, ones = np.zeros(net.sizes[-1]), np.ones(net.sizes[-1])
+        scaling = {} if is_classifier(self) else {"target_mean": zeros, "target_std": ones}
+        position = {"epoch": self.n_iter_, "step": 0, "steps": 1, "epoch_cost": 0.0,
+                    "ranks": 1}
+        save_checkpoint(path, net, optimizer.state_dict(), cfg.to_dict(), position, data,
+                        scaling)
+
+    def _names(self) -> dict[str, Any]:
+        return {}
+
+
+class MLPClassifier(ClassifierMixin, _MLP):
+    """scikit-learn's MLPClassifier, trained by distnn: softmax outputs and the log-loss
+    (two classes too: two softmax outputs, where scikit-learn has one logistic unit)."""
+
+    _cost = "cross_entropy"
+    _out_activation = "softmax"
+
+    def _validate_input(self, X, y, reset: bool):
+        X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32),
+                             reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if y.ndim != 1 or type_of_target(y) == "multilabel-indicator":
+            raise ValueError("distnn's MLPClassifier takes one class a sample: y of shape "
+                             f"(n_samples,), got {y.shape}")
+        check_classification_targets(y)
+        classes, numbers_ = np.unique(y, return_inverse=True)
+        if reset:
+            self.classes_ = classes
+        elif not np.array_equal(classes, self.classes_):
+            raise ValueError("warm_start can only be used where `y` has the same classes as "
+                             "in the previous call to fit. Previously got "
+                             f"{self.classes_}, `y` has {classes}")
+        return X, numbers_.astype(np.intp)
+
+    def _n_outputs(self, y) -> int:
+        return len(self.classes_)
+
+    def _score_of(self, net: MLP, X, y, w) -> float:
+        return float(accuracy_score(y, np.argmax(net.forward(X), axis=1), sample_weight=w))
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Each class's probability, (n_samples, n_classes), classes in ``classes_``' order."""
+        return self._outputs(X)
+
+    def predict_log_proba(self, X) -> np.ndarray:
+        return np.log(self.predict_proba(X))
+
+    def predict(self, X) -> np.ndarray:
+        """The class of each row, as named in ``classes_``."""
+        a = self._outputs(X)  # first: an unfitted estimator says so
+        return self.classes_[np.argmax(a, axis=1)]
+
+    def _names(self) -> dict[str, Any]:
+        return {"classes": [str(c) for c in self.classes_]}
+
+
+class MLPRegressor(RegressorMixin, _MLP):
+    """scikit-learn's MLPRegressor, trained by distnn: linear outputs and the squared error."""
+
+    _cost = "linear"
+    _out_activation = "identity"
+
+    def _validate_input(self, X, y, reset: bool):
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
+                             dtype=(np.float64, np.float32), reset=reset)
+        y = np.asarray(y, dtype=X.dtype)
+        return X, np.ascontiguousarray(y.reshape(len(y), -1))
+
+    def _n_outputs(self, y) -> int:
+        return y.shape[1]
+
+    def _score_of(self, net: MLP, X, y, w) -> float:
+        return float(r2_score(y, net.forward(X), sample_weight=w))
+
+    def predict(self, X) -> np.ndarray:
+        """The predicted values: (n_samples,) for one target, else (n_samples, n_targets)."""
+        a = self._outputs(X)
+        return a.ravel() if a.shape[1] == 1 else a
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
