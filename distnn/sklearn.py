@@ -17,11 +17,13 @@ would fit alone).
 
 Parameters mean what scikit-learn's mean, with the same defaults, except
 ``solver``: distnn trains by SGD, so ``solver="sgd"`` is the default and the
-only value. ``alpha`` is scikit-learn's L2 term, added to the batch's summed
-gradient before it is divided by the batch's size: distnn's weight decay
-alpha / m. distnn's own: ``dropout``, ``max_norm`` and ``schedule``. Needs the
-``sklearn`` extra (``pip install "distnn[sklearn]"``); nothing else in distnn
-imports scikit-learn. docs/sklearn.md has the differences in full.
+only value; and so ``learning_rate_init=None``, the rate that SGD needs: 0.01
+for the classifier, 0.001 (scikit-learn's) for the regressor. ``alpha`` is
+scikit-learn's L2 term, added to the batch's summed gradient before it is
+divided by the batch's size: distnn's weight decay alpha / m. distnn's own:
+``dropout``, ``max_norm`` and ``schedule``. Needs the ``sklearn`` extra
+(``pip install "distnn[sklearn]"``); nothing else in distnn imports
+scikit-learn. docs/sklearn.md has the differences in full.
 """
 
 from __future__ import annotations
@@ -57,10 +59,11 @@ class _MLP(BaseEstimator):
 
     _cost = ""  # distnn.costs: the output layer and its cost
     _out_activation = ""  # scikit-learn's name for it
+    _rate = 0.0  # eta when learning_rate_init is None (docs/sklearn.md, "Defaults")
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="sgd",
                  alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, max_iter=200, shuffle=True, random_state=None,
+                 learning_rate_init=None, max_iter=200, shuffle=True, random_state=None,
                  tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=10, dropout=0.0, max_norm=0.0, schedule="constant"):
@@ -122,7 +125,7 @@ class _MLP(BaseEstimator):
         checks = [("max_iter", self.max_iter >= 1, "at least 1"),
                   ("n_iter_no_change", self.n_iter_no_change >= 1, "at least 1"),
                   ("alpha", self.alpha >= 0, ">= 0"), ("tol", self.tol >= 0, ">= 0"),
-                  ("learning_rate_init", self.learning_rate_init > 0, "> 0"),
+                  ("learning_rate_init", self._eta() > 0, "> 0"),
                   ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
                   ("validation_fraction", 0 < self.validation_fraction < 1, "in (0, 1)"),
                   ("dropout", 0 <= self.dropout < 1, "in [0, 1)"),
@@ -131,6 +134,9 @@ class _MLP(BaseEstimator):
             if not good:  # NaN too
                 raise ValueError(f"{name} must be {should}, got {getattr(self, name)!r}")
         self._hidden()
+
+    def _eta(self) -> float:
+        return self._rate if self.learning_rate_init is None else self.learning_rate_init
 
     # -- fitting ------------------------------------------------------------------
 
@@ -193,7 +199,7 @@ class _MLP(BaseEstimator):
         optimizer = SGD(net.params, momentum=self.momentum, nesterov=nesterov,
                         weight_decay=self.alpha / m, decay_mask=net.weight_mask)
         settings = estimator.Settings(
-            m=m, epochs=self.max_iter, lr=self.learning_rate_init, seed=seed,
+            m=m, epochs=self.max_iter, lr=self._eta(), seed=seed,
             schedule=self.schedule, shuffle=bool(self.shuffle), dropout=self.dropout,
             max_norm=self.max_norm, alpha=self.alpha,
             cost_scale=1.0 if is_classifier(self) else 1.0 / n_outputs)
@@ -300,7 +306,7 @@ class _MLP(BaseEstimator):
         cfg = Config(data="", layers=net.sizes, hidden=hidden, activation=net.activation.name,
                      cost=self._cost, init=net.init.name, dtype=net.dtype.name,
                      dropout=self.dropout, max_norm=self.max_norm, epochs=self.n_iter_,
-                     batch_size=self._batch, lr=self.learning_rate_init,
+                     batch_size=self._batch, lr=self._eta(),
                      momentum=self.momentum, nesterov=bool(self.nesterovs_momentum
                                                            and self.momentum > 0),
                      weight_decay=self.alpha / self._batch, schedule=self.schedule,
@@ -329,6 +335,7 @@ class MLPClassifier(ClassifierMixin, _MLP):
 
     _cost = "cross_entropy"
     _out_activation = "softmax"
+    _rate = 0.01  # Adam's 0.001 is slow for SGD; 0.1 loses unscaled features
 
     def _validate_input(self, X, y, reset: bool):
         X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32),
@@ -375,6 +382,7 @@ class MLPRegressor(RegressorMixin, _MLP):
 
     _cost = "linear"
     _out_activation = "identity"
+    _rate = 0.001  # scikit-learn's: targets in their own units diverge at 0.01
 
     def _validate_input(self, X, y, reset: bool):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,

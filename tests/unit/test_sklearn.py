@@ -1,0 +1,238 @@
+"""distnn.sklearn's estimators: scikit-learn's contract (its own checks), its meaning of
+alpha and sample_weight (against its own loss and gradient), and what a fit leaves behind.
+
+Under mpirun: tests/system/test_sklearn_mpirun.py.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sklearn = pytest.importorskip("sklearn", reason="scikit-learn is not installed (the sklearn "
+                                                "extra: pip install -e '.[sklearn]')")
+from sklearn import neural_network  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from distnn import load_model  # noqa: E402
+from distnn.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+
+# Every check passes; none is expected to fail (docs/sklearn.md).
+EXPECTED_FAILURES: dict[str, str] = {}
+
+
+@parametrize_with_checks([MLPClassifier(), MLPRegressor()],
+                         expected_failed_checks=lambda est: EXPECTED_FAILURES)
+def test_scikit_learns_own_checks(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        check(estimator)
+
+
+def rows(n: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 5))
+    classes = np.arange(n) % 3
+    targets = np.stack([x[:, 0] * x[:, 1], np.tanh(x[:, 2])], axis=1)
+    return x, classes, targets, rng.uniform(0.2, 3.0, n)
+
+
+def one_batch_step(est, x, y, weights):
+    """Fit one epoch of one batch (the whole set), then one more from where it ended, with
+    plain SGD: that second step's gradient, ((w before) - (w after)) / eta, at the
+    parameters the first left, with the loss the second fit reported."""
+    est.set_params(batch_size=len(x), max_iter=1, momentum=0.0, warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(x, y, sample_weight=weights)
+        before = [c.copy() for c in est.coefs_], [b.copy() for b in est.intercepts_]
+        est.fit(x, y, sample_weight=weights)
+    eta = est.learning_rate_init
+    grads = [(b - a) / eta for a, b in zip(est.coefs_, before[0])]
+    grads += [(b - a) / eta for a, b in zip(est.intercepts_, before[1])]
+    return before, grads, est.loss_curve_[-1]
+
+
+def sklearns_step(peer, params, x, y, weights):
+    """scikit-learn's own loss and gradient (its MLP's _backprop) at ``params``."""
+    coefs, intercepts = params
+    peer.coefs_, peer.intercepts_ = [c.copy() for c in coefs], [b.copy() for b in intercepts]
+    peer.n_layers_ = len(coefs) + 1
+    activations = [x] + [np.empty((len(x), c.shape[1])) for c in coefs]
+    deltas = [np.empty_like(a) for a in activations[1:]]
+    coef_grads = [np.empty_like(c) for c in coefs]
+    intercept_grads = [np.empty_like(b) for b in intercepts]
+    loss, coef_grads, intercept_grads = peer._backprop(x, y, weights, activations, deltas,
+                                                       coef_grads, intercept_grads)
+    return loss, [*coef_grads, *intercept_grads]
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_alpha_and_sample_weight_mean_what_they_mean_in_scikit_learn(kind, weighted):
+    x, classes, targets, weights = rows()
+    weights = weights if weighted else None
+    settings = dict(hidden_layer_sizes=(7, 4), activation="tanh", alpha=0.3,
+                    learning_rate_init=0.05, random_state=2)
+    if kind == "classifier":
+        ours, peer, y = MLPClassifier(**settings), neural_network.MLPClassifier(), classes
+        peer.out_activation_, peer.loss = "softmax", "log_loss"
+        y_peer = np.eye(3)[classes]  # scikit-learn's binarized labels
+    else:
+        ours, peer, y = MLPRegressor(**settings), neural_network.MLPRegressor(), targets
+        peer.out_activation_, peer.loss = "identity", "squared_error"
+        y_peer = targets
+    peer.set_params(activation="tanh", alpha=0.3)
+    params, grads, loss = one_batch_step(ours, x, y, weights)
+    their_loss, their_grads = sklearns_step(peer, params, x, y_peer, weights)
+    assert loss == pytest.approx(their_loss, rel=1e-12)
+    for g, theirs in zip(grads, their_grads):
+        np.testing.assert_allclose(g, theirs, rtol=1e-7, atol=1e-10)  # (w - w') / eta
+
+
+def test_a_zero_alpha_is_not_what_alpha_gives():
+    """The check above can tell: without alpha the gradient differs by alpha w / m."""
+    x, classes, _, _ = rows()
+    peer = neural_network.MLPClassifier(activation="tanh", alpha=0.0)
+    peer.out_activation_, peer.loss = "softmax", "log_loss"
+    ours = MLPClassifier(hidden_layer_sizes=(7, 4), activation="tanh", alpha=0.3,
+                         learning_rate_init=0.05, random_state=2)
+    params, grads, _ = one_batch_step(ours, x, classes, None)
+    _, their_grads = sklearns_step(peer, params, x, np.eye(3)[classes], None)
+    np.testing.assert_allclose(grads[0] - their_grads[0], 0.3 * params[0][0] / len(x),
+                               rtol=1e-6, atol=1e-10)
+
+
+@pytest.mark.parametrize("given, says", [
+    (dict(solver="adam"), "solver='adam': distnn trains by mini-batch SGD"),
+    (dict(solver="lbfgs"), "solver='sgd' is its only solver"),
+    (dict(learning_rate="adaptive"), "distnn's rate follows schedule="),
+    (dict(activation="identity"), "hidden_layer_sizes=() fits a linear model"),
+    (dict(activation="softplus"), "choose one of logistic, sigmoid, tanh, relu"),
+    (dict(schedule="linear"), "schedule='linear': choose one of constant, step, cosine"),
+    (dict(batch_size=0), "batch_size must be 'auto' or a positive integer"),
+    (dict(momentum=1.0), "momentum must be in [0, 1)"),
+    (dict(hidden_layer_sizes=(4, 0)), "hidden_layer_sizes must be positive integers"),
+])
+def test_what_distnn_does_not_offer_is_refused_in_one_line(given, says):
+    x, classes, _, _ = rows()
+    with pytest.raises(ValueError) as err:
+        MLPClassifier(**given).fit(x, classes)
+    assert says in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_multilabel_targets_are_refused():
+    x, classes, _, _ = rows()
+    with pytest.raises(ValueError, match="one class a sample"):
+        MLPClassifier(max_iter=1).fit(x, np.eye(3)[classes])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_inputs_dtype_is_the_models(dtype):
+    x, classes, targets, _ = rows()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = MLPClassifier(max_iter=2, random_state=0).fit(x.astype(dtype), classes)
+        reg = MLPRegressor(max_iter=2, random_state=0).fit(x.astype(dtype), targets)
+    for est in (clf, reg):
+        assert {c.dtype for c in est.coefs_ + est.intercepts_} == {np.dtype(dtype)}
+    assert clf.predict_proba(x).dtype == dtype
+
+
+def test_defaults_train_well_on_a_standardized_table():
+    from sklearn.datasets import make_classification
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = make_classification(n_samples=600, n_features=12, n_informative=6, n_classes=3,
+                               random_state=0)
+    x = StandardScaler().fit_transform(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = MLPClassifier(random_state=0).fit(x[:400], y[:400]).score(x[400:], y[400:])
+        adam = neural_network.MLPClassifier(random_state=0).fit(x[:400], y[:400])
+        sgd = neural_network.MLPClassifier(solver="sgd", random_state=0).fit(x[:400], y[:400])
+    # scikit-learn's own defaults (its Adam), and its SGD with them
+    assert ours > adam.score(x[400:], y[400:]) - 0.06
+    assert ours > sgd.score(x[400:], y[400:]) + 0.03
+
+
+def test_a_fit_writes_nothing_and_leaves_the_signals_alone(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT,
+                                                       signal.SIGUSR1)}
+    x, classes, _, _ = rows()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        MLPClassifier(max_iter=2).fit(x, classes)
+        MLPClassifier(max_iter=2).fit(x, classes)  # a second fit: no lock held by the first
+    assert list(tmp_path.iterdir()) == []
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
+    assert signal.set_wakeup_fd(-1) == -1  # no wakeup pipe either
+
+
+def test_pickled_estimators_predict_alike():
+    x, classes, targets, _ = rows()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for est, y in ((MLPClassifier(max_iter=3, random_state=0), classes),
+                       (MLPRegressor(max_iter=3, random_state=0), targets)):
+            est.fit(x, y)
+            np.testing.assert_array_equal(pickle.loads(pickle.dumps(est)).predict(x),
+                                          est.predict(x))
+
+
+def fitted(kind: str):
+    pd = pytest.importorskip("pandas", reason="pandas is not installed")
+    x, classes, targets, _ = rows(90)
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(5)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if kind == "classifier":
+            names = np.array(["setosa", "versicolor", "virginica"])[classes]
+            return MLPClassifier(max_iter=5, random_state=0).fit(frame, names), frame
+        return MLPRegressor(max_iter=5, random_state=0).fit(frame, targets), frame
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_save_writes_a_checkpoint_that_distnn_predicts_with(kind, tmp_path):
+    est, frame = fitted(kind)
+    assert list(est.feature_names_in_) == list(frame.columns)
+    path = tmp_path / "model.h5"
+    est.save(path)
+    model = load_model(path)
+    if kind == "classifier":
+        assert [model.names[k] for k in model.predict(frame.to_numpy())] == \
+            list(est.predict(frame))
+    else:
+        np.testing.assert_allclose(model.predict(frame.to_numpy()), est.predict(frame),
+                                   rtol=1e-12)
+    # The command line takes the rows' columns by name, in any order
+    rows_csv, out = tmp_path / "rows.csv", tmp_path / "out.csv"
+    frame[list(reversed(frame.columns))].to_csv(rows_csv, index=False)
+    result = subprocess.run([sys.executable, "-m", "distnn.predict", str(path), str(rows_csv),
+                             "--out", str(out)], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    assert result.returncode == 0, result.stderr
+    lines = out.read_text().splitlines()[1:]
+    if kind == "classifier":
+        assert [line.split(",")[0] for line in lines] == list(est.predict(frame))
+    else:
+        np.testing.assert_allclose(np.array([[float(v) for v in line.split(",")[:2]]
+                                             for line in lines]), est.predict(frame),
+                                   rtol=1e-6)
+
+
+def test_save_under_a_name_that_is_a_directory_says_so(tmp_path):
+    est, _ = fitted("classifier")
+    with pytest.raises(Exception) as err:
+        est.save(tmp_path)
+    assert str(tmp_path) in str(err.value)
