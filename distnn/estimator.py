@@ -107,6 +107,7 @@ class Settings:
     max_norm: float = 0.0  # c of each hidden unit's incoming weights; 0 = none
     alpha: float = 0.0  # L2 term of the reported loss, 1/2 alpha ||w||^2 per batch
     cost_scale: float = 1.0  # times C_x in the reported loss
+    first_epoch: int = 0  # the epochs before (partial_fit): each epoch's order is its own
 
 
 class Diverging(ValueError):
@@ -118,7 +119,7 @@ def fit_arrays(net: MLP, optimizer: SGD, x: np.ndarray, y: np.ndarray, settings:
                weights: np.ndarray | None = None) -> int:
     """Train ``net`` on the rows ``x`` (n, n_features) of ``net``'s dtype with targets
     ``y`` (class numbers (n,), or values (n, n_outputs)), every rank holding all of them;
-    returns the epochs run.
+    returns the epochs run (``settings.first_epoch`` on: the next epoch's number).
 
     After each epoch ``on_epoch(epoch, loss)`` is called on every rank, with the
     epoch's mean loss per sample (``Settings``' scale and L2 term included); True
@@ -136,13 +137,15 @@ def fit_arrays(net: MLP, optimizer: SGD, x: np.ndarray, y: np.ndarray, settings:
                   None if weights is None else weights[first:last])
     recipe = Recipe(m, order.share_of(comm.rank, comm.size), settings.seed, Augment(),
                     Dropout(net.sizes, settings.dropout, 0.0, net.dtype), settings.max_norm)
-    eta = make_schedule(settings.schedule, settings.lr, total_steps=settings.epochs * order.steps,
-                        warmup_steps=0, step_size=max(1, settings.epochs // 2 * order.steps))
+    steps, first = order.steps, settings.first_epoch
+    schedule = make_schedule(settings.schedule, settings.lr, total_steps=settings.epochs * steps,
+                             warmup_steps=0, step_size=max(1, settings.epochs // 2 * steps))
+    eta = schedule if not first else (lambda t: schedule(t - first * steps))  # this fit's
     totals = None
     if weights is not None:  # every batch's total weight, from all of it: no communication
         totals = functools.lru_cache(maxsize=1)(
             lambda epoch: weights[order.epoch(settings.seed, epoch, 0, 1)].sum(axis=1))
-    course = Course(recipe, order, eta, settings.epochs, Position(), totals)
+    course = Course(recipe, order, eta, first + settings.epochs, Position(first), totals)
     reducer = make_reducer(comm, net, optimizer, "auto")  # MPI
     hooks = _Hooks(net, course, settings, on_epoch)
     with reducer:  # leaving it, the network holds its own copy of the parameters again

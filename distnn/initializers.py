@@ -1,4 +1,4 @@
-"""Weight initialisers: the seed's standard normal, Xavier/Glorot and He.
+"""Weight initialisers: the seed's standard normal, Xavier/Glorot (normal and uniform) and He.
 
 Each is a tiny class called as ``init(rng, n_out, n_in) -> (w, b)`` with w of shape
 (n_out, n_in) and b of shape (n_out,), in float64; the network casts them to its
@@ -12,7 +12,8 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["INITIALIZERS", "He", "Initializer", "StandardNormal", "Xavier", "get_initializer"]
+__all__ = ["INITIALIZERS", "GlorotUniform", "He", "Initializer", "StandardNormal", "Xavier",
+           "get_initializer"]
 
 
 class Initializer(Protocol):
@@ -60,7 +61,23 @@ class He:
         return w, np.zeros(n_out)
 
 
-INITIALIZERS: dict[str, type] = {cls.name: cls for cls in (StandardNormal, Xavier, He)}
+class GlorotUniform:
+    """Glorot & Bengio (2010), uniform form, as scikit-learn's MLP draws it (biases too):
+    w_jk, b_j ~ U(-r, r) with r = sqrt(factor / (n_in + n_out)); factor 6 (2 for a
+    logistic network, scikit-learn's choice)."""
+
+    name = "glorot_uniform"
+
+    def __init__(self, factor: float = 6.0) -> None:
+        self.factor = factor
+
+    def __call__(self, rng: np.random.Generator, n_out: int, n_in: int):
+        r = np.sqrt(self.factor / (n_in + n_out))
+        return rng.uniform(-r, r, (n_out, n_in)), rng.uniform(-r, r, n_out)
+
+
+INITIALIZERS: dict[str, type] = {cls.name: cls
+                                 for cls in (StandardNormal, Xavier, He, GlorotUniform)}
 
 
 def get_initializer(spec: str | Initializer) -> Initializer:

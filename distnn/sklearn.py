@@ -44,6 +44,7 @@ from sklearn.utils.validation import (_check_sample_weight, check_is_fitted, col
 
 from distnn import estimator
 from distnn.activations import ACTIVATIONS
+from distnn.initializers import GlorotUniform
 from distnn.network import MLP
 from distnn.optim import SGD
 from distnn.schedules import SCHEDULES
@@ -143,34 +144,38 @@ class _MLP(BaseEstimator):
     def fit(self, X, y, sample_weight=None):
         """Train on X (n_samples, n_features) and y, under mpirun on every rank (each
         passing the same X, y and sample_weight); returns self."""
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    def _fit(self, X, y, sample_weight, incremental: bool, classes=None):
         self._check_params()
-        warm = self.warm_start and hasattr(self, "coefs_")
-        X, y = self._validate_input(X, y, reset=not warm)
+        if incremental and self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        # Go on from the fitted parameters: a warm start, or partial_fit after the first
+        warm = hasattr(self, "coefs_") and (incremental or self.warm_start)
+        X, y = self._validate_input(X, y, reset=not warm, incremental=incremental,
+                                    classes=classes)
         weights = None
         if sample_weight is not None:
             weights = _check_sample_weight(sample_weight, X, dtype=X.dtype,
                                            ensure_non_negative=True)
-        self._fit(X, y, weights, warm)
-        return self
-
-    def _fit(self, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None,
-             warm: bool) -> None:
         comm = estimator.job()  # MPI: every rank of the job, or this process
         try:
             self._rank = comm.rank
             estimator.same_everywhere(comm, X, y, weights)  # MPI
-            seed = self._seed(comm)  # MPI
-            self._fit_on(comm, X, y, weights, warm, seed)
+            # partial_fit draws its seed once: each call is the next epoch of one order
+            seed = self._seed if incremental and warm else self._draw_seed(comm)  # MPI
+            self._fit_on(comm, X, y, weights, warm, incremental, seed)
         finally:
             estimator.comm_done(comm)  # MPI
+        return self
 
-    def _seed(self, comm) -> int:
+    def _draw_seed(self, comm) -> int:
         state = self.random_state
         if state is not None and not isinstance(state, numbers.Integral):
             state = int(check_random_state(state).randint(np.iinfo(np.int32).max))
         return estimator.shared_seed(comm, state)
 
-    def _fit_on(self, comm, X, y, weights, warm: bool, seed: int) -> None:
+    def _fit_on(self, comm, X, y, weights, warm: bool, incremental: bool, seed: int) -> None:
         n_outputs = self._n_outputs(y)
         if self.early_stopping:
             X, X_val, y, y_val, weights, w_val = self._split(X, y, weights, seed)
@@ -178,36 +183,40 @@ class _MLP(BaseEstimator):
         m = min(200, n) if self.batch_size == "auto" else int(self.batch_size)
         if m > n:
             warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
-                          "going to be clipped", stacklevel=3)
+                          "going to be clipped", stacklevel=4)
             m = n
         sizes = [X.shape[1], *self._hidden(), n_outputs]
         net = self._network(sizes, X.dtype, seed)
+        nesterov = bool(self.nesterovs_momentum and self.momentum > 0)
+        optimizer = SGD(net.params, momentum=self.momentum, nesterov=nesterov,
+                        weight_decay=self.alpha / m, decay_mask=net.weight_mask)
         if warm:
             if [c.shape for c in self.coefs_] != list(zip(sizes[:-1], sizes[1:])):
-                raise ValueError("warm_start: hidden_layer_sizes, the features or the outputs "
-                                 "differ from those of the previous fit")
+                raise ValueError("hidden_layer_sizes, the features or the outputs differ "
+                                 "from those of the fit it would go on from")
             estimator.set_parameters(net, self.coefs_, self.intercepts_)
+            if incremental:  # partial_fit keeps the optimizer's state; a warm start not
+                optimizer.velocity[...] = self._velocity
         else:  # a new fit: its curves start afresh (a warm start extends them)
             self.loss_curve_ = []
             self.best_loss_ = np.inf
             self.validation_scores_ = [] if self.early_stopping else None
             self.best_validation_score_ = -np.inf if self.early_stopping else None
             self.t_ = 0
+            self._no_improvement_count, self._epochs = 0, 0
         if self.early_stopping:
             self.best_loss_ = None
-        nesterov = bool(self.nesterovs_momentum and self.momentum > 0)
-        optimizer = SGD(net.params, momentum=self.momentum, nesterov=nesterov,
-                        weight_decay=self.alpha / m, decay_mask=net.weight_mask)
         settings = estimator.Settings(
-            m=m, epochs=self.max_iter, lr=self._eta(), seed=seed,
+            m=m, epochs=1 if incremental else self.max_iter, lr=self._eta(), seed=seed,
             schedule=self.schedule, shuffle=bool(self.shuffle), dropout=self.dropout,
             max_norm=self.max_norm, alpha=self.alpha,
-            cost_scale=1.0 if is_classifier(self) else 1.0 / n_outputs)
-        self._no_improvement_count, self._best = 0, None
+            cost_scale=1.0 if is_classifier(self) else 1.0 / n_outputs,
+            first_epoch=self._epochs if incremental else 0)
+        self._best = None
         self.n_iter_ = 0
 
         def on_epoch(epoch: int, loss: float) -> bool:
-            self.n_iter_ = epoch + 1
+            self.n_iter_ += 1
             self.t_ += settings.m * (n // settings.m)
             self.loss_ = loss
             self.loss_curve_.append(loss)
@@ -220,15 +229,17 @@ class _MLP(BaseEstimator):
         if self.early_stopping and self._best is not None:  # the best epoch's parameters
             estimator.set_parameters(net, *self._best)
         self.coefs_, self.intercepts_ = estimator.parameters(net)
+        self._velocity, self._seed = optimizer.velocity.copy(), seed
+        self._epochs += self.n_iter_
         self.n_layers_ = len(sizes)
         self.n_outputs_ = n_outputs
         self.out_activation_ = self._out_activation
         self._partitions = estimator.fullest_partitions(n, m)
         self._batch = m
-        if self.n_iter_ == self.max_iter and comm.rank == 0:
+        if not incremental and self.n_iter_ == self.max_iter and comm.rank == 0:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                           "and the optimization hasn't converged yet.", ConvergenceWarning,
-                          stacklevel=3)
+                          stacklevel=4)
 
     def _improved(self, net: MLP, score: float | None) -> bool:
         """scikit-learn's rule: stop once the training loss (or with early_stopping, the
@@ -273,9 +284,11 @@ class _MLP(BaseEstimator):
 
     def _network(self, sizes: list[int], dtype: np.dtype, seed: int = 0) -> MLP:
         activation = ACTIVATION_NAMES[self.activation]
-        return MLP(sizes, activation=activation, cost=self._cost,
-                   init="he" if "relu" in activation or activation == "elu" else "xavier",
-                   dtype=dtype, seed=seed)
+        # scikit-learn's initial weights: He's normal ones start Friedman #1 (10 features)
+        # far worse (docs/sklearn.md)
+        init = GlorotUniform(2.0 if activation == "sigmoid" else 6.0)
+        return MLP(sizes, activation=activation, cost=self._cost, init=init, dtype=dtype,
+                   seed=seed)
 
     def _fitted_network(self) -> MLP:
         check_is_fitted(self, "coefs_")
@@ -337,7 +350,15 @@ class MLPClassifier(ClassifierMixin, _MLP):
     _out_activation = "softmax"
     _rate = 0.01  # Adam's 0.001 is slow for SGD; 0.1 loses unscaled features
 
-    def _validate_input(self, X, y, reset: bool):
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One epoch on X and y, from where the last call ended (its optimizer's state
+        too); ``classes`` (every class there will be) on the first call. Under mpirun,
+        on every rank with the same arrays, as ``fit``."""
+        if not hasattr(self, "coefs_") and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    def _validate_input(self, X, y, reset: bool, incremental: bool = False, classes=None):
         X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32),
                              reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
@@ -346,14 +367,18 @@ class MLPClassifier(ClassifierMixin, _MLP):
             raise ValueError("distnn's MLPClassifier takes one class a sample: y of shape "
                              f"(n_samples,), got {y.shape}")
         check_classification_targets(y)
-        classes, numbers_ = np.unique(y, return_inverse=True)
+        found = np.unique(y)
         if reset:
-            self.classes_ = classes
-        elif not np.array_equal(classes, self.classes_):
+            self.classes_ = np.unique(classes) if incremental else found
+        elif not incremental and not np.array_equal(found, self.classes_):
             raise ValueError("warm_start can only be used where `y` has the same classes as "
                              "in the previous call to fit. Previously got "
-                             f"{self.classes_}, `y` has {classes}")
-        return X, numbers_.astype(np.intp)
+                             f"{self.classes_}, `y` has {found}")
+        unknown = np.setdiff1d(found, self.classes_)
+        if len(unknown):
+            raise ValueError(f"`y` has classes not in `self.classes_`: {unknown}; "
+                             f"`self.classes_` has {self.classes_}")
+        return X, np.searchsorted(self.classes_, y).astype(np.intp)
 
     def _n_outputs(self, y) -> int:
         return len(self.classes_)
@@ -384,7 +409,12 @@ class MLPRegressor(RegressorMixin, _MLP):
     _out_activation = "identity"
     _rate = 0.001  # scikit-learn's: targets in their own units diverge at 0.01
 
-    def _validate_input(self, X, y, reset: bool):
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch on X and y, from where the last call ended (its optimizer's state
+        too). Under mpirun, on every rank with the same arrays, as ``fit``."""
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def _validate_input(self, X, y, reset: bool, incremental: bool = False, classes=None):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
                              dtype=(np.float64, np.float32), reset=reset)
         y = np.asarray(y, dtype=X.dtype)

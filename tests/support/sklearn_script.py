@@ -54,10 +54,14 @@ def main(mode: str, out: str) -> None:
     reg.fit(x, targets)
     unseeded = MLPRegressor(hidden_layer_sizes=(4,), max_iter=3, random_state=None)
     unseeded.fit(x, targets[:, 0])
+    # Each call of partial_fit is one data-parallel epoch
+    stream = MLPClassifier(hidden_layer_sizes=(10,), batch_size=30, random_state=7)
+    for part in (slice(0, 150), slice(150, 300)):
+        stream.partial_fit(x[part], classes[part], classes=[0, 1, 2])
     # Each fit of a search is one data-parallel fit over all ranks
     scores = cross_val_score(MLPClassifier(hidden_layer_sizes=(8,), batch_size=32,
                                            max_iter=3, random_state=1), x, classes, cv=3)
-    for name, est in (("clf", clf), ("reg", reg), ("unseeded", unseeded)):
+    for name, est in (("clf", clf), ("reg", reg), ("unseeded", unseeded), ("stream", stream)):
         for l, (w, b) in enumerate(zip(est.coefs_, est.intercepts_)):
             held[f"{name}.coefs_{l}"], held[f"{name}.intercepts_{l}"] = w, b
         held[f"{name}.loss_curve_"] = np.array(est.loss_curve_)

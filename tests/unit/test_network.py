@@ -226,6 +226,20 @@ def test_initializer_scales() -> None:
     assert not xavier.biases[0].any() and not he.biases[0].any()
 
 
+@pytest.mark.parametrize("factor", [6.0, 2.0])
+def test_glorot_uniform_is_scikit_learns(factor) -> None:
+    """U(-r, r), r = sqrt(factor / (n_in + n_out)), for weights and biases alike."""
+    from distnn.initializers import GlorotUniform
+
+    n_in, n_out = 400, 300
+    net = MLP([n_in, n_out], init=GlorotUniform(factor), dtype="float64", seed=0)
+    r = np.sqrt(factor / (n_in + n_out))
+    for values in (net.weights[0], net.biases[0]):
+        assert np.abs(values).max() <= r
+        assert np.abs(values).max() > 0.99 * r
+    assert net.weights[0].std() == pytest.approx(r / np.sqrt(3), rel=0.02)  # U's deviation
+
+
 def test_config_round_trip() -> None:
     net = MLP([7, 6, 3], activation=ELU(0.5), cost="cross_entropy", init="he", seed=9)
     config = json.loads(json.dumps(net.config()))

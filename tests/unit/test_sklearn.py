@@ -25,6 +25,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 from distnn import load_model  # noqa: E402
 from distnn.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
 # Every check passes; none is expected to fail (docs/sklearn.md).
 EXPECTED_FAILURES: dict[str, str] = {}
 
@@ -128,6 +130,45 @@ def test_what_distnn_does_not_offer_is_refused_in_one_line(given, says):
         MLPClassifier(**given).fit(x, classes)
     assert says in str(err.value)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_partial_fit_goes_on_as_one_fit_of_as_many_epochs(kind):
+    """Each call is the next epoch (its order, the optimizer's state): three calls are
+    fit with max_iter=3, which is a different run from three fits of one epoch."""
+    x, classes, targets, weights = rows(90)
+    make = MLPClassifier if kind == "classifier" else MLPRegressor
+    y = classes if kind == "classifier" else targets
+    settings = dict(hidden_layer_sizes=(6,), batch_size=20, learning_rate_init=0.05,
+                    alpha=1e-3, random_state=4, tol=0.0)
+    whole = make(max_iter=3, **settings).fit(x, y, sample_weight=weights)
+    parts = make(**settings)
+    extra = {"classes": [0, 1, 2]} if kind == "classifier" else {}
+    for _ in range(3):
+        parts.partial_fit(x, y, sample_weight=weights, **extra)
+    for ours, theirs in zip(parts.coefs_ + parts.intercepts_,
+                            whole.coefs_ + whole.intercepts_):
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(parts.loss_curve_, whole.loss_curve_, rtol=1e-12)
+    assert parts.n_iter_ == 1  # as scikit-learn's: the epochs of the last call
+    restarted = make(**settings)  # a warm start forgets the velocity: not the same run
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for k in range(3):
+            restarted.set_params(max_iter=1, warm_start=k > 0).fit(x, y, sample_weight=weights)
+    assert not np.allclose(restarted.coefs_[0], whole.coefs_[0], rtol=0, atol=1e-6)
+
+
+def test_partial_fit_needs_the_classes_first_and_keeps_to_them():
+    x, classes, _, _ = rows()
+    clf = MLPClassifier(max_iter=1)
+    with pytest.raises(ValueError, match="classes must be passed on the first call"):
+        clf.partial_fit(x, classes)
+    clf.partial_fit(x[classes < 2], classes[classes < 2], classes=[0, 1, 2])
+    assert list(clf.classes_) == [0, 1, 2]
+    assert clf.predict_proba(x).shape == (len(x), 3)
+    with pytest.raises(ValueError, match="`y` has classes not in `self.classes_`: \\[7\\]"):
+        clf.partial_fit(x, np.where(classes == 2, 7, classes))
 
 
 def test_multilabel_targets_are_refused():
