@@ -100,6 +100,65 @@ def test_alpha_and_sample_weight_mean_what_they_mean_in_scikit_learn(kind, weigh
         np.testing.assert_allclose(g, theirs, rtol=1e-7, atol=1e-10)  # (w - w') / eta
 
 
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_an_epoch_of_weighted_batches_is_scikit_learns_sgd(shuffle):
+    """One epoch of several batches, each step scikit-learn's own weighted gradient at
+    the parameters the last left: the batches' totals and the order of the epoch."""
+    from distnn.data import Partitions
+    from distnn.estimator import fullest_partitions
+
+    x, classes, _, weights = rows(100)
+    m, eta = 16, 0.1
+    est = MLPClassifier(hidden_layer_sizes=(6,), activation="tanh", alpha=0.2, batch_size=m,
+                        learning_rate_init=eta, momentum=0.0, max_iter=1, random_state=9,
+                        shuffle=shuffle, warm_start=True)
+    est.fit(x, classes, sample_weight=weights)
+    coefs, intercepts = [c.copy() for c in est.coefs_], [b.copy() for b in est.intercepts_]
+    est.fit(x, classes, sample_weight=weights)  # the same epoch again, from there
+    peer = neural_network.MLPClassifier(activation="tanh", alpha=0.2)
+    peer.out_activation_, peer.loss = "softmax", "log_loss"
+    order = Partitions(len(x), m, fullest_partitions(len(x), m), shuffle=shuffle)
+    batches = order.epoch(9, 0, 0, 1)  # every batch's rows, as one process takes them
+    assert batches.shape == (len(x) // m, m) and len(np.unique(batches)) == batches.size
+    if not shuffle:  # each partition's rows in order
+        assert (np.diff(np.sort(batches, axis=0), axis=0) > 0).all()
+    for rows_k in batches:
+        _, grads = sklearns_step(peer, (coefs, intercepts), x[rows_k],
+                                 np.eye(3)[classes[rows_k]], weights[rows_k])
+        for p, g in zip(coefs + intercepts, grads):
+            p -= eta * g
+    for ours, theirs in zip(est.coefs_ + est.intercepts_, coefs + intercepts):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_tol_and_n_iter_no_change_stop_where_scikit_learn_stops(early_stopping):
+    """A tol no epoch can meet: the first epoch sets the best, and both stop once
+    n_iter_no_change + 1 more have not beaten it by tol."""
+    x, classes, _, _ = rows(120)
+    settings = dict(hidden_layer_sizes=(5,), solver="sgd", tol=10.0, n_iter_no_change=3,
+                    max_iter=50, early_stopping=early_stopping, random_state=0)
+    ours = MLPClassifier(**settings).fit(x, classes)
+    peer = neural_network.MLPClassifier(**settings).fit(x, classes)
+    assert ours.n_iter_ == peer.n_iter_ == 5
+    assert len(ours.loss_curve_) == 5
+
+
+def test_early_stopping_keeps_the_best_epochs_weights():
+    from sklearn.model_selection import train_test_split
+
+    x, classes, _, _ = rows(300)
+    est = MLPClassifier(hidden_layer_sizes=(8,), early_stopping=True, validation_fraction=0.2,
+                        learning_rate_init=0.3, n_iter_no_change=4, max_iter=40,
+                        random_state=1).fit(x, classes)
+    # the split scikit-learn's rule makes: its seed is random_state's
+    _, x_val, _, y_val = train_test_split(x, classes, random_state=1, test_size=0.2,
+                                          stratify=classes)
+    scores = est.validation_scores_
+    assert len(scores) == est.n_iter_ and scores[-1] < max(scores)  # it did get worse
+    assert est.score(x_val, y_val) == max(scores) == est.best_validation_score_
+
+
 def test_a_zero_alpha_is_not_what_alpha_gives():
     """The check above can tell: without alpha the gradient differs by alpha w / m."""
     x, classes, _, _ = rows()
