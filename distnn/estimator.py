@@ -146,6 +146,8 @@ def fit_arrays(net: MLP, optimizer: SGD, x: np.ndarray, y: np.ndarray, settings:
         totals = functools.lru_cache(maxsize=1)(
             lambda epoch: weights[order.epoch(settings.seed, epoch, 0, 1)].sum(axis=1))
     course = Course(recipe, order, eta, first + settings.epochs, Position(first), totals)
+    comm.bcast_(net.params)  # MPI: every replica starts from rank 0's parameters
+    comm.bcast_(optimizer.velocity)  # MPI: ... and its optimizer state
     reducer = make_reducer(comm, net, optimizer, "auto")  # MPI
     hooks = _Hooks(net, course, settings, on_epoch)
     with reducer:  # leaving it, the network holds its own copy of the parameters again

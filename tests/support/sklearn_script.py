@@ -70,6 +70,7 @@ def main(mode: str, out: str) -> None:
     held["clf.predict_proba"] = clf.predict_proba(x)
     held["reg.validation_scores_"] = np.array(reg.validation_scores_)
     held["scores"] = scores
+    held["unseeded.seed"] = np.array(unseeded._seed)  # the seed it drew (rank 0's)
     np.savez(f"{out}-{rank}.npz", **held)
 
 
