@@ -26,10 +26,15 @@ import multiprocessing
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from typing import Any
+
 import numpy as np
 
 from distnn.augment import Augment
+from distnn.checkpoint import save_checkpoint
 from distnn.comm import UNWATCHED, Comm, SerialComm, world
+from distnn.config import Config
+from distnn.costs import REGRESSION
 from distnn.data import Partitions
 from distnn.dropout import Dropout
 from distnn.loop import Course, Position, run_epochs
@@ -208,6 +213,28 @@ def set_parameters(net: MLP, coefs: list[np.ndarray], intercepts: list[np.ndarra
         b[...] = intercept
 
 
+def save_fitted(path: str, net: MLP, state: dict[str, Any], settings: Settings, partitions: int,
+                epochs: int, names: dict[str, list[str]]) -> None:
+    """Write a fitted ``net`` as a distnn checkpoint (``distnn.checkpoint``): with the
+    settings it was fitted with, its optimizer's ``state``, and as a table's model, rows
+    read as they are and a regression's targets in their own units, for
+    ``distnn.load_model``, ``python -m distnn.predict`` and ``distnn.evaluate``."""
+    classifier = net.cost.name != REGRESSION
+    cfg = Config(data="", layers=net.sizes, hidden=net.sizes[1:-1],
+                 activation=net.activation.name, cost=net.cost.name, init=net.init.name,
+                 dtype=net.dtype.name, dropout=settings.dropout, max_norm=settings.max_norm,
+                 epochs=max(1, epochs), batch_size=settings.m, lr=settings.lr,
+                 momentum=state["momentum"], nesterov=bool(state["nesterov"]),
+                 weight_decay=state["weight_decay"], schedule=settings.schedule,
+                 warmup_epochs=0.0, seed=settings.seed, partitions=partitions)
+    n = net.sizes[-1]
+    data = {"task": "classification" if classifier else "regression",
+            "feature_scaling": "none", "n_outputs": n, "names": names}
+    scaling = {} if classifier else {"target_mean": np.zeros(n), "target_std": np.ones(n)}
+    position = {"epoch": epochs, "step": 0, "steps": 1, "epoch_cost": 0.0, "ranks": 1}
+    save_checkpoint(path, net, state, cfg.to_dict(), position, data, scaling)
+
+
 def comm_done(comm: Comm) -> None:
     """Release a communicator ``job`` made (collective)."""
     if comm.size > 1:
@@ -215,5 +242,5 @@ def comm_done(comm: Comm) -> None:
 
 
 __all__ = ["Diverging", "Settings", "comm_done", "fit_arrays", "fullest_partitions", "job",
-           "parameters", "same_everywhere", "set_parameters", "shared_seed"]
+           "parameters", "same_everywhere", "save_fitted", "set_parameters", "shared_seed"]
 

@@ -179,41 +179,23 @@ class _MLP(BaseEstimator):
         n_outputs = self._n_outputs(y)
         if self.early_stopping:
             X, X_val, y, y_val, weights, w_val = self._split(X, y, weights, seed)
-        n = len(X)
-        m = min(200, n) if self.batch_size == "auto" else int(self.batch_size)
-        if m > n:
-            warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
-                          "going to be clipped", stacklevel=4)
-            m = n
+        n, m = len(X), self._batch_size(len(X))
         sizes = [X.shape[1], *self._hidden(), n_outputs]
         net = self._network(sizes, X.dtype, seed)
         nesterov = bool(self.nesterovs_momentum and self.momentum > 0)
         optimizer = SGD(net.params, momentum=self.momentum, nesterov=nesterov,
                         weight_decay=self.alpha / m, decay_mask=net.weight_mask)
         if warm:
-            if [c.shape for c in self.coefs_] != list(zip(sizes[:-1], sizes[1:])):
-                raise ValueError("hidden_layer_sizes, the features or the outputs differ "
-                                 "from those of the fit it would go on from")
-            estimator.set_parameters(net, self.coefs_, self.intercepts_)
-            if incremental:  # partial_fit keeps the optimizer's state; a warm start not
-                optimizer.velocity[...] = self._velocity
-        else:  # a new fit: its curves start afresh (a warm start extends them)
-            self.loss_curve_ = []
-            self.best_loss_ = np.inf
-            self.validation_scores_ = [] if self.early_stopping else None
-            self.best_validation_score_ = -np.inf if self.early_stopping else None
-            self.t_ = 0
-            self._no_improvement_count, self._epochs = 0, 0
-        if self.early_stopping:
-            self.best_loss_ = None
+            self._go_on(net, optimizer, sizes, incremental)
+        else:
+            self._start_curves()
         settings = estimator.Settings(
             m=m, epochs=1 if incremental else self.max_iter, lr=self._eta(), seed=seed,
             schedule=self.schedule, shuffle=bool(self.shuffle), dropout=self.dropout,
             max_norm=self.max_norm, alpha=self.alpha,
             cost_scale=1.0 if is_classifier(self) else 1.0 / n_outputs,
             first_epoch=self._epochs if incremental else 0)
-        self._best = None
-        self.n_iter_ = 0
+        self._best, self.n_iter_ = None, 0
 
         def on_epoch(epoch: int, loss: float) -> bool:
             self.n_iter_ += 1
@@ -229,17 +211,43 @@ class _MLP(BaseEstimator):
         if self.early_stopping and self._best is not None:  # the best epoch's parameters
             estimator.set_parameters(net, *self._best)
         self.coefs_, self.intercepts_ = estimator.parameters(net)
-        self._velocity, self._seed = optimizer.velocity.copy(), seed
-        self._epochs += self.n_iter_
-        self.n_layers_ = len(sizes)
-        self.n_outputs_ = n_outputs
+        self.n_layers_, self.n_outputs_ = len(sizes), n_outputs
         self.out_activation_ = self._out_activation
+        self._state, self._settings, self._seed = optimizer.state_dict(), settings, seed
         self._partitions = estimator.fullest_partitions(n, m)
-        self._batch = m
+        self._epochs += self.n_iter_
         if not incremental and self.n_iter_ == self.max_iter and comm.rank == 0:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                           "and the optimization hasn't converged yet.", ConvergenceWarning,
                           stacklevel=4)
+
+    def _batch_size(self, n: int) -> int:
+        m = min(200, n) if self.batch_size == "auto" else int(self.batch_size)
+        if m > n:
+            warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
+                          "going to be clipped", stacklevel=5)
+        return min(m, n)
+
+    def _go_on(self, net: MLP, optimizer: SGD, sizes: list[int], incremental: bool) -> None:
+        """Start from the fitted parameters (a warm start, or partial_fit after the first
+        call), and partial_fit from its optimizer's state too (a warm start does not)."""
+        if [c.shape for c in self.coefs_] != list(zip(sizes[:-1], sizes[1:])):
+            raise ValueError("hidden_layer_sizes, the features or the outputs differ from "
+                             "those of the fit it would go on from")
+        estimator.set_parameters(net, self.coefs_, self.intercepts_)
+        if incremental:
+            optimizer.velocity[...] = self._state["velocity"]
+        if self.early_stopping:
+            self.best_loss_ = None
+
+    def _start_curves(self) -> None:
+        """A new fit: its curves start afresh (a warm start extends them)."""
+        self.loss_curve_ = []
+        self.best_loss_ = None if self.early_stopping else np.inf
+        self.validation_scores_ = [] if self.early_stopping else None
+        self.best_validation_score_ = -np.inf if self.early_stopping else None
+        self.t_ = 0
+        self._no_improvement_count, self._epochs = 0, 0
 
     def _improved(self, net: MLP, score: float | None) -> bool:
         """scikit-learn's rule: stop once the training loss (or with early_stopping, the
@@ -309,34 +317,14 @@ class _MLP(BaseEstimator):
         """Write the fitted model as a distnn checkpoint, which ``distnn.load_model``,
         ``python -m distnn.predict`` and ``python -m distnn.evaluate`` read. Under mpirun
         rank 0 writes it; call it on every rank, or on rank 0 alone."""
-        from distnn.checkpoint import save_checkpoint
-        from distnn.config import Config
-
         net = self._fitted_network()
         if getattr(self, "_rank", 0) != 0:
             return
-        hidden = net.sizes[1:-1]
-        cfg = Config(data="", layers=net.sizes, hidden=hidden, activation=net.activation.name,
-                     cost=self._cost, init=net.init.name, dtype=net.dtype.name,
-                     dropout=self.dropout, max_norm=self.max_norm, epochs=self.n_iter_,
-                     batch_size=self._batch, lr=self._eta(),
-                     momentum=self.momentum, nesterov=bool(self.nesterovs_momentum
-                                                           and self.momentum > 0),
-                     weight_decay=self.alpha / self._batch, schedule=self.schedule,
-                     warmup_epochs=0.0, partitions=self._partitions)
-        optimizer = SGD(net.params, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                        weight_decay=cfg.weight_decay, decay_mask=net.weight_mask)
         names = self._names()
         if hasattr(self, "feature_names_in_"):
             names["features"] = [str(f) for f in self.feature_names_in_]
-        data = {"task": "classification" if is_classifier(self) else "regression",
-                "feature_scaling": "none", "n_outputs": net.sizes[-1], "names": names}
-        zeros, ones = np.zeros(net.sizes[-1]), np.ones(net.sizes[-1])
-        scaling = {} if is_classifier(self) else {"target_mean": zeros, "target_std": ones}
-        position = {"epoch": self.n_iter_, "step": 0, "steps": 1, "epoch_cost": 0.0,
-                    "ranks": 1}
-        save_checkpoint(path, net, optimizer.state_dict(), cfg.to_dict(), position, data,
-                        scaling)
+        estimator.save_fitted(path, net, self._state, self._settings, self._partitions,
+                              self.n_iter_, names)
 
     def _names(self) -> dict[str, Any]:
         return {}
