@@ -270,13 +270,15 @@ def test_a_fit_writes_nothing_and_leaves_the_signals_alone(tmp_path, monkeypatch
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT,
                                                        signal.SIGUSR1)}
     x, classes, _, _ = rows()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    before = signal.set_wakeup_fd(-1)  # (an earlier test's run may have left one)
+    try:
         MLPClassifier(max_iter=2).fit(x, classes)
         MLPClassifier(max_iter=2).fit(x, classes)  # a second fit: no lock held by the first
+    finally:
+        woken = signal.set_wakeup_fd(before)
+    assert woken == -1  # no wakeup pipe set
     assert list(tmp_path.iterdir()) == []
     assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
-    assert signal.set_wakeup_fd(-1) == -1  # no wakeup pipe either
 
 
 def test_pickled_estimators_predict_alike():
