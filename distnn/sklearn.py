@@ -150,6 +150,10 @@ class _MLP(BaseEstimator):
         self._check_params()
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
+        if incremental and self.schedule != "constant":
+            raise ValueError(f"partial_fit takes schedule='constant', not {self.schedule!r}: "
+                             "a schedule ends with max_iter's last epoch, and partial_fit "
+                             "has no last epoch")
         # Go on from the fitted parameters: a warm start, or partial_fit after the first
         warm = hasattr(self, "coefs_") and (incremental or self.warm_start)
         X, y = self._validate_input(X, y, reset=not warm, incremental=incremental,

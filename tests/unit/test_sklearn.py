@@ -6,6 +6,7 @@ Under mpirun: tests/system/test_sklearn_mpirun.py.
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import signal
@@ -100,35 +101,93 @@ def test_alpha_and_sample_weight_mean_what_they_mean_in_scikit_learn(kind, weigh
         np.testing.assert_allclose(g, theirs, rtol=1e-7, atol=1e-10)  # (w - w') / eta
 
 
-@pytest.mark.parametrize("shuffle", [True, False])
-def test_an_epoch_of_weighted_batches_is_scikit_learns_sgd(shuffle):
-    """One epoch of several batches, each step scikit-learn's own weighted gradient at
-    the parameters the last left: the batches' totals and the order of the epoch."""
+def cosine(t: int, total: int) -> float:
+    return (1 + math.cos(math.pi * t / total)) / 2
+
+
+@pytest.mark.parametrize("shuffle, schedule", [(True, "constant"), (False, "constant"),
+                                               (True, "cosine"), (True, "step")])
+def test_epochs_of_weighted_batches_are_scikit_learns_sgd(shuffle, schedule):
+    """Two epochs of several batches, each step scikit-learn's own weighted loss and
+    gradient at the parameters the last left, at the rate the schedule gives that step
+    (worked out here): the order of the epochs, each batch's total weight, the rates,
+    and the loss curve (scikit-learn's: the mean of its batches' losses)."""
     from distnn.data import Partitions
     from distnn.estimator import fullest_partitions
 
     x, classes, _, weights = rows(100)
-    m, eta = 16, 0.1
+    m, eta, epochs = 16, 0.1, 2
     est = MLPClassifier(hidden_layer_sizes=(6,), activation="tanh", alpha=0.2, batch_size=m,
-                        learning_rate_init=eta, momentum=0.0, max_iter=1, random_state=9,
-                        shuffle=shuffle, warm_start=True)
+                        learning_rate_init=eta, momentum=0.0, max_iter=epochs, random_state=9,
+                        shuffle=shuffle, schedule=schedule, warm_start=True)
     est.fit(x, classes, sample_weight=weights)
     coefs, intercepts = [c.copy() for c in est.coefs_], [b.copy() for b in est.intercepts_]
-    est.fit(x, classes, sample_weight=weights)  # the same epoch again, from there
+    est.fit(x, classes, sample_weight=weights)  # the same epochs again, from there
     peer = neural_network.MLPClassifier(activation="tanh", alpha=0.2)
     peer.out_activation_, peer.loss = "softmax", "log_loss"
     order = Partitions(len(x), m, fullest_partitions(len(x), m), shuffle=shuffle)
-    batches = order.epoch(9, 0, 0, 1)  # every batch's rows, as one process takes them
-    assert batches.shape == (len(x) // m, m) and len(np.unique(batches)) == batches.size
-    if not shuffle:  # each partition's rows in the file's order, batch after batch
-        assert (np.diff(batches, axis=0) > 0).all()
-    for rows_k in batches:
-        _, grads = sklearns_step(peer, (coefs, intercepts), x[rows_k],
-                                 np.eye(3)[classes[rows_k]], weights[rows_k])
-        for p, g in zip(coefs + intercepts, grads):
-            p -= eta * g
+    steps = len(x) // m
+    rate = {"constant": lambda t: eta,
+            "cosine": lambda t: eta * cosine(t, epochs * steps),
+            "step": lambda t: eta * 0.1 ** (t // steps)}[schedule]  # a tenth at half way
+    for epoch in range(epochs):
+        batches = order.epoch(9, epoch, 0, 1)  # every batch's rows, as one process takes them
+        assert batches.shape == (steps, m) and len(np.unique(batches)) == batches.size
+        if not shuffle:  # each partition's rows in the file's order, batch after batch
+            assert (np.diff(batches, axis=0) > 0).all()
+        losses = []
+        for k, rows_k in enumerate(batches):
+            loss, grads = sklearns_step(peer, (coefs, intercepts), x[rows_k],
+                                        np.eye(3)[classes[rows_k]], weights[rows_k])
+            losses.append(loss)
+            for p, g in zip(coefs + intercepts, grads):
+                p -= rate(epoch * steps + k) * g
+        assert est.loss_curve_[-epochs + epoch] == pytest.approx(np.mean(losses), rel=1e-10)
     for ours, theirs in zip(est.coefs_ + est.intercepts_, coefs + intercepts):
         np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-12)
+
+
+def test_dropout_and_max_norm_act():
+    """Dropout changes the fit (and not predictions afterwards); max-norm bounds the
+    length of each hidden unit's incoming weights, checked here on the fitted ones."""
+    x, classes, _, _ = rows(120)
+    settings = dict(hidden_layer_sizes=(12, 6), learning_rate_init=0.5, max_iter=5,
+                    random_state=3)
+    plain = MLPClassifier(**settings).fit(x, classes)
+    dropped = MLPClassifier(dropout=0.3, **settings).fit(x, classes)
+    assert not np.allclose(plain.coefs_[0], dropped.coefs_[0])
+    np.testing.assert_array_equal(dropped.predict_proba(x), dropped.predict_proba(x))
+    lengths = [np.linalg.norm(w, axis=0) for w in plain.coefs_[:-1]]  # a column: a unit's
+    c = 0.5 * min(l.max() for l in lengths)  # a bound the plain fit goes past
+    bounded = MLPClassifier(max_norm=c, **settings).fit(x, classes)
+    for w in bounded.coefs_[:-1]:
+        assert np.linalg.norm(w, axis=0).max() <= c * (1 + 1e-12)
+    assert not np.linalg.norm(bounded.coefs_[-1], axis=0).max() <= c  # not the output's
+
+
+def test_more_ranks_than_partitions_are_refused_before_any_collective():
+    from distnn.estimator import Settings, fit_arrays
+    from distnn.network import MLP
+    from distnn.optim import SGD
+
+    class Twenty:  # rank 0 of 20: nothing is sent before the check
+        rank, size = 0, 20
+
+    net = MLP([3, 2], cost="cross_entropy", dtype="float64")
+    with pytest.raises(ValueError, match=r"^20 ranks but the run has 10 partitions: each rank "
+                                         r"serves whole partitions, so at most 10 ranks, "
+                                         r"chosen for batches of 10 from 10 rows; run on fewer "
+                                         r"ranks, or give a larger batch_size$"):
+        fit_arrays(net, SGD(net.params), np.zeros((10, 3)), np.zeros(10, np.intp),
+                   Settings(m=10, epochs=1, lr=0.1, seed=0), Twenty(), lambda e, l: False)
+
+
+def test_a_fit_that_diverges_says_what_to_do():
+    x, _, targets, _ = rows()
+    with pytest.raises(ValueError, match=r"^the training cost became (inf|nan) at epoch \d+, "
+                                         r"step \d+; try a smaller learning_rate_init$"), \
+            np.errstate(all="ignore"):
+        MLPRegressor(learning_rate_init=1e6, momentum=0.9, max_iter=5).fit(x, 1e6 * targets)
 
 
 @pytest.mark.parametrize("early_stopping", [False, True])
@@ -228,6 +287,10 @@ def test_partial_fit_needs_the_classes_first_and_keeps_to_them():
     assert clf.predict_proba(x).shape == (len(x), 3)
     with pytest.raises(ValueError, match="`y` has classes not in `self.classes_`: \\[7\\]"):
         clf.partial_fit(x, np.where(classes == 2, 7, classes))
+    with pytest.raises(ValueError, match="^partial_fit takes schedule='constant', not 'cosine'"):
+        clf.set_params(schedule="cosine").partial_fit(x, classes)
+    with pytest.raises(ValueError, match="^partial_fit does not support early_stopping=True"):
+        clf.set_params(schedule="constant", early_stopping=True).partial_fit(x, classes)
 
 
 def test_multilabel_targets_are_refused():
@@ -331,6 +394,32 @@ def test_save_writes_a_checkpoint_that_distnn_predicts_with(kind, tmp_path):
         np.testing.assert_allclose(np.array([[float(v) for v in line.split(",")[:2]]
                                              for line in lines]), est.predict(frame),
                                    rtol=1e-6)
+
+
+def test_the_checkpoint_keeps_the_fits_settings_and_state(tmp_path):
+    from distnn.checkpoint import read_checkpoint
+
+    x, classes, _, _ = rows(90)
+    est = MLPClassifier(hidden_layer_sizes=(7, 5), activation="tanh", alpha=0.3, batch_size=30,
+                        learning_rate_init=0.02, momentum=0.8, nesterovs_momentum=False,
+                        max_iter=4, dropout=0.1, max_norm=3.0, schedule="cosine",
+                        random_state=11).fit(x, classes)
+    est.save(tmp_path / "m.h5")
+    saved = read_checkpoint(tmp_path / "m.h5")
+    config, model = saved["config"], saved["model"]
+    assert model["sizes"] == [5, 7, 5, 3] and model["activation"] == "tanh"
+    assert (model["cost"], model["dtype"]) == ("cross_entropy", "float64")
+    expected = {"layers": [5, 7, 5, 3], "hidden": [7, 5], "activation": "tanh",
+                "cost": "cross_entropy", "dtype": "float64", "batch_size": 30, "lr": 0.02,
+                "momentum": 0.8, "nesterov": False, "weight_decay": 0.3 / 30, "epochs": 4,
+                "dropout": 0.1, "max_norm": 3.0, "schedule": "cosine", "seed": 11,
+                "warmup_epochs": 0.0}
+    assert {k: config[k] for k in expected} == expected
+    assert saved["position"]["epoch"] == est.n_iter_ == 4
+    assert saved["optimizer"]["momentum"] == 0.8 and saved["optimizer"]["nesterov"] == 0.0
+    assert saved["optimizer"]["velocity"].any()  # the fit's own, not a fresh one
+    assert saved["data"] == {"task": "classification", "feature_scaling": "none",
+                             "n_outputs": 3, "names": {"classes": ["0", "1", "2"]}}
 
 
 def test_save_under_a_name_that_is_a_directory_says_so(tmp_path):
