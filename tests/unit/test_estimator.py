@@ -69,20 +69,23 @@ def test_an_unseeded_fit_takes_rank_0s_seed():
 
 def test_a_fit_that_goes_on_starts_its_own_schedule():
     """first_epoch (partial_fit's) numbers the epochs for their order; a schedule still
-    starts at this fit's first step: a cosine over one step gives it the whole rate."""
+    starts at this fit's first step: a cosine over 2 steps gives them the whole rate and
+    half of it, worked out here step by step with the network's own gradient."""
+    from distnn.comm import SerialComm
     from distnn.estimator import Settings, fit_arrays
     from distnn.network import MLP
     from distnn.optim import SGD
 
-    from distnn.comm import SerialComm
-
     x = np.random.default_rng(0).standard_normal((8, 3))
     y = np.arange(8) % 2
     net = MLP([3, 2], cost="cross_entropy", dtype="float64", seed=1)
-    before = net.params.copy()
     epochs = fit_arrays(net, SGD(net.params), x, y,
-                        Settings(m=8, epochs=1, lr=0.5, seed=0, schedule="cosine",
+                        Settings(m=4, epochs=1, lr=0.5, seed=0, schedule="cosine",
                                  first_epoch=2), SerialComm(), lambda e, l: False)
     assert epochs == 3
-    _, grad = MLP([3, 2], cost="cross_entropy", dtype="float64", seed=1).gradient(x, y)
-    np.testing.assert_allclose(before - net.params, 0.5 * grad / 8, rtol=1e-12)
+    ref = MLP([3, 2], cost="cross_entropy", dtype="float64", seed=1)
+    batches = Partitions(8, 4, fullest_partitions(8, 4)).epoch(0, 2, 0, 1)  # epoch 2's
+    for rate, rows in zip([0.5, 0.25], batches):
+        _, grad = ref.gradient(x[rows], y[rows])
+        ref.params -= rate * grad / 4
+    np.testing.assert_allclose(net.params, ref.params, rtol=1e-12)

@@ -398,10 +398,11 @@ def test_save_writes_a_checkpoint_that_distnn_predicts_with(kind, tmp_path):
 
 def test_the_checkpoint_keeps_the_fits_settings_and_state(tmp_path):
     from distnn.checkpoint import read_checkpoint
+    from distnn.estimator import fullest_partitions
 
     x, classes, _, _ = rows(90)
     est = MLPClassifier(hidden_layer_sizes=(7, 5), activation="tanh", alpha=0.3, batch_size=30,
-                        learning_rate_init=0.02, momentum=0.8, nesterovs_momentum=False,
+                        learning_rate_init=0.02, momentum=0.8, nesterovs_momentum=True,
                         max_iter=4, dropout=0.1, max_norm=3.0, schedule="cosine",
                         random_state=11).fit(x, classes)
     est.save(tmp_path / "m.h5")
@@ -411,12 +412,13 @@ def test_the_checkpoint_keeps_the_fits_settings_and_state(tmp_path):
     assert (model["cost"], model["dtype"]) == ("cross_entropy", "float64")
     expected = {"layers": [5, 7, 5, 3], "hidden": [7, 5], "activation": "tanh",
                 "cost": "cross_entropy", "dtype": "float64", "batch_size": 30, "lr": 0.02,
-                "momentum": 0.8, "nesterov": False, "weight_decay": 0.3 / 30, "epochs": 4,
+                "momentum": 0.8, "nesterov": True, "weight_decay": 0.3 / 30, "epochs": 4,
                 "dropout": 0.1, "max_norm": 3.0, "schedule": "cosine", "seed": 11,
-                "warmup_epochs": 0.0}
+                "warmup_epochs": 0.0, "init": "glorot_uniform", "data": "",
+                "partitions": fullest_partitions(90, 30)}
     assert {k: config[k] for k in expected} == expected
     assert saved["position"]["epoch"] == est.n_iter_ == 4
-    assert saved["optimizer"]["momentum"] == 0.8 and saved["optimizer"]["nesterov"] == 0.0
+    assert saved["optimizer"]["momentum"] == 0.8 and saved["optimizer"]["nesterov"] == 1.0
     assert saved["optimizer"]["velocity"].any()  # the fit's own, not a fresh one
     assert saved["data"] == {"task": "classification", "feature_scaling": "none",
                              "n_outputs": 3, "names": {"classes": ["0", "1", "2"]}}
