@@ -65,8 +65,30 @@ def job() -> Comm:
     return comm.dup()  # MPI
 
 
-def same_everywhere(comm: Comm, *arrays: np.ndarray | None) -> None:
-    """Raise ValueError on every rank unless every rank passed the same arrays (collective)."""
+def same_everywhere(comm: Comm, *arrays: np.ndarray | None,
+                    error: Exception | None = None) -> None:
+    """Raise ValueError on every rank unless every rank passed the same arrays (collective).
+
+    ``error``: this rank could not take its data (scikit-learn's checks refused it); it
+    is raised here, after the others have heard of it, so that none waits for this rank.
+    """
+    mine = f"error: {error}" if error is not None else _digest(arrays)
+    everyone = comm.allgather(mine)  # MPI
+    if error is not None:
+        raise error
+    failed = [r for r, said in enumerate(everyone) if said.startswith("error: ")]
+    if failed:
+        raise ValueError(f"rank(s) {', '.join(map(str, failed))} of {comm.size} could not take "
+                         f"their data ({everyone[failed[0]][len('error: '):]}): under mpirun "
+                         "every rank must pass the same X, y and sample_weight")
+    differ = [str(r) for r, d in enumerate(everyone) if d != everyone[0]]
+    if differ:
+        raise ValueError(f"rank(s) {', '.join(differ)} of {comm.size} passed other data to fit "
+                         "than rank 0: under mpirun every rank must pass the same X, y and "
+                         "sample_weight (a script that makes or reads them on every rank does)")
+
+
+def _digest(arrays: tuple[np.ndarray | None, ...]) -> str:
     digest = hashlib.blake2b(digest_size=16)
     for a in arrays:
         if a is None:
@@ -75,12 +97,7 @@ def same_everywhere(comm: Comm, *arrays: np.ndarray | None) -> None:
         a = np.ascontiguousarray(a)
         digest.update(f"{a.dtype.str}{a.shape};".encode())
         digest.update(memoryview(a).cast("B"))
-    digests = comm.allgather(digest.hexdigest())  # MPI
-    differ = [str(r) for r, d in enumerate(digests) if d != digests[0]]
-    if differ:
-        raise ValueError(f"rank(s) {', '.join(differ)} of {comm.size} passed other data to fit "
-                         "than rank 0: under mpirun every rank must pass the same X, y and "
-                         "sample_weight (a script that makes or reads them on every rank does)")
+    return digest.hexdigest()
 
 
 def shared_seed(comm: Comm, seed: int | None) -> int:

@@ -156,19 +156,25 @@ class _MLP(BaseEstimator):
                              "has no last epoch")
         # Go on from the fitted parameters: a warm start, or partial_fit after the first
         warm = hasattr(self, "coefs_") and (incremental or self.warm_start)
-        X, y = self._validate_input(X, y, reset=not warm, incremental=incremental,
-                                    classes=classes)
-        weights = None
-        if sample_weight is not None:
-            weights = _check_sample_weight(sample_weight, X, dtype=X.dtype,
-                                           ensure_non_negative=True)
         comm = estimator.job()  # MPI: every rank of the job, or this process
         try:
             self._rank = comm.rank
-            estimator.same_everywhere(comm, X, y, weights)  # MPI
-            # partial_fit draws its seed once: each call is the next epoch of one order
-            seed = self._seed if incremental and warm else self._draw_seed(comm)  # MPI
-            self._fit_on(comm, X, y, weights, warm, incremental, seed)
+            with warnings.catch_warnings():
+                if comm.rank != 0:  # only rank 0 prints: every rank would say the same
+                    warnings.simplefilter("ignore")
+                weights = error = None
+                try:
+                    X, y = self._validate_input(X, y, reset=not warm, incremental=incremental,
+                                                classes=classes)
+                    if sample_weight is not None:
+                        weights = _check_sample_weight(sample_weight, X, dtype=X.dtype,
+                                                       ensure_non_negative=True)
+                except Exception as err:  # every rank hears of it, and none waits for this one
+                    error = err
+                estimator.same_everywhere(comm, X, y, weights, error=error)  # MPI
+                # partial_fit draws its seed once: each call the next epoch of one order
+                seed = self._seed if incremental and warm else self._draw_seed(comm)  # MPI
+                self._fit_on(comm, X, y, weights, warm, incremental, seed)
         finally:
             estimator.comm_done(comm)  # MPI
         return self
@@ -220,7 +226,7 @@ class _MLP(BaseEstimator):
         self._state, self._settings, self._seed = optimizer.state_dict(), settings, seed
         self._partitions = estimator.fullest_partitions(n, m)
         self._epochs += self.n_iter_
-        if not incremental and self.n_iter_ == self.max_iter and comm.rank == 0:
+        if not incremental and self.n_iter_ == self.max_iter:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                           "and the optimization hasn't converged yet.", ConvergenceWarning,
                           stacklevel=4)

@@ -4,6 +4,7 @@ writes what it holds afterwards to OUT-<rank>.npz.
 
     python sklearn_script.py fit OUT        # the fits
     python sklearn_script.py differ OUT     # rank 1 passes other rows: every rank refuses
+    python sklearn_script.py nan OUT        # rank 1's rows hold a NaN: every rank refuses
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ def main(mode: str, out: str) -> None:
     x, classes, targets, weights = data()
     warnings.simplefilter("ignore")  # max_iter is short on purpose
     held: dict[str, np.ndarray] = {}
-    if mode == "differ":
+    if mode in ("differ", "nan"):
         if rank == 1:
-            x[7, 2] += 1e-9
+            x[7, 2] = np.nan if mode == "nan" else x[7, 2] + 1e-9
         try:
             MLPClassifier(max_iter=2, random_state=0).fit(x, classes)
             held["refused"] = np.array("")

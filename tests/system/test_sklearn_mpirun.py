@@ -67,3 +67,11 @@ def test_ranks_given_other_data_all_refuse(tmp_path):
                                                "rank 0: under mpirun every rank must pass the "
                                                "same X, y and sample_weight")
 
+
+
+def test_a_rank_whose_rows_are_refused_takes_every_rank_with_it(tmp_path):
+    held, _ = run(tmp_path, "nan", 3)
+    assert "Input X contains NaN" in str(held[1]["refused"])  # scikit-learn's own words
+    for r in (0, 2):  # the others heard of it, instead of waiting for rank 1
+        assert str(held[r]["refused"]).startswith("rank(s) 1 of 3 could not take their data "
+                                                  "(Input X contains NaN")

@@ -89,3 +89,13 @@ def test_a_fit_that_goes_on_starts_its_own_schedule():
         _, grad = ref.gradient(x[rows], y[rows])
         ref.params -= rate * grad / 4
     np.testing.assert_allclose(net.params, ref.params, rtol=1e-12)
+
+
+def test_a_rank_that_cannot_take_its_data_is_heard_by_all():
+    x = np.arange(6.0).reshape(2, 3)
+    with pytest.raises(ValueError, match=r"^rank\(s\) 1 of 2 could not take their data "
+                                         r"\(Input X contains NaN\.\): under mpirun"):
+        same_everywhere(Ranks(0, ["error: Input X contains NaN."]), x)
+    own = TypeError("its own words")
+    with pytest.raises(TypeError, match="^its own words$"):  # the rank's own error, as it was
+        same_everywhere(Ranks(1, [digest_of(x)]), None, error=own)
