@@ -25,7 +25,6 @@ import hashlib
 import multiprocessing
 from collections.abc import Callable
 from dataclasses import dataclass
-
 from typing import Any
 
 import numpy as np
@@ -154,9 +153,8 @@ def fit_arrays(net: MLP, optimizer: SGD, x: np.ndarray, y: np.ndarray, settings:
     if problem:
         raise ValueError(f"{problem.split(' (')[0]}, chosen for batches of {m} from {n} rows; "
                          "run on fewer ranks, or give a larger batch_size")
-    first, last = order.rows_of(comm.rank, comm.size)  # this rank's partitions' rows
-    shard = Shard(x[first:last], y[first:last], None,
-                  None if weights is None else weights[first:last])
+    lo, hi = order.rows_of(comm.rank, comm.size)  # this rank's partitions' rows
+    shard = Shard(x[lo:hi], y[lo:hi], None, None if weights is None else weights[lo:hi])
     recipe = Recipe(m, order.share_of(comm.rank, comm.size), settings.seed, Augment(),
                     Dropout(net.sizes, settings.dropout, 0.0, net.dtype), settings.max_norm)
     steps, first = order.steps, settings.first_epoch
@@ -166,7 +164,7 @@ def fit_arrays(net: MLP, optimizer: SGD, x: np.ndarray, y: np.ndarray, settings:
     totals = None
     if weights is not None:  # every batch's total weight, from all of it: no communication
         totals = functools.lru_cache(maxsize=1)(
-            lambda epoch: weights[order.epoch(settings.seed, epoch, 0, 1)].sum(axis=1))
+            functools.partial(_totals, weights, order, settings.seed))
     course = Course(recipe, order, eta, first + settings.epochs, Position(first), totals)
     comm.bcast_(net.params)  # MPI: every replica starts from rank 0's parameters
     comm.bcast_(optimizer.velocity)  # MPI: ... and its optimizer state
@@ -179,6 +177,16 @@ def fit_arrays(net: MLP, optimizer: SGD, x: np.ndarray, y: np.ndarray, settings:
         except Diverged as err:  # every rank saw the same sum
             raise Diverging(f"{err}; try a smaller learning_rate_init") from None
     return done.epoch
+
+
+def _totals(weights: np.ndarray, order: Partitions, seed: int, epoch: int) -> np.ndarray:
+    """Each batch's total weight this epoch, (steps,): the same on every rank."""
+    totals = weights[order.epoch(seed, epoch, 0, 1)].sum(axis=1)  # all rows, as one process
+    empty = np.flatnonzero(totals <= 0)
+    if len(empty):
+        raise ValueError(f"batch {empty[0]} of epoch {epoch + 1} has no weight: its samples' "
+                         "sample_weight are all 0; give them weight, or a larger batch_size")
+    return totals
 
 
 class _Never:

@@ -429,3 +429,12 @@ def test_save_under_a_name_that_is_a_directory_says_so(tmp_path):
     with pytest.raises(Exception) as err:
         est.save(tmp_path)
     assert str(tmp_path) in str(err.value)
+
+
+def test_a_batch_without_weight_is_refused_in_one_line():
+    x, classes, _, _ = rows(60)
+    weights = np.zeros(60)
+    weights[0] = 1.0  # not all zero (scikit-learn refuses that itself), but most batches
+    with pytest.raises(ValueError, match=r"^batch \d+ of epoch 1 has no weight: its samples' "
+                                         r"sample_weight are all 0"):
+        MLPClassifier(batch_size=10, max_iter=1).fit(x, classes, sample_weight=weights)
