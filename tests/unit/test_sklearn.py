@@ -396,6 +396,34 @@ def test_save_writes_a_checkpoint_that_distnn_predicts_with(kind, tmp_path):
                                    rtol=1e-6)
 
 
+def test_distnn_evaluate_scores_a_saved_classifier_as_it_scores_itself(tmp_path):
+    """A lab's table brought in by distnn.data import (the test rows from a file of
+    their own); distnn.evaluate on the estimator's checkpoint counts what score() does."""
+    est, frame = fitted("classifier")
+    x, classes, _, _ = rows(150, seed=1)  # rows it never saw
+    names = np.array(["setosa", "versicolor", "virginica"])[classes]
+    test = frame.iloc[:0].copy()
+    for i, column in enumerate(frame.columns):
+        test[column] = x[:, i]
+    test["label"] = names
+    train = frame.assign(label=est.predict(frame))
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    table, model = tmp_path / "t.h5", tmp_path / "m.h5"
+    made = subprocess.run([sys.executable, "-m", "distnn.data", "import",
+                           str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"),
+                           "--out", str(table), "--task", "classification", "--target", "label"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert made.returncode == 0, made.stderr
+    est.save(model)
+    done = subprocess.run([sys.executable, "-m", "distnn.evaluate", str(model), "--data",
+                           str(table)], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    right = round(est.score(test.drop(columns="label"), names) * len(test))
+    assert f"({right}/{len(test)})" in done.stdout.splitlines()[0], done.stdout
+
+
 def test_the_checkpoint_keeps_the_fits_settings_and_state(tmp_path):
     from distnn.checkpoint import read_checkpoint
     from distnn.estimator import fullest_partitions
