@@ -42,7 +42,7 @@ from distnn.optim import SGD
 from distnn.reduce import make_reducer
 from distnn.samples import Shard
 from distnn.schedules import make_schedule
-from distnn.step import Diverged, Recipe, Replica
+from distnn.step import Diverged, NoStop, Recipe, Replica
 from distnn.threads import limit_blas_threads
 
 MOST_PARTITIONS = 64  # as many ranks as a fit can use (distnn.data.order's default C)
@@ -189,14 +189,10 @@ def _totals(weights: np.ndarray, order: Partitions, seed: int, epoch: int) -> np
     return totals
 
 
-class _Never:
-    requested = False
-
-
 class _Hooks:
     """A fit around the loop's steps: its loss, and whether to go on. No output, no files."""
 
-    stop, watch = _Never(), UNWATCHED
+    stop, watch = NoStop, UNWATCHED
 
     def __init__(self, net: MLP, course: Course, settings: Settings,
                  on_epoch: Callable[[int, float], bool]) -> None:

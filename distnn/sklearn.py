@@ -319,7 +319,7 @@ class _MLP(BaseEstimator):
         """a^L for the rows X: class probabilities, or the predicted values."""
         net = self._fitted_network()
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        return net.forward(X.astype(net.dtype, copy=False))
+        return net.forward(X)  # in the net's dtype
 
     # -- saving -------------------------------------------------------------------
 

@@ -76,12 +76,13 @@ class Recipe:
     max_norm: float = 0.0  # c of |w_j| <= c for every hidden unit j (0: none)
 
 
-class _Never:
+class NoStop:
+    """A stop request never made: a caller with no signals to hear (``step``'s default)."""
     requested = False
 
 
 def step(replica: Replica, recipe: Recipe, shard: Shard, rows: np.ndarray, epoch: int, k: int,
-         eta: float, stop: Any = _Never, watch: Any = UNWATCHED,
+         eta: float, stop: Any = NoStop, watch: Any = UNWATCHED,
          total: float | None = None) -> tuple[float, bool]:
     """Step ``k`` of ``epoch`` on the samples ``rows`` of this rank's ``shard``.
 

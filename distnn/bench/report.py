@@ -211,11 +211,16 @@ def _matrix_row(row: dict[str, Any], torch: dict[str, Any] | None, data: dict[st
     )
 
 
+def _at_each_p(data: dict[str, Any], target: dict[str, Any]) -> list[dict[str, Any]]:
+    """The results of the ``target`` cell at each number of ranks measured, where there are."""
+    return [r for r in (find(data["results"], **target, P=P) for P in data["config"]["ranks"])
+            if r]
+
+
 def _conv_row(data: dict[str, Any]) -> list[str]:
     """The conv row (issue 38): Nielsen's conv net at each P, beside PyTorch's, in torch's
     default layout and in channels_last."""
-    res = data["results"]
-    rows = [r for r in (find(res, **CONV_TARGET, P=P) for P in data["config"]["ranks"]) if r]
+    rows = _at_each_p(data, CONV_TARGET)
     if not rows:
         return []
     lines = [
@@ -231,7 +236,7 @@ def _conv_row(data: dict[str, Any]) -> list[str]:
         star = "*" if row["P"] > data["machine"]["cores"] else ""
         peers = ""
         for peer in ("torch", "torch channels_last"):
-            theirs = find(res, **CONV_TARGET, P=row["P"], peer=peer)
+            theirs = find(data["results"], **CONV_TARGET, P=row["P"], peer=peer)
             peers += (f"| {theirs['samples_per_s']:,.0f} "
                       f"| {row['samples_per_s'] / theirs['samples_per_s']:.2f} " if theirs
                       else "| | ")
@@ -273,8 +278,7 @@ def _reducers(data: dict[str, Any]) -> list[str]:
 
 def _where_the_step_goes(data: dict[str, Any]) -> list[str]:
     """The target cell's step split into its phases, per P."""
-    res = data["results"]
-    profile = [r for r in (find(res, **TARGET, P=P) for P in data["config"]["ranks"]) if r]
+    profile = _at_each_p(data, TARGET)
     if not profile:
         return []
     lines = [
