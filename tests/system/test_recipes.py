@@ -45,21 +45,16 @@ def run_recipe(script: str, tmp_path: Path, *args: str, timeout: float) -> tuple
 
 
 @pytest.mark.slow
-@pytest.mark.time_limit(20 * 60)
-def test_the_99_percent_recipe_reaches_99_percent_on_2_ranks(tmp_path):
-    accuracy, epochs = run_recipe("mnist-99.sh", tmp_path, "-n", "2", timeout=15 * 60)
+@pytest.mark.parametrize("recipe, minutes, bar", [
+    pytest.param("mnist-99.sh", 15, 0.99, marks=pytest.mark.time_limit(20 * 60), id="mlp-99"),
+    pytest.param("mnist-cnn.sh", 25, 0.995, marks=pytest.mark.time_limit(30 * 60),
+                 id="conv-99.5"),
+])
+def test_an_mnist_recipe_reaches_its_bar_on_2_ranks(recipe, minutes, bar, tmp_path):
+    accuracy, epochs = run_recipe(recipe, tmp_path, "-n", "2", timeout=minutes * 60)
     seconds = sum(e["seconds"] for e in epochs)
     print(f"test accuracy {accuracy:.2%} after {len(epochs)} epochs, {seconds:.0f} s training")
-    assert accuracy >= 0.99
-
-
-@pytest.mark.slow
-@pytest.mark.time_limit(30 * 60)
-def test_the_conv_net_recipe_reaches_99_5_percent_on_2_ranks(tmp_path):
-    accuracy, epochs = run_recipe("mnist-cnn.sh", tmp_path, "-n", "2", timeout=25 * 60)
-    seconds = sum(e["seconds"] for e in epochs)
-    print(f"test accuracy {accuracy:.2%} after {len(epochs)} epochs, {seconds:.0f} s training")
-    assert accuracy >= 0.995
+    assert accuracy >= bar
 
 
 @pytest.mark.slow
