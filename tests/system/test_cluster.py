@@ -618,6 +618,21 @@ def _heal(host: str) -> None:
         time.sleep(0.5)
 
 
+def _lose_dnn2(run: Supervised, at: str, how: str = "kill") -> tuple[float, float]:
+    """dnn2 hurt (``_hurt``) once the run has printed ``at``; the run then finishes well,
+    and dnn2 is healed whatever happens. Returns when dnn2 was hurt and when the
+    supervisor said it had lost it (time.monotonic)."""
+    try:
+        run.wait_for(at)
+        hurt = time.monotonic()
+        _hurt(how, "dnn2")
+        back = run.wait_for("distnn.elastic: lost dnn2")
+        assert run.finish() == 0, run.output()
+    finally:
+        _heal("dnn2")
+    return hurt, back
+
+
 @pytest.mark.parametrize("how", ["kill", "stop", "link", "stall"])
 def test_an_elastic_run_that_loses_a_host_ends_as_if_it_had_not(hosts, elastic_data,
                                                                  uninterrupted, tmp_path, how):
@@ -627,14 +642,7 @@ def test_an_elastic_run_that_loses_a_host_ends_as_if_it_had_not(hosts, elastic_d
     uninterrupted run, having redone at most one commit's steps."""
     run = Supervised(tmp_path, elastic_data, ["--hosts", "dnn1:1,dnn2:1",
                                               "--stall-timeout", "3"])
-    try:
-        run.wait_for("epoch 30/120")
-        hurt = time.monotonic()
-        _hurt(how, "dnn2")
-        back = run.wait_for("distnn.elastic: lost dnn2")
-        assert run.finish() == 0, run.output()
-    finally:
-        _heal("dnn2")
+    hurt, back = _lose_dnn2(run, "epoch 30/120", how)
     [record] = run.records()
     assert (record["change"], record["hosts"]) == ("lost", ["dnn2"]), record
     assert (record["ranks_before"], record["ranks_after"]) == (2, 1), record
@@ -663,13 +671,7 @@ def test_an_elastic_conv_net_that_loses_a_host_ends_as_if_it_had_not(hosts, elas
     uninterrupted = _alone(elastic_data, tmp_path, [*ELASTIC, *train], timeout=300)(8)
     run = Supervised(tmp_path, elastic_data, ["--hosts", "dnn1:1,dnn2:1"],
                      train=(*train, "--epochs", "8"))
-    try:
-        run.wait_for("epoch 2/8")
-        _hurt("kill", "dnn2")
-        run.wait_for("distnn.elastic: lost dnn2")
-        assert run.finish() == 0, run.output()
-    finally:
-        _heal("dnn2")
+    _lose_dnn2(run, "epoch 2/8")
     [record] = run.records()
     assert (record["change"], record["ranks_before"], record["ranks_after"]) == ("lost", 2, 1)
     assert 0 <= record["steps_redone"] <= COMMIT_STEPS, record
@@ -703,13 +705,7 @@ def test_an_elastic_regression_that_loses_a_host_ends_as_if_it_had_not(
              "--memory-budget", "50K")
     uninterrupted = _alone(regression_data, tmp_path, [*ELASTIC, *train], timeout=300)(60)
     run = Supervised(tmp_path, regression_data, ["--hosts", "dnn1:1,dnn2:1"], train=train)
-    try:
-        run.wait_for("epoch 20/60")
-        _hurt("kill", "dnn2")
-        run.wait_for("distnn.elastic: lost dnn2")
-        assert run.finish() == 0, run.output()
-    finally:
-        _heal("dnn2")
+    _lose_dnn2(run, "epoch 20/60")
     assert "going on with 1 ranks on dnn1" in run.output()
     assert "2 of 2 rank(s) stream their training rows" in run.output()
     assert "final test RMSE" in run.output()
